@@ -1,0 +1,1 @@
+"""YAML run profiles (``cloudfill run --config NAME``)."""

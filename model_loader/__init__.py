@@ -1,0 +1,1 @@
+"""Loading cloudfill SavedModels: the card, the staging, the Beam handlers."""

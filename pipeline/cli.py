@@ -1,0 +1,110 @@
+"""``cloudfill``: one command, four verbs.
+
+    cloudfill run    --images PATTERN --masks TEMPLATE --output DIR [...]
+    cloudfill train  ...   (training.train)
+    cloudfill export ...   (training.export)
+    cloudfill report RUN_DIR
+
+Exit statuses of ``cloudfill run``: 0 every input restored or skipped; 3 the
+run finished but some inputs were dead-lettered as failed (see ``failed/``);
+1 the pipeline itself failed; 2 bad usage or a model that cannot serve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Optional, Sequence
+
+from pipeline import summary as summary_lib
+
+USAGE = __doc__
+
+
+def _read_json(path: str) -> Optional[dict]:
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+  if not FileSystems.exists(path):
+    return None
+  with FileSystems.open(path) as f:
+    return json.loads(f.read().decode("utf-8"))
+
+
+def run_command(argv: Optional[Sequence[str]]) -> int:
+  """``cloudfill run``: runs the pipeline, waits, reports; returns the exit status."""
+  # pylint: disable=import-outside-toplevel
+  from apache_beam.io.filesystems import FileSystems
+  from apache_beam.runners.runner import PipelineState
+
+  from pipeline import options as cli_options
+  from pipeline.run import run
+  from transforms.raster_io import write_bytes_atomic
+
+  args, beam_args = cli_options.parse(argv)
+  start = time.time()
+  try:
+    result = run(argv)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"cloudfill run: {e}", file=sys.stderr)
+    return summary_lib.EXIT_USAGE
+  try:
+    state = result.wait_until_finish()
+  except Exception as e:  # pylint: disable=broad-except
+    logging.exception("pipeline failed")
+    print(f"cloudfill run: the pipeline failed: {e}", file=sys.stderr)
+    return summary_lib.EXIT_PIPELINE_FAILED
+  if state not in (PipelineState.DONE, None) and "DataflowRunner" not in " ".join(beam_args):
+    print(f"cloudfill run: the pipeline ended in state {state}", file=sys.stderr)
+    return summary_lib.EXIT_PIPELINE_FAILED
+  summary_path = FileSystems.join(args.output, summary_lib.SUMMARY)
+  summary = _read_json(summary_path)
+  if summary is None:
+    print(f"cloudfill run: the pipeline finished but wrote no {summary_path}", file=sys.stderr)
+    return summary_lib.EXIT_PIPELINE_FAILED
+  wall = time.time() - start
+  summary["wall_seconds"] = round(wall, 3)
+  done = summary["counts"]["restored"]
+  summary["restored_per_second"] = round(done / wall, 3) if wall > 0 else None
+  write_bytes_atomic(summary_path, json.dumps(summary, indent=1).encode())
+  print(f"matched {summary['matched']}: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
+        + f" in {wall:.1f} s")
+  print(f"restored tiles: {FileSystems.join(args.output, 'restored')}")
+  print(f"metrics:        {FileSystems.join(args.output, 'metrics')}")
+  print(f"dead letters:   {FileSystems.join(args.output, 'failed')}")
+  print(f"summary:        {summary_path}")
+  if not args.no_report:
+    try:
+      from pipeline import report  # pylint: disable=import-outside-toplevel
+      print(f"report:         {report.write_report(args.output)}")
+    except ImportError:
+      pass
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"cloudfill run: the report could not be written: {e}", file=sys.stderr)
+  return summary_lib.exit_status(summary)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+  if not argv or argv[0] in ("-h", "--help"):
+    print(USAGE)
+    return 0 if argv else summary_lib.EXIT_USAGE
+  verb, rest = argv[0], argv[1:]
+  if verb == "run":
+    return run_command(rest)
+  if verb == "train":
+    from training import train  # pylint: disable=import-outside-toplevel
+    return train.main(rest) or 0
+  if verb == "export":
+    from training import export  # pylint: disable=import-outside-toplevel
+    return export.main(rest) or 0
+  if verb == "report":
+    from pipeline import report  # pylint: disable=import-outside-toplevel
+    return report.main(rest) or 0
+  print(f"cloudfill: unknown command {verb!r}\n{USAGE}", file=sys.stderr)
+  return summary_lib.EXIT_USAGE
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""The restoration pipeline, top to bottom.
+
+    match pairs -> skip up-to-date -> decode -> window -> infer -> composite
+    -> write + measure -> metrics/*.jsonl, failed/*.jsonl, summary.json
+
+``python -m pipeline.run --images … --masks … --output …`` runs it, as does
+``cloudfill run``; :func:`run` returns the ``PipelineResult``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from model_loader import locate
+from model_loader.contract import ModelCard
+from pipeline import options as cli_options
+from pipeline import summary as summary_lib
+from transforms.composite import CompositeTiles
+from transforms.decode import Decode, DecodeSpec
+from transforms.incremental import Incremental
+from transforms.infer import Infer, InferSpec
+from transforms.masks import MaskSpec
+from transforms.match import MatchPairs
+from transforms.window import CutWindows, WindowSpec
+from transforms.write import WriteSpec, WriteTiles
+
+METRICS_DIR = "metrics"
+FAILED_DIR = "failed"
+
+
+def model_info(card: ModelCard, uri: str) -> dict[str, Any]:
+  return {"name": card.name, "version": card.version, "uri": uri, "bands": card.bands,
+          "window": card.window, "overlap": card.overlap}
+
+
+def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str) -> None:
+  """Adds the restoration graph for parsed ``args`` to pipeline ``p``."""
+  out = args.output
+  mask = MaskSpec(source=args.mask_source, threshold=args.mask_threshold,
+                  dilate=args.dilate, nodata=args.nodata)
+  vrange = tuple(args.value_range) if args.value_range else None
+
+  matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
+  todo = matched["pairs"] | "Incremental" >> Incremental(
+      output_dir=out, model_version=card.version, overwrite=args.overwrite)
+  decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
+      mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
+      nan_as_missing=args.nan_as_missing))
+  windows = decoded.tiles | "Window" >> beam.ParDo(CutWindows(
+      WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange)))
+  inferred = windows | "Infer" >> Infer(InferSpec(
+      model_uri=model_uri, backend=args.backend, overlap=card.overlap,
+      min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
+      max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
+      model_copies=args.model_copies, accelerator=args.accelerator))
+  keyed_tiles = decoded.tiles | "KeyTiles" >> beam.Map(lambda t: (t.key, t))
+  composited = ({"tile": keyed_tiles, "windows": inferred}
+                | "Join" >> beam.CoGroupByKey()
+                | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
+  written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
+      output_dir=out, model_version=card.version, evaluate=args.evaluate,
+      reference_template=args.reference, value_range=vrange))).with_outputs("dead", main="results")
+
+  dead = ((matched["dead"], decoded.dead, composited.dead, written.dead)
+          | "AllDead" >> beam.Flatten())
+  _ = (written.results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
+       | "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(out, METRICS_DIR, "metrics"),
+                                               file_name_suffix=".jsonl"))
+  _ = (dead | "DeadJson" >> beam.Map(lambda d: d.to_json())
+       | "WriteFailed" >> beam.io.WriteToText(FileSystems.join(out, FAILED_DIR, "dead-letters"),
+                                              file_name_suffix=".jsonl"))
+  outcomes = ((written.results | "FromResults" >> beam.Map(summary_lib.from_result),
+               dead | "FromDead" >> beam.Map(summary_lib.from_dead),
+               todo.up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date))
+              | "AllOutcomes" >> beam.Flatten())
+  _ = (outcomes
+       | "Gather" >> beam.combiners.ToList()
+       | "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(out, model_info(card, model_uri))))
+
+
+def check_model_early(model_uri: str, card: ModelCard) -> None:
+  """Loads the model once at launch and runs one window through it.
+
+  Raises:
+    ValueError or OSError: the model cannot serve; no tile has been written.
+  """
+  from model_loader import native  # pylint: disable=import-outside-toplevel
+  try:
+    model = native.LoadedModel(locate.stage_locally(model_uri))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
+  native.check_model(model, card.window, card.bands)
+
+
+def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
+        test_pipeline: Optional[beam.Pipeline] = None) -> beam.runners.runner.PipelineResult:
+  """Builds and runs the pipeline; returns its ``PipelineResult`` (not waited on).
+
+  Raises:
+    FileNotFoundError, ValueError: bad model or options (before any work).
+  """
+  args, beam_args = cli_options.parse(argv)
+  model_uri = locate.resolve(args.model)
+  card = locate.read_card(model_uri)
+  if args.bands and len(args.bands) != card.bands:
+    raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
+  check_model_early(model_uri, card)
+  pipeline_options = PipelineOptions(beam_args)
+  pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
+  p = test_pipeline or beam.Pipeline(options=pipeline_options)
+  build(p, args, card, model_uri)
+  return p.run()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  logging.getLogger().setLevel(logging.INFO)
+  from pipeline import cli  # pylint: disable=import-outside-toplevel
+  return cli.run_command(argv)
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The run summary and manifest: every input accounted for, once.
+
+Each matched input ends as one outcome record (restored, skipped or failed);
+they are combined into ``summary.json`` (counts that add up to the inputs,
+aggregate metrics and per-stage timings) and ``manifest.json`` (which input
+ended how, with the model version), both written when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable, Optional
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.raster_io import write_bytes_atomic
+from transforms.records import FAILED, OUTCOMES, RESTORED, SKIPPED, DeadLetter, TilePair, TileResult
+
+SUMMARY = "summary.json"
+MANIFEST = "manifest.json"
+
+# Exit statuses of ``cloudfill run`` (documented in the README).
+EXIT_OK = 0
+EXIT_PIPELINE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SOME_FAILED = 3
+
+
+def from_result(r: TileResult) -> dict[str, Any]:
+  return {"path": r.path, "outcome": r.outcome, "output": r.output, "metrics": r.metrics}
+
+
+def from_dead(d: DeadLetter) -> dict[str, Any]:
+  return {"path": d.path, "outcome": d.outcome, "stage": d.stage, "reason": d.reason}
+
+
+def from_up_to_date(p: TilePair) -> dict[str, Any]:
+  return {"path": p.image_path, "outcome": SKIPPED, "stage": "incremental",
+          "reason": "output up to date"}
+
+
+def _stats(values: list[float]) -> Optional[dict[str, float]]:
+  v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+  if v.size == 0:
+    return None
+  return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
+          "p95": float(np.percentile(v, 95)), "min": float(v.min()), "max": float(v.max())}
+
+
+def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any]) -> tuple[dict, dict]:
+  """Builds (summary, manifest) from every input's outcome record."""
+  records = sorted(records, key=lambda r: r["path"])
+  counts = {k: 0 for k in OUTCOMES}
+  for r in records:
+    counts[r["outcome"]] += 1
+  restored = [r["metrics"] for r in records if r["outcome"] == RESTORED]
+  metric_keys = ("coverage", "holes", "largest_hole", "seam", "psnr", "ssim", "mae", "spectral_angle_deg")
+  aggregates = {k: s for k in metric_keys if (s := _stats([m.get(k) for m in restored])) is not None}
+  stages = sorted({k for m in restored for k in m.get("seconds", {})})
+  timings = {k: _stats([m["seconds"].get(k) for m in restored if k in m.get("seconds", {})]) for k in stages}
+  reasons: dict[str, int] = {}
+  for r in records:
+    if r["outcome"] != RESTORED:
+      key = f"{r['outcome']}: {r.get('stage')}: {r.get('reason', '')[:120]}"
+      reasons[key] = reasons.get(key, 0) + 1
+  summary = {
+      "matched": len(records),
+      "counts": counts,
+      "counts_add_up": sum(counts.values()) == len(records),
+      "model": model,
+      "metrics": aggregates,
+      "seconds_per_tile": timings,
+      "reasons": reasons,
+      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+  }
+  manifest = {
+      "model": model,
+      RESTORED: [{"path": r["path"], "output": r["output"]} for r in records if r["outcome"] == RESTORED],
+      SKIPPED: [{"path": r["path"], "reason": r.get("reason")} for r in records if r["outcome"] == SKIPPED],
+      FAILED: [{"path": r["path"], "stage": r.get("stage"), "reason": r.get("reason")}
+               for r in records if r["outcome"] == FAILED],
+  }
+  return summary, manifest
+
+
+class WriteSummary(beam.DoFn):
+  """Writes ``summary.json`` and ``manifest.json`` from all outcome records."""
+
+  def __init__(self, output_dir: str, model: dict[str, Any]):
+    self._output = output_dir
+    self._model = model
+
+  def process(self, records: list[dict[str, Any]]):
+    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+    summary, manifest = summarize(records, self._model)
+    write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
+    write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
+    yield summary
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+  """0 when nothing failed, 3 when some inputs were dead-lettered as failed."""
+  return EXIT_SOME_FAILED if summary["counts"][FAILED] else EXIT_OK

@@ -1,0 +1,57 @@
+"""A tiny SavedModel that honours the cloudfill contract, for tests.
+
+It fills each missing pixel with the mean of the window's known pixels per
+band: cheap, deterministic, and it exercises every signature the pipeline
+uses. The trained generator's own tests live in tests/training/.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from model_loader.contract import (ASSET_NAME, EXAMPLE_FEATURES, OUTPUT_RESTORED,
+                                   SIGNATURE_RESTORE, SIGNATURE_SERVING, ModelCard)
+
+
+def make_mean_fill_model(path: str, *, bands: int = 3, window: int = 64, overlap: int = 8,
+                         version: str = "test-mean-1", scale: float = 1.0) -> str:
+  """Writes the model to ``path``; ``scale`` != 1 multiplies the output
+  (a model that returns wrong values), and returns ``path``."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  class MeanFill(tf.Module):
+
+    def _restore(self, image, mask):
+      known = 1.0 - mask
+      mean = tf.reduce_sum(image * known, axis=[1, 2], keepdims=True) / tf.maximum(
+          tf.reduce_sum(known, axis=[1, 2], keepdims=True), 1.0)
+      return (image * known + mean * mask) * scale
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, bands], tf.float32),
+                                  tf.TensorSpec([None, None, None, 1], tf.float32)])
+    def restore(self, image, mask):
+      return {OUTPUT_RESTORED: self._restore(image, mask)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, examples):
+      image_key, mask_key = EXAMPLE_FEATURES
+      parsed = tf.io.parse_example(examples, {
+          image_key: tf.io.FixedLenFeature([window * window * bands], tf.float32),
+          mask_key: tf.io.FixedLenFeature([window * window], tf.float32)})
+      image = tf.reshape(parsed[image_key], [-1, window, window, bands])
+      mask = tf.reshape(parsed[mask_key], [-1, window, window, 1])
+      return {OUTPUT_RESTORED: self._restore(image, mask)}
+
+  module = MeanFill()
+  card = ModelCard(name="mean-fill", version=version, bands=bands, window=window,
+                   overlap=overlap, trained_on=["nothing: a test fixture"])
+  asset_dir = tempfile.mkdtemp(prefix="cloudfill-card-")
+  asset = os.path.join(asset_dir, ASSET_NAME)
+  with open(asset, "w", encoding="utf-8") as f:
+    f.write(card.to_json())
+  module.card = tf.saved_model.Asset(asset)
+  tf.saved_model.save(module, path, signatures={
+      SIGNATURE_RESTORE: module.restore.get_concrete_function(),
+      SIGNATURE_SERVING: module.serve.get_concrete_function()})
+  return path

@@ -1,0 +1,239 @@
+"""Export a generator as a cloudfill SavedModel (and optionally TFLite).
+
+The SavedModel honours :mod:`model_loader.contract`: signatures ``restore``
+and ``serving_default`` and the asset ``assets/cloudfill.json``. It is
+written with ``keras.export.ExportArchive`` (two endpoints): tfx-bsl's TF1
+session loader (``CreateModelHandler``) loads that, whereas a plain
+``tf.saved_model.save`` of a wrapped Keras 3 model failed there.
+
+Command line (``cloudfill export``)::
+
+  cloudfill export --weights runs/x/generator.weights.h5 \
+      --config runs/x/generator.json --out model_loader/default_model \
+      --version 1.0 [--tflite runs/x/tflite --data /work/shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from model_loader import contract
+from model_loader.contract import ModelCard
+
+
+def _restore_fn(generator):
+  def restore(image, mask):
+    return {contract.OUTPUT_RESTORED:
+            tf.cast(generator((image, mask), training=False), tf.float32)}
+  return restore
+
+
+def _serving_fn(generator, window: int, bands: int):
+  spec = {
+      "image": tf.io.FixedLenFeature([window * window * bands], tf.float32),
+      "mask": tf.io.FixedLenFeature([window * window], tf.float32),
+  }
+  assert tuple(spec) == contract.EXAMPLE_FEATURES
+
+  def serve(examples):
+    feats = tf.io.parse_example(examples, spec)
+    image = tf.reshape(feats["image"], [-1, window, window, bands])
+    mask = tf.reshape(feats["mask"], [-1, window, window, 1])
+    return {contract.OUTPUT_RESTORED:
+            tf.cast(generator((image, mask), training=False), tf.float32)}
+  return serve
+
+
+def export_saved_model(generator: keras.Model, card: ModelCard,
+                       out_dir: str) -> str:
+  """Writes ``generator`` as a contract-conforming SavedModel.
+
+  Args:
+    generator: A built generator taking ``(image, mask)``.
+    card: The model card; ``card.bands`` and ``card.window`` fix the
+      ``serving_default`` example layout.
+    out_dir: Target directory; replaced if it exists.
+
+  Returns:
+    ``out_dir``.
+  """
+  bands, window = int(card.bands), int(card.window)
+  archive = keras.export.ExportArchive()
+  archive.track(generator)
+  archive.add_endpoint(
+      name=contract.SIGNATURE_RESTORE, fn=_restore_fn(generator),
+      input_signature=[
+          tf.TensorSpec([None, None, None, bands], tf.float32,
+                        name=contract.INPUT_IMAGE),
+          tf.TensorSpec([None, None, None, 1], tf.float32,
+                        name=contract.INPUT_MASK)])
+  archive.add_endpoint(
+      name=contract.SIGNATURE_SERVING, fn=_serving_fn(generator, window, bands),
+      input_signature=[tf.TensorSpec([None], tf.string,
+                                     name=contract.INPUT_EXAMPLES)])
+  tmp = tempfile.mkdtemp(prefix="cloudfill_card_")
+  card_path = os.path.join(tmp, contract.ASSET_NAME)
+  with open(card_path, "w") as f:
+    f.write(card.to_json())
+  # Track the card as a real SavedModel asset (copied to assets/).
+  archive.cloudfill_card = tf.saved_model.Asset(card_path)
+  if os.path.exists(out_dir):
+    shutil.rmtree(out_dir)
+  archive.write_out(out_dir, verbose=False)
+  asset = os.path.join(out_dir, "assets", contract.ASSET_NAME)
+  if not os.path.exists(asset):
+    os.makedirs(os.path.dirname(asset), exist_ok=True)
+    shutil.copy(card_path, asset)
+  shutil.rmtree(tmp, ignore_errors=True)
+  return out_dir
+
+
+def read_card(saved_model_dir: str) -> ModelCard:
+  """Reads ``assets/cloudfill.json`` of an exported model."""
+  with open(os.path.join(saved_model_dir, "assets", contract.ASSET_NAME)) as f:
+    return ModelCard.from_json(f.read())
+
+
+def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
+                  representative: Optional[Iterable] = None,
+                  ) -> dict[str, str]:
+  """Converts the generator to TFLite at a fixed ``[1, W, W, C]`` shape.
+
+  Args:
+    generator: A built generator.
+    card: Its model card (window and bands).
+    out_dir: Where ``cloudfill_fp16.tflite`` and ``cloudfill_int8.tflite``
+      go.
+    representative: Iterable of ``(image, mask)`` numpy pairs of shape
+      ``[1, W, W, C]`` / ``[1, W, W, 1]`` for INT8 calibration; no INT8 file
+      without it.
+
+  Returns:
+    ``{"fp16": path, "int8": path}`` for the files written.
+  """
+  w, c = int(card.window), int(card.bands)
+  fn = tf.function(lambda image, mask: _restore_fn(generator)(image, mask))
+  cf = fn.get_concrete_function(
+      tf.TensorSpec([1, w, w, c], tf.float32, name="image"),
+      tf.TensorSpec([1, w, w, 1], tf.float32, name="mask"))
+  os.makedirs(out_dir, exist_ok=True)
+  written = {}
+
+  conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], generator)
+  conv.optimizations = [tf.lite.Optimize.DEFAULT]
+  conv.target_spec.supported_types = [tf.float16]
+  path = os.path.join(out_dir, "cloudfill_fp16.tflite")
+  with open(path, "wb") as f:
+    f.write(conv.convert())
+  written["fp16"] = path
+
+  if representative is not None:
+    reps = list(representative)
+
+    def rep_gen():
+      for image, mask in reps:
+        yield [np.asarray(image, np.float32), np.asarray(mask, np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], generator)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep_gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    # Float in/out (0…1 image, 0/1 mask); every op inside is INT8.
+    path = os.path.join(out_dir, "cloudfill_int8.tflite")
+    with open(path, "wb") as f:
+      f.write(conv.convert())
+    written["int8"] = path
+  return written
+
+
+def load_generator(config_path: str, weights_path: str) -> keras.Model:
+  """Rebuilds a generator from ``generator.json`` and a weights file."""
+  from training.generator import build_generator
+  with open(config_path) as f:
+    cfg = json.load(f)
+  cfg.pop("name", None)
+  g = build_generator(**cfg)
+  g.load_weights(weights_path)
+  return g
+
+
+def _parse(argv: Optional[Sequence[str]]):
+  p = argparse.ArgumentParser(
+      prog="cloudfill export",
+      description="Export a trained generator as a cloudfill SavedModel "
+                  "(and TFLite float16 / INT8).")
+  p.add_argument("--run", help="training run dir (uses generator.json and "
+                 "generator.weights.h5 there)")
+  p.add_argument("--config", help="generator.json (overrides --run)")
+  p.add_argument("--weights", help="weights file (overrides --run)")
+  p.add_argument("--untrained", action="store_true",
+                 help="export a freshly initialised generator")
+  p.add_argument("--out", default="model_loader/default_model")
+  p.add_argument("--name", default="cloudfill-pconv")
+  p.add_argument("--version", default="0-untrained")
+  p.add_argument("--bands", type=int, default=3)
+  p.add_argument("--window", type=int, default=256)
+  p.add_argument("--overlap", type=int, default=32)
+  p.add_argument("--metrics", help="JSON file merged into card.metrics")
+  p.add_argument("--trained-on", nargs="*", default=None,
+                 help="provenance; default: the run's trained_on.json")
+  p.add_argument("--tflite", metavar="DIR",
+                 help="also write float16 and INT8 TFLite models here")
+  p.add_argument("--data", default="/work/shared/data",
+                 help="training data for the INT8 representative set")
+  p.add_argument("--rep-samples", type=int, default=32)
+  return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """``cloudfill export`` entry point."""
+  args = _parse(argv)
+  trained_on, metrics, bands = [], {}, args.bands
+  if args.untrained:
+    from training.generator import build_generator
+    gen = build_generator(bands=bands)
+  else:
+    cfg = args.config or os.path.join(args.run, "generator.json")
+    wts = args.weights or os.path.join(args.run, "generator.weights.h5")
+    gen = load_generator(cfg, wts)
+    bands = gen.bands
+    if args.run:
+      p = os.path.join(args.run, "trained_on.json")
+      if os.path.exists(p):
+        with open(p) as f:
+          trained_on = json.load(f)
+      p = os.path.join(args.run, "metrics.json")
+      if os.path.exists(p):
+        with open(p) as f:
+          metrics = json.load(f)
+  if args.trained_on is not None:
+    trained_on = args.trained_on
+  if args.metrics:
+    with open(args.metrics) as f:
+      metrics.update(json.load(f))
+  card = ModelCard(name=args.name, version=args.version, bands=bands,
+                   window=args.window, overlap=args.overlap,
+                   pad_multiple=gen.multiple, trained_on=tuple(trained_on),
+                   metrics=metrics)
+  export_saved_model(gen, card, args.out)
+  print(f"SavedModel written to {args.out}")
+  if args.tflite:
+    from training.data import representative_tiles
+    reps = representative_tiles(args.data, bands, args.window,
+                                args.rep_samples)
+    for kind, path in export_tflite(gen, card, args.tflite, reps).items():
+      print(f"TFLite {kind}: {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

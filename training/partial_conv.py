@@ -1,0 +1,98 @@
+"""Partial convolution (Liu et al., 2018, "Image Inpainting for Irregular
+Holes Using Partial Convolutions"), following NVIDIA's reference code.
+
+For a window W of the input X with validity mask M (1 = known pixel)::
+
+  out = (sum(W ⊙ X ⊙ M) * window_size / sum(M) + b) * m'   where sum(M) > 0
+  out = 0                                                    where sum(M) = 0
+  m'  = 1 if sum(M) > 0 else 0
+
+One mask channel is shared by all feature channels, so ``window_size`` is
+``kh * kw`` (the reference's ``kh * kw * C_in / (C_in * sum)`` ratio reduces
+to this). The mask sum is a convolution with a ones kernel, never a learned
+per-filter convolution. Zero padding counts as missing, as in the reference.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _pair(v):
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class PartialConv2D(keras.layers.Layer):
+  """2-D partial convolution with mask update.
+
+  Call it on ``(x, valid)`` with ``x`` ``[N, H, W, C]`` and ``valid``
+  ``[N, H, W, 1]`` (1 = known). Returns ``(y, valid_out)``.
+
+  Args:
+    filters: Number of output channels.
+    kernel_size: Kernel side (int or pair).
+    strides: Stride (int or pair).
+    use_bias: Add a bias after the rescaling.
+    kernel_initializer: Keras initializer for the kernel.
+    bias_initializer: Keras initializer for the bias.
+  """
+
+  def __init__(self, filters, kernel_size, strides=1, use_bias=True,
+               kernel_initializer="he_normal", bias_initializer="zeros",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.filters = int(filters)
+    self.kernel_size = _pair(kernel_size)
+    self.strides = _pair(strides)
+    self.use_bias = use_bias
+    self.kernel_initializer = keras.initializers.get(kernel_initializer)
+    self.bias_initializer = keras.initializers.get(bias_initializer)
+
+  def build(self, input_shape):
+    x_shape = input_shape[0]
+    cin = int(x_shape[-1])
+    kh, kw = self.kernel_size
+    self.kernel = self.add_weight(
+        name="kernel", shape=(kh, kw, cin, self.filters),
+        initializer=self.kernel_initializer)
+    self.bias = (self.add_weight(name="bias", shape=(self.filters,),
+                                 initializer=self.bias_initializer)
+                 if self.use_bias else None)
+
+  def call(self, inputs):
+    x, valid = inputs
+    kh, kw = self.kernel_size
+    strides = (1,) + self.strides + (1,)
+    valid = tf.cast(valid, x.dtype)
+    y = tf.nn.conv2d(x * valid, tf.cast(self.kernel, x.dtype), strides,
+                     padding="SAME")
+    # Mask bookkeeping in float32 (exact small integers even under fp16).
+    v32 = tf.cast(valid, tf.float32)
+    ones = tf.ones((kh, kw, 1, 1), tf.float32)
+    msum = tf.nn.conv2d(v32, ones, strides, padding="SAME")
+    new_valid = tf.clip_by_value(msum, 0.0, 1.0)
+    ratio = float(kh * kw) / tf.maximum(msum, 1e-8) * new_valid
+    y = y * tf.cast(ratio, y.dtype)
+    if self.bias is not None:
+      y = y + tf.cast(self.bias, y.dtype)
+    y = y * tf.cast(new_valid, y.dtype)
+    return y, tf.cast(new_valid, x.dtype)
+
+  def compute_output_shape(self, input_shape):
+    x_shape, m_shape = input_shape
+    def out(n, s):
+      return None if n is None else -(-n // s)
+    h = out(x_shape[1], self.strides[0])
+    w = out(x_shape[2], self.strides[1])
+    return ((x_shape[0], h, w, self.filters), (m_shape[0], h, w, 1))
+
+  def get_config(self):
+    cfg = super().get_config()
+    cfg.update(filters=self.filters, kernel_size=self.kernel_size,
+               strides=self.strides, use_bias=self.use_bias,
+               kernel_initializer=keras.initializers.serialize(
+                   self.kernel_initializer),
+               bias_initializer=keras.initializers.serialize(
+                   self.bias_initializer))
+    return cfg

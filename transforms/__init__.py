@@ -1,0 +1,2 @@
+"""The pipeline's stages, one per module: match, decode, window, infer,
+composite, write, metrics."""

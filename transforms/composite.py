@@ -1,0 +1,133 @@
+"""Stage 5: put generated values into the missing pixels, and only there.
+
+Known pixels are never touched: the output is the input array with its
+missing pixels replaced, so they come out bit-identical. Where windows
+overlap, their values are blended with feathered weights so no seam shows.
+Values are clipped to the tile's value range and cast back to its dtype.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Optional
+
+import apache_beam as beam
+import numpy as np
+
+from transforms import counters
+from transforms.records import DeadLetter, RestoredTile, Window, WindowResult
+from transforms.window import feather, from_unit, value_range
+
+DEAD = "dead"
+
+
+def sparsify(win: Window, overlap: int) -> WindowResult:
+  """Keeps a restored window's values at its missing pixels inside the tile."""
+  size = win.image.shape[0]
+  h = min(size, win.tile_shape[0] - win.y)
+  w = min(size, win.tile_shape[1] - win.x)
+  holes = win.mask[:h, :w, 0] > 0.5
+  return WindowResult(y=win.y, x=win.x, h=h, w=w,
+                      values=np.asarray(win.restored[:h, :w][holes], np.float32),
+                      weights=feather(size, overlap)[:h, :w][holes],
+                      seconds=win.seconds)
+
+
+def blend(mask: np.ndarray, results: Iterable[WindowResult], bands: int) -> np.ndarray:
+  """Weighted mean of the windows' values at each missing pixel.
+
+  Args:
+    mask: ``[H, W]`` bool, True = missing.
+    results: Every window of the tile that holds missing pixels.
+    bands: C.
+
+  Returns:
+    ``[n_missing, C]`` float32 in row-major order of the missing pixels.
+
+  Raises:
+    ValueError: some missing pixel was covered by no window.
+  """
+  n = int(mask.sum())
+  index = np.full(mask.shape, -1, dtype=np.int32)
+  index[mask] = np.arange(n, dtype=np.int32)
+  acc = np.zeros((n, bands), np.float32)
+  wsum = np.zeros(n, np.float32)
+  for r in results:
+    ii = index[r.y:r.y + r.h, r.x:r.x + r.w][mask[r.y:r.y + r.h, r.x:r.x + r.w]]
+    if ii.shape[0] != r.values.shape[0]:
+      raise ValueError(f"window at ({r.y}, {r.x}) carries {r.values.shape[0]} values "
+                       f"for {ii.shape[0]} missing pixels")
+    acc[ii] += r.values * r.weights[:, None]
+    wsum[ii] += r.weights
+  if (wsum <= 0).any():
+    raise ValueError(f"{int((wsum <= 0).sum())} missing pixels were covered by no window")
+  return acc / wsum[:, None]
+
+
+def to_dtype(values: np.ndarray, dtype: str, vrange: tuple[float, float],
+             nodata: Optional[float] = None) -> np.ndarray:
+  """0…1 values back to the tile's scale and dtype, clipped to its range.
+
+  A generated value that would equal the no-data value is nudged one step
+  away, so restored pixels are never read as no-data.
+  """
+  lo, hi = vrange
+  out = np.clip(from_unit(values, lo, hi), lo, hi)
+  dt = np.dtype(dtype)
+  if dt.kind in "iu":
+    info = np.iinfo(dt)
+    out = np.clip(np.rint(out), info.min, info.max).astype(dt)
+    if nodata is not None and np.isfinite(nodata) and info.min <= nodata <= info.max:
+      step = 1 if nodata < info.max else -1
+      out[out == dt.type(nodata)] = dt.type(nodata + step)
+  else:
+    out = out.astype(dt)
+    if nodata is not None and np.isfinite(nodata):
+      out[out == dt.type(nodata)] = np.nextafter(dt.type(nodata), dt.type(np.inf))
+  return out
+
+
+def composite(image: np.ndarray, mask: np.ndarray, results: Iterable[WindowResult],
+              value_range_override: Optional[tuple[float, float]] = None,
+              nodata: Optional[float] = None) -> np.ndarray:
+  """The restored tile: ``image`` with its missing pixels filled.
+
+  Args:
+    image: ``[H, W, C]`` input tile (not modified).
+    mask: ``[H, W]`` bool, True = missing.
+    results: The tile's restored windows.
+    value_range_override: ``(lo, hi)`` of the 0…1 scaling, or None for the
+      dtype's default.
+    nodata: The tile's no-data value, if any.
+  """
+  vrange = value_range(str(image.dtype), value_range_override)
+  filled = to_dtype(blend(mask, results, image.shape[2]), str(image.dtype), vrange, nodata)
+  out = image.copy()
+  out[mask] = filled
+  return out
+
+
+class CompositeTiles(beam.DoFn):
+  """``(key, {"tile": [Tile], "windows": [WindowResult...]})`` -> RestoredTile.
+
+  Failures go to the ``dead`` output.
+  """
+
+  def __init__(self, value_range_override: Optional[tuple[float, float]] = None):
+    self._vrange = value_range_override
+
+  def process(self, joined):
+    _, groups = joined
+    results = list(groups["windows"])
+    for tile in groups["tile"]:  # Exactly one: keys are unique stems.
+      start = time.perf_counter()
+      try:
+        restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
+      except (ValueError, MemoryError) as e:
+        counters.inc("failed_composite")
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "composite", str(e)))
+        continue
+      tile.timings["window_infer"] = float(sum(r.seconds for r in results))
+      tile.timings["composite"] = time.perf_counter() - start
+      counters.record("composite_ms", 1000 * tile.timings["composite"])
+      yield RestoredTile(tile=tile, restored=restored, windows=len(results))

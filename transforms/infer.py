@@ -1,0 +1,107 @@
+"""Stage 4: run windows through the generator with Beam's ``RunInference``.
+
+Two backends behind one option:
+
+* ``native`` (default): :class:`model_loader.native.NativeModelHandler`, the
+  SavedModel's ``restore`` signature on numpy batches.
+* ``tfx``: tfx-bsl's ``CreateModelHandler`` on ``serving_default``, which
+  takes serialized ``tf.train.Example`` (as TF Serving does).
+
+Both end as ``(tile_key, WindowResult)``: the generated values at the
+window's missing pixels, ready to composite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import RunInference
+
+from model_loader import native, tfx
+from transforms import counters
+from transforms.composite import sparsify
+from transforms.records import Window
+
+BACKENDS = ("native", "tfx")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferSpec:
+  """How inference runs.
+
+  Attributes:
+    model_uri: The SavedModel directory (local or object storage).
+    backend: ``native`` or ``tfx``.
+    overlap: The windows' overlap (for the blending weights).
+    min_batch_size, max_batch_size, max_batch_duration_secs: Batching.
+    large_model: Share one model across processes on a worker.
+    model_copies: Exact number of model copies per worker (e.g. one per GPU).
+    accelerator: A Dataflow accelerator resource hint, e.g.
+      ``type:nvidia-l4;count:1;install-nvidia-driver``.
+  """
+
+  model_uri: str
+  backend: str = "native"
+  overlap: int = 32
+  min_batch_size: Optional[int] = None
+  max_batch_size: Optional[int] = 16
+  max_batch_duration_secs: Optional[int] = None
+  large_model: bool = False
+  model_copies: Optional[int] = None
+  accelerator: Optional[str] = None
+
+  def __post_init__(self):
+    if self.backend not in BACKENDS:
+      raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+
+
+def _finish(win: Window, restored, overlap: int):
+  win.restored = restored
+  counters.inc("windows_inferred")
+  return win.tile_key, sparsify(win, overlap)
+
+
+class _FromPrediction(beam.DoFn):
+  def __init__(self, overlap: int):
+    self._overlap = overlap
+
+  def process(self, prediction):
+    yield _finish(prediction.example, prediction.inference, self._overlap)
+
+
+class _FromTfxPrediction(beam.DoFn):
+  def __init__(self, overlap: int):
+    self._overlap = overlap
+
+  def process(self, keyed):
+    win, log = keyed
+    yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap)
+
+
+@dataclasses.dataclass
+class Infer(beam.PTransform):
+  """``Window`` -> ``(tile_key, WindowResult)`` through ``RunInference``."""
+
+  spec: InferSpec
+
+  def expand(self, windows):
+    s = self.spec
+    if s.backend == "native":
+      handler = native.NativeModelHandler(
+          s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
+          max_batch_duration_secs=s.max_batch_duration_secs, large_model=s.large_model,
+          model_copies=s.model_copies, accelerator=s.accelerator)
+      return (windows
+              | "RunInference" >> RunInference(handler)
+              | "Sparsify" >> beam.ParDo(_FromPrediction(s.overlap)))
+    handler = tfx.create_handler(s.model_uri, min_batch_size=s.min_batch_size,
+                                 max_batch_size=s.max_batch_size, large_model=s.large_model)
+    inference = RunInference(handler)
+    if s.accelerator:
+      inference = inference.with_resource_hints(accelerator=s.accelerator)
+    return (windows
+            | "ToExample" >> beam.Map(lambda w: (w, tfx.to_example(w.image, w.mask)))
+            | "RunInference" >> inference
+            | "Sparsify" >> beam.ParDo(_FromTfxPrediction(s.overlap)))

@@ -1,0 +1,96 @@
+"""Turning what the user gives into a boolean missing-pixel mask.
+
+A mask comes from a mask file (non-zero = missing, or a probability thresholded
+with ``--mask-threshold``), or from the image itself: its no-data value, or one
+of its bands holding a cloud probability. ``--dilate N`` then grows it by N
+pixels to cover cloud edges and halos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskSpec:
+  """How to derive a tile's mask.
+
+  Attributes:
+    source: ``file`` (a mask file per image, see the mask template),
+      ``nodata`` (pixels equal to the image's no-data value in every band),
+      or ``band:K`` (band K, 1-based, of the image is a cloud probability; it
+      is removed from the image before restoration).
+    threshold: For probability masks (float or integer), values strictly above
+      it are missing. None means any non-zero value is missing.
+    dilate: Grow the mask by this many pixels (square structuring element).
+    nodata: The no-data value to use when the image does not declare one.
+  """
+
+  source: str = "file"
+  threshold: Optional[float] = None
+  dilate: int = 0
+  nodata: Optional[float] = None
+
+  def __post_init__(self):
+    if not (self.source in ("file", "nodata") or self.source.startswith("band:")):
+      raise ValueError(f"mask source must be file, nodata or band:K, got {self.source!r}")
+    if self.dilate < 0:
+      raise ValueError("dilate must be >= 0")
+
+  @property
+  def band(self) -> Optional[int]:
+    return int(self.source.split(":", 1)[1]) if self.source.startswith("band:") else None
+
+
+def binarize(values: np.ndarray, threshold: Optional[float]) -> np.ndarray:
+  """``[H, W]`` or ``[H, W, C]`` mask values to bool (any channel missing)."""
+  if values.ndim == 3:
+    values = values.max(axis=2) if threshold is not None else np.any(values != 0, axis=2)
+  if values.dtype == bool:
+    return values
+  if threshold is None:
+    return values != 0
+  return values > threshold
+
+
+def nodata_mask(image: np.ndarray, nodata: Optional[float]) -> np.ndarray:
+  """Pixels equal to ``nodata`` in every band (NaN matches NaN)."""
+  if nodata is None:
+    raise ValueError("the image declares no no-data value; pass --nodata")
+  if np.isnan(nodata):
+    return np.all(np.isnan(image), axis=2)
+  return np.all(image == np.asarray(nodata, dtype=image.dtype), axis=2)
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+  if pixels <= 0 or not mask.any():
+    return mask
+  structure = np.ones((3, 3), dtype=bool)
+  return ndimage.binary_dilation(mask, structure=structure, iterations=pixels)
+
+
+def derive(image: np.ndarray, mask_values: Optional[np.ndarray],
+           profile_nodata: Optional[float],
+           spec: MaskSpec) -> tuple[np.ndarray, np.ndarray]:
+  """Returns (image, mask) per ``spec``; the image loses a probability band.
+
+  Raises:
+    ValueError: the spec does not fit this tile (the message says why).
+  """
+  if spec.source == "file":
+    if mask_values is None:
+      raise ValueError("no mask given")
+    mask = binarize(mask_values, spec.threshold)
+  elif spec.source == "nodata":
+    mask = nodata_mask(image, spec.nodata if spec.nodata is not None else profile_nodata)
+  else:
+    k = spec.band
+    if not 1 <= k <= image.shape[2]:
+      raise ValueError(f"mask band {k} out of range: the image has {image.shape[2]} bands")
+    mask = binarize(image[:, :, k - 1], spec.threshold if spec.threshold is not None else 0.5)
+    image = np.delete(image, k - 1, axis=2)
+  return image, dilate(mask, spec.dilate)

@@ -1,0 +1,175 @@
+"""The records that flow between the pipeline's stages.
+
+Read top to bottom, the data path is::
+
+  TilePair (match) -> Tile (decode) -> Window (window) -> Window with
+  ``restored`` (infer) -> TileResult (composite + write) -> metrics/summary
+
+and any stage may instead emit a :class:`DeadLetter`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional
+
+import numpy as np
+
+# Outcomes a tile can end with; every matched input ends with exactly one.
+RESTORED = "restored"
+SKIPPED = "skipped"
+FAILED = "failed"
+OUTCOMES = (RESTORED, SKIPPED, FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePair:
+  """An image and where its mask comes from.
+
+  Attributes:
+    image_path: The image's path or URI.
+    stem: The image's file name without extension; names the outputs.
+    mask_path: The mask's path or URI, or None when the mask comes from the
+      image itself (no-data value or a probability band).
+    mtime: The image's last-modified time (seconds since the epoch), or 0.
+    size_bytes: The image's size in bytes.
+  """
+
+  image_path: str
+  stem: str
+  mask_path: Optional[str]
+  mtime: float = 0.0
+  size_bytes: int = 0
+
+
+@dataclasses.dataclass
+class Tile:
+  """A decoded tile: its pixels, its mask, and what is needed to write it back.
+
+  Attributes:
+    pair: Where it came from.
+    image: ``[H, W, C]`` array in the input dtype.
+    mask: ``[H, W]`` bool, True = missing.
+    profile: Format details needed to write an identical-looking output:
+      ``driver`` ("GTiff", "PNG", "JPEG"), ``dtype``, ``nodata``, ``crs``
+      (WKT or None), ``transform`` (6 GDAL numbers or None), ``descriptions``,
+      ``ext`` (the input's extension, e.g. ".tif").
+    timings: Seconds spent per stage so far.
+  """
+
+  pair: TilePair
+  image: np.ndarray
+  mask: np.ndarray
+  profile: dict[str, Any]
+  timings: dict[str, float] = dataclasses.field(default_factory=dict)
+
+  @property
+  def key(self) -> str:
+    return self.pair.stem
+
+
+@dataclasses.dataclass
+class Window:
+  """A model-sized window cut from a tile.
+
+  Attributes:
+    tile_key: The tile's key (its stem).
+    y, x: The window's top-left corner in the tile (may be negative or run
+      past the edge: those pixels are reflection padding).
+    image: ``[S, S, C]`` float32 in 0…1 (the model's input).
+    mask: ``[S, S, 1]`` float32, 1 = missing.
+    tile_shape: The tile's (H, W).
+    restored: ``[S, S, C]`` float32 model output, once inferred.
+    seconds: Seconds spent on this window (cutting and its share of its
+      batch's inference).
+  """
+
+  tile_key: str
+  y: int
+  x: int
+  image: np.ndarray
+  mask: np.ndarray
+  tile_shape: tuple[int, int] = (0, 0)
+  restored: Optional[np.ndarray] = None
+  seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class WindowResult:
+  """A window's generated values at the missing pixels only.
+
+  Attributes:
+    y, x: The window's top-left corner in the tile.
+    h, w: The part of the window inside the tile.
+    values: ``[n, C]`` float32 (0…1 scale) at the window's missing pixels
+      inside the tile, in row-major order.
+    weights: ``[n]`` float32 feathering weights of those pixels.
+    seconds: Seconds spent on this window.
+  """
+
+  y: int
+  x: int
+  h: int
+  w: int
+  values: np.ndarray
+  weights: np.ndarray
+  seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+  """An input that did not end restored, and why.
+
+  Attributes:
+    path: The image's path or URI.
+    stage: The stage that refused it (match, decode, validate, infer, write).
+    reason: A human-readable reason.
+    outcome: ``failed``, or ``skipped`` for inputs with nothing to do (e.g. a
+      mask with no missing pixel).
+  """
+
+  path: str
+  stage: str
+  reason: str
+  outcome: str = FAILED
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclasses.dataclass
+class TileResult:
+  """What happened to one tile, as written to ``metrics/*.jsonl``."""
+
+  path: str
+  stem: str
+  outcome: str
+  output: Optional[str] = None
+  metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), sort_keys=True, default=_jsonable)
+
+
+def _jsonable(value: Any) -> Any:
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+@dataclasses.dataclass
+class RestoredTile:
+  """A tile with its missing pixels filled, ready to write.
+
+  Attributes:
+    tile: The decoded input.
+    restored: ``[H, W, C]`` in the input dtype.
+    windows: How many windows went through the model.
+  """
+
+  tile: Tile
+  restored: np.ndarray
+  windows: int = 0
