@@ -1,0 +1,137 @@
+"""End to end on the bundled sample (real Landsat 8 crops) and on ../shared/data."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import cli
+from tests.conftest import SAMPLE
+from tests.helpers import read_jsonl, read_raster, read_summary
+
+pytestmark = pytest.mark.slow
+
+
+def _run(out, model, *extra, images=None, masks=None):
+  argv = ["run", "--images", images or os.path.join(SAMPLE, "images", "*.tif"),
+          "--masks", masks or os.path.join(SAMPLE, "masks", "{stem}.png"),
+          "--output", str(out), "--model", model, "--no-report", *extra]
+  return cli.main(argv)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory, mean_model):
+  out = tmp_path_factory.mktemp("sample_run")
+  assert _run(out, mean_model, "--evaluate", "--config", "landsat8_l1") == 0
+  return str(out)
+
+
+def test_every_sample_tile_is_restored_and_counts_add_up(sample_run):
+  n = len(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
+  s = read_summary(sample_run)
+  assert s["matched"] == n == sum(s["counts"].values())
+  assert s["counts"] == {"restored": n, "skipped": 0, "failed": 0}
+  assert len(os.listdir(os.path.join(sample_run, "restored"))) == n
+  assert read_jsonl(os.path.join(sample_run, "failed")) == []
+
+
+def test_known_pixels_bit_identical_and_georeferencing_kept(sample_run):
+  for path in glob.glob(os.path.join(SAMPLE, "images", "*.tif")):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    src, sp = read_raster(path)
+    out, op = read_raster(os.path.join(sample_run, "restored", stem + ".tif"))
+    # The config dilates masks by 2 pixels: known = outside the dilated mask.
+    from scipy import ndimage
+    mask = np.asarray(Image.open(os.path.join(SAMPLE, "masks", stem + ".png"))) > 0
+    mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=2)
+    assert out.dtype == src.dtype and out.shape == src.shape
+    np.testing.assert_array_equal(out[~mask], src[~mask])
+    assert not np.array_equal(out[mask], src[mask])  # The holes were filled by the model.
+    assert op["crs"] == sp["crs"] and op["transform"] == sp["transform"]
+    assert op["nodata"] == sp["nodata"] and op["descriptions"] == sp["descriptions"]
+    assert op["tags"]["CLOUDFILL_MODEL_VERSION"] == "test-mean-1"
+
+
+def test_metrics_per_tile(sample_run):
+  rows = read_jsonl(os.path.join(sample_run, "metrics"))
+  assert len(rows) == len(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
+  for r in rows:
+    m = r["metrics"]
+    assert r["outcome"] == "restored" and 0 < m["coverage"] < 1
+    assert m["holes"] >= 1 and m["largest_hole"] > 0 and m["windows"] >= 1
+    assert {"decode", "window_infer", "composite", "write"} <= set(m["seconds"])
+    assert m["seam"] is not None and m["seam"] > 0
+    assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["mae"] > 0 and m["spectral_angle_deg"] >= 0
+
+
+def test_rerun_writes_nothing_new(sample_run, mean_model):
+  before = {f: os.stat(f).st_mtime_ns for f in glob.glob(os.path.join(sample_run, "restored", "*"))}
+  assert _run(sample_run, mean_model, "--config", "landsat8_l1") == 0
+  after = {f: os.stat(f).st_mtime_ns for f in glob.glob(os.path.join(sample_run, "restored", "*"))}
+  assert after == before
+  s = read_summary(sample_run)
+  assert s["counts"] == {"restored": 0, "skipped": len(before), "failed": 0}
+
+
+def test_multiprocess_and_tfx_backend_match_single_process(sample_run, mean_model, tmp_path):
+  images = os.path.join(str(tmp_path), "in", "*.tif")
+  os.makedirs(os.path.dirname(images))
+  for p in sorted(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))[:3]:
+    shutil.copy(p, os.path.dirname(images))
+  outputs = {}
+  for name, extra in {"multi": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                      "tfx": ["--backend", "tfx"]}.items():
+    out = tmp_path / name
+    assert _run(out, mean_model, "--config", "landsat8_l1", *extra, images=images) == 0
+    outputs[name] = out
+  for p in glob.glob(images):
+    name = os.path.basename(p)
+    ref, _ = read_raster(os.path.join(sample_run, "restored", name))
+    for label, out in outputs.items():
+      got, _ = read_raster(os.path.join(out, "restored", name))
+      if label == "multi":
+        np.testing.assert_array_equal(got, ref)
+      else:  # Same model through serialized tf.Example: equal to float rounding.
+        assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_real_geotiffs_with_real_cloud_masks(shared_data, mean_model, tmp_path):
+  """256x256 crops of the Sentinel-2 uint16 scene and the 5 m aerial image under ukis masks."""
+  import rasterio
+  from rasterio.windows import Window
+  masks = sorted(glob.glob(os.path.join(shared_data, "cloud_masks", "ukis", "*.png")))
+  assert masks, "no ukis cloud masks"
+  src_files = [os.path.join(shared_data, "aerial_5m", "rgbn.tif"),
+               os.path.join(shared_data, "rmnp", "rmnp-rgb.tif")]
+  (tmp_path / "img").mkdir()
+  (tmp_path / "mask").mkdir()
+  n = 0
+  for i, f in enumerate(src_files):
+    with rasterio.open(f) as src:
+      for j, (r, c) in enumerate([(0, 0), (100, 200)]):
+        win = Window(c, r, 256, 256)
+        arr = src.read(indexes=[1, 2, 3], window=win)
+        prof = src.profile.copy()
+        prof.update(width=256, height=256, count=3, transform=src.window_transform(win))
+        stem = f"s{i}_{j}"
+        with rasterio.open(tmp_path / "img" / f"{stem}.tif", "w", **prof) as dst:
+          dst.write(arr)
+        m = np.asarray(Image.open(masks[(i + j) % len(masks)]).convert("L"))
+        Image.fromarray(m[r % 200:r % 200 + 256, c % 200:c % 200 + 256]).save(tmp_path / "mask" / f"{stem}.png")
+        n += 1
+  out = tmp_path / "out"
+  assert _run(out, mean_model, "--evaluate", images=str(tmp_path / "img" / "*.tif"),
+              masks=str(tmp_path / "mask" / "{stem}.png")) == 0
+  s = read_summary(str(out))
+  assert s["counts"]["restored"] == n
+  for stem in (f"s{i}_{j}" for i in range(2) for j in range(2)):
+    src, sp = read_raster(str(tmp_path / "img" / f"{stem}.tif"))
+    got, gp = read_raster(str(out / "restored" / f"{stem}.tif"))
+    m = np.asarray(Image.open(tmp_path / "mask" / f"{stem}.png")) > 0
+    np.testing.assert_array_equal(got[~m], src[~m])
+    assert gp["crs"] == sp["crs"] and gp["nodata"] == sp["nodata"]
