@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
@@ -38,8 +40,19 @@ def model_info(card: ModelCard, uri: str) -> dict[str, Any]:
           "window": card.window, "overlap": card.overlap}
 
 
-def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str) -> None:
-  """Adds the restoration graph for parsed ``args`` to pipeline ``p``."""
+def new_run_id() -> str:
+  """A sortable id naming this run's metrics and dead-letter files."""
+  return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) -> None:
+  """Adds the restoration graph for parsed ``args`` to pipeline ``p``.
+
+  Each run writes its own ``metrics/metrics-{run_id}-*.jsonl`` and
+  ``failed/dead-letters-{run_id}-*.jsonl``, so the files of earlier (nightly)
+  runs stay beside them; ``summary.json`` and ``manifest.json`` describe the
+  latest run.
+  """
   out = args.output
   mask = MaskSpec(source=args.mask_source, threshold=args.mask_threshold,
                   dilate=args.dilate, nodata=args.nodata)
@@ -69,18 +82,21 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str) -> None:
   dead = ((matched["dead"], decoded.dead, composited.dead, written.dead)
           | "AllDead" >> beam.Flatten())
   _ = (written.results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
-       | "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(out, METRICS_DIR, "metrics"),
-                                               file_name_suffix=".jsonl"))
+       | "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(out, METRICS_DIR, f"metrics-{run_id}"),
+                                               file_name_suffix=".jsonl", skip_if_empty=True))
   _ = (dead | "DeadJson" >> beam.Map(lambda d: d.to_json())
-       | "WriteFailed" >> beam.io.WriteToText(FileSystems.join(out, FAILED_DIR, "dead-letters"),
-                                              file_name_suffix=".jsonl"))
+       | "WriteFailed" >> beam.io.WriteToText(FileSystems.join(out, FAILED_DIR, f"dead-letters-{run_id}"),
+                                              file_name_suffix=".jsonl", skip_if_empty=True))
+  # skip_if_empty: an empty object cannot be written to S3 by Beam's multipart
+  # uploader (CompleteMultipartUpload with no parts is refused), and an empty
+  # failed/ folder says the same as an empty file.
   outcomes = ((written.results | "FromResults" >> beam.Map(summary_lib.from_result),
                dead | "FromDead" >> beam.Map(summary_lib.from_dead),
                todo.up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date))
               | "AllOutcomes" >> beam.Flatten())
   _ = (outcomes
        | "Gather" >> beam.combiners.ToList()
-       | "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(out, model_info(card, model_uri))))
+       | "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(out, model_info(card, model_uri), run_id)))
 
 
 def check_model_early(model_uri: str, card: ModelCard) -> None:
@@ -105,15 +121,16 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
     FileNotFoundError, ValueError: bad model or options (before any work).
   """
   args, beam_args = cli_options.parse(argv)
+  pipeline_options = PipelineOptions(beam_args)
+  FileSystems.set_options(pipeline_options)  # s3:// endpoint and credentials, here too.
   model_uri = locate.resolve(args.model)
   card = locate.read_card(model_uri)
   if args.bands and len(args.bands) != card.bands:
     raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
   check_model_early(model_uri, card)
-  pipeline_options = PipelineOptions(beam_args)
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)
-  build(p, args, card, model_uri)
+  build(p, args, card, model_uri, new_run_id())
   return p.run()
 
 

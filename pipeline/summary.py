@@ -49,7 +49,8 @@ def _stats(values: list[float]) -> Optional[dict[str, float]]:
           "p95": float(np.percentile(v, 95)), "min": float(v.min()), "max": float(v.max())}
 
 
-def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any]) -> tuple[dict, dict]:
+def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
+              run_id: str = "") -> tuple[dict, dict]:
   """Builds (summary, manifest) from every input's outcome record."""
   records = sorted(records, key=lambda r: r["path"])
   counts = {k: 0 for k in OUTCOMES}
@@ -66,6 +67,7 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any]) -> tuple
       key = f"{r['outcome']}: {r.get('stage')}: {r.get('reason', '')[:120]}"
       reasons[key] = reasons.get(key, 0) + 1
   summary = {
+      "run_id": run_id,
       "matched": len(records),
       "counts": counts,
       "counts_add_up": sum(counts.values()) == len(records),
@@ -76,6 +78,7 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any]) -> tuple
       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
   }
   manifest = {
+      "run_id": run_id,
       "model": model,
       RESTORED: [{"path": r["path"], "output": r["output"]} for r in records if r["outcome"] == RESTORED],
       SKIPPED: [{"path": r["path"], "reason": r.get("reason")} for r in records if r["outcome"] == SKIPPED],
@@ -88,13 +91,14 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any]) -> tuple
 class WriteSummary(beam.DoFn):
   """Writes ``summary.json`` and ``manifest.json`` from all outcome records."""
 
-  def __init__(self, output_dir: str, model: dict[str, Any]):
+  def __init__(self, output_dir: str, model: dict[str, Any], run_id: str):
     self._output = output_dir
     self._model = model
+    self._run_id = run_id
 
   def process(self, records: list[dict[str, Any]]):
     from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
-    summary, manifest = summarize(records, self._model)
+    summary, manifest = summarize(records, self._model, self._run_id)
     write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
     write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
     yield summary
