@@ -31,6 +31,21 @@ def _read_json(path: str) -> Optional[dict]:
     return json.loads(f.read().decode("utf-8"))
 
 
+def _graph_only(beam_args: Sequence[str]) -> bool:
+  """True when the runner only builds the job (``--dry_run``, ``--template_location``).
+
+  A Flex Template launcher and an offline check both end there: there is no
+  job to wait for and no summary to read.
+  """
+  # pylint: disable=import-outside-toplevel
+  from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions, StandardOptions,
+                                                    TestOptions)
+  options = PipelineOptions(list(beam_args))
+  if "Dataflow" not in str(options.view_as(StandardOptions).runner or ""):
+    return False
+  return bool(options.view_as(TestOptions).dry_run or options.view_as(GoogleCloudOptions).template_location)
+
+
 def run_command(argv: Optional[Sequence[str]]) -> int:
   """``cloudfill run``: runs the pipeline, waits, reports; returns the exit status."""
   # pylint: disable=import-outside-toplevel
@@ -48,6 +63,9 @@ def run_command(argv: Optional[Sequence[str]]) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f"cloudfill run: {e}", file=sys.stderr)
     return summary_lib.EXIT_USAGE
+  if _graph_only(beam_args):  # Dataflow --dry_run or --template_location: nothing runs here.
+    print("cloudfill run: job graph built and translated (dry run or template); no tile was processed")
+    return summary_lib.EXIT_OK
   try:
     state = result.wait_until_finish()
   except Exception as e:  # pylint: disable=broad-except
