@@ -173,6 +173,12 @@ class FaultProxy:
     class Server(http.server.ThreadingHTTPServer):
       daemon_threads = True
 
+      def handle_error(self, request, client_address):
+        # A client closing its end (after a dropped answer) is expected here.
+        import sys  # pylint: disable=import-outside-toplevel
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+          super().handle_error(request, client_address)
+
     self._server = Server(("127.0.0.1", 0), Handler)
     self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
     self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
