@@ -9,6 +9,7 @@ ended how, with the model version), both written when the run ends.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Iterable, Optional
 
@@ -88,6 +89,44 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
   return summary, manifest
 
 
+def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
+  """Deletes the temporary files an interrupted earlier run left in ``output_dir``.
+
+  They are :func:`transforms.raster_io.write_bytes_atomic`'s ``.NAME.HEX.tmp``
+  files (local outputs; object-storage uploads leave nothing) and Beam's
+  ``beam-temp-*`` folders under ``metrics/`` and ``failed/``. Names holding
+  ``keep`` (the current run's id) are left alone. One run at a time may write
+  into an output folder.
+
+  Returns:
+    The paths deleted.
+  """
+  # pylint: disable=import-outside-toplevel
+  import glob
+  import os
+  import shutil
+
+  from apache_beam.io.filesystems import FileSystems
+  subdirs = ("metrics", "failed")
+  if FileSystems.get_scheme(output_dir) is None:
+    root = os.path.abspath(output_dir)
+    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp")]
+    patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs]
+    found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
+    for path in found:
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+    return found
+  patterns = [FileSystems.join(output_dir, d, "beam-temp-**") for d in subdirs]
+  found = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list
+           if not keep or keep not in m.path]
+  if found:
+    FileSystems.delete(found)
+  return found
+
+
 class WriteSummary(beam.DoFn):
   """Writes ``summary.json`` and ``manifest.json`` from all outcome records."""
 
@@ -101,6 +140,14 @@ class WriteSummary(beam.DoFn):
     summary, manifest = summarize(records, self._model, self._run_id)
     write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
     write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
+    # Every tile of this run is written by now: leftovers are a killed run's.
+    try:
+      stale = remove_stale_temporaries(self._output, keep=self._run_id)
+      if stale:
+        logging.getLogger(__name__).warning("removed %d temporary files of an interrupted run: %s",
+                                            len(stale), stale[:5])
+    except Exception as e:  # pylint: disable=broad-except
+      logging.getLogger(__name__).warning("could not remove stale temporary files: %s", e)
     yield summary
 
 
