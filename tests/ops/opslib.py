@@ -13,9 +13,13 @@ SAMPLE = os.path.join(ROOT, "sample", "landsat8")
 SAMPLE_STEMS = sorted(os.path.splitext(os.path.basename(p))[0]
                       for p in glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
 
+LARGE_STEMS = ("LC08_224078_20200518_r500_c1400",)  # 600x520; the others are 256x256.
 
-def copy_sample(dest: str, n: int = 7, copies: int = 1) -> tuple[str, str]:
+
+def copy_sample(dest: str, n: int = 7, copies: int = 1, small: bool = False) -> tuple[str, str]:
   """Copies ``n`` sample tiles and masks ``copies`` times (new stems) into ``dest``.
+
+  ``small`` leaves out the one sample tile larger than 256x256 pixels.
 
   Returns:
     (images glob, masks template).
@@ -23,8 +27,9 @@ def copy_sample(dest: str, n: int = 7, copies: int = 1) -> tuple[str, str]:
   images, masks = os.path.join(dest, "images"), os.path.join(dest, "masks")
   os.makedirs(images, exist_ok=True)
   os.makedirs(masks, exist_ok=True)
+  stems = [s for s in SAMPLE_STEMS if not small or s not in LARGE_STEMS][:n]
   for k in range(copies):
-    for stem in SAMPLE_STEMS[:n]:
+    for stem in stems:
       new = stem if copies == 1 else f"{stem}_{k:02d}"
       shutil.copy(os.path.join(SAMPLE, "images", stem + ".tif"), os.path.join(images, new + ".tif"))
       shutil.copy(os.path.join(SAMPLE, "masks", stem + ".png"), os.path.join(masks, new + ".png"))
