@@ -48,8 +48,8 @@ def push_pull_fill(x, valid, levels=5, sweeps=(2, 3, 4, 4, 4, 4)):
       up.
 
   Returns:
-    ``[N, H, W, C]``: ``x`` where valid, interpolated elsewhere. Pixels with
-    no known pixel at any level come out 0.
+    ``[N, H, W, C]``: ``x`` where valid, interpolated elsewhere (the mean
+    of the known pixels where none is near; 0 if none is known at all).
   """
   xs, ws = [x * valid], [valid]
   cx, cw = x * valid, valid
@@ -57,7 +57,11 @@ def push_pull_fill(x, valid, levels=5, sweeps=(2, 3, 4, 4, 4, 4)):
     cx, cw = _down(cx, cw)
     xs.append(cx)
     ws.append(cw)
-  f = xs[-1]
+  # Cells no known pixel reaches even at the coarsest level get the global
+  # (weighted) mean.
+  f = tf.math.divide_no_nan(
+      tf.reduce_sum(cx * cw, axis=[1, 2], keepdims=True),
+      tf.reduce_sum(cw, axis=[1, 2], keepdims=True)) + 0.0 * cx
   for lvl in range(levels, -1, -1):
     if lvl < levels:
       s = tf.shape(xs[lvl])

@@ -22,6 +22,8 @@ import re
 from typing import Optional, Sequence
 
 import cv2
+
+cv2.setNumThreads(1)  # cv2 thread pools inside tf.data workers can deadlock
 import numpy as np
 
 KINDS = ("clouds", "strokes", "blobs", "edge", "scratches")
