@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="No-data value when the image declares none (for --mask-source nodata).")
   m.add_argument("--nan-as-missing", action="store_true", default=None,
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
+  m.add_argument("--scene-pixels", type=int, default=None,
+                 help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
+                      "(default 16777216 = 4096x4096).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_int_list, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -111,7 +114,7 @@ DEFAULTS: dict[str, Any] = {
     "bands": None, "value_range": None, "backend": "native", "min_batch_size": None,
     "max_batch_size": 16, "max_batch_duration_secs": None, "large_model": False,
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
-    "reference": None, "no_report": False, "mask_source": None,
+    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 4096 * 4096,
 }
 
 

@@ -28,6 +28,7 @@ from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
 from transforms.match import MatchPairs
+from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, SpillRef
 from transforms.window import CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
 
@@ -63,25 +64,39 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
       output_dir=out, model_version=card.version, overwrite=args.overwrite)
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
-      nan_as_missing=args.nan_as_missing))
+      nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels))
+  # Tiles and large scenes share one output and one windowing step, so that
+  # windows stream straight into RunInference (a Flatten here could be
+  # materialised by the DirectRunner, holding every window in memory).
   windows = decoded.tiles | "Window" >> beam.ParDo(CutWindows(
-      WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange)))
+      WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange), out))
   inferred = windows | "Infer" >> Infer(InferSpec(
       model_uri=model_uri, backend=args.backend, overlap=card.overlap,
       min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
       max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
       model_copies=args.model_copies, accelerator=args.accelerator))
-  keyed_tiles = decoded.tiles | "KeyTiles" >> beam.Map(lambda t: (t.key, t))
-  composited = ({"tile": keyed_tiles, "windows": inferred}
+  tile_windows, scene_spills = inferred | "SplitScenes" >> beam.Partition(
+      lambda kv, _: int(isinstance(kv[1], SpillRef)), 2)
+  tiles, scene_refs = decoded.tiles | "SplitTileKinds" >> beam.Partition(
+      lambda t, _: int(isinstance(t, SceneRef)), 2)
+  keyed_tiles = tiles | "KeyTiles" >> beam.Map(lambda t: (t.key, t))
+  composited = ({"tile": keyed_tiles, "windows": tile_windows}
                 | "Join" >> beam.CoGroupByKey()
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
       reference_template=args.reference, value_range=vrange))).with_outputs("dead", main="results")
+  assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
+                "spills": scene_spills}
+               | "JoinScenes" >> beam.CoGroupByKey()
+               | "AssembleScenes" >> beam.ParDo(AssembleScenes(SceneWriteSpec(
+                   output_dir=out, model_version=card.version, evaluate=args.evaluate,
+                   value_range=vrange))).with_outputs("dead", main="results"))
 
-  dead = ((matched["dead"], decoded.dead, composited.dead, written.dead)
+  results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
+  dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)
           | "AllDead" >> beam.Flatten())
-  _ = (written.results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
+  _ = (results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
        | "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(out, METRICS_DIR, f"metrics-{run_id}"),
                                                file_name_suffix=".jsonl", skip_if_empty=True))
   _ = (dead | "DeadJson" >> beam.Map(lambda d: d.to_json())
@@ -90,7 +105,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
   # skip_if_empty: an empty object cannot be written to S3 by Beam's multipart
   # uploader (CompleteMultipartUpload with no parts is refused), and an empty
   # failed/ folder says the same as an empty file.
-  outcomes = ((written.results | "FromResults" >> beam.Map(summary_lib.from_result),
+  outcomes = ((results | "FromResults" >> beam.Map(summary_lib.from_result),
                dead | "FromDead" >> beam.Map(summary_lib.from_dead),
                todo.up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date))
               | "AllOutcomes" >> beam.Flatten())

@@ -66,7 +66,7 @@ def test_cut_windows_transform(pipeline):
   mask = np.zeros((128, 128), bool)
   mask[60:70, :] = True  # A stripe through every window: all three rows see it.
   out = (pipeline | beam.Create([_tile(128, 128, mask)])
-         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16)))
+         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), ""))
          | beam.Map(lambda w: (w.tile_key, w.y, w.x, w.tile_shape)))
   assert_that(out, equal_to([("x", y, x, (128, 128)) for y in (0, 48, 64) for x in (0, 48, 64)]),
               label="windows with holes")
@@ -76,6 +76,6 @@ def test_clear_rows_of_windows_are_skipped(pipeline):
   mask = np.zeros((128, 128), bool)
   mask[2:6, :] = True  # Only the first row of windows.
   out = (pipeline | beam.Create([_tile(128, 128, mask)])
-         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16)))
+         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), ""))
          | beam.Map(lambda w: (w.y, w.x)))
   assert_that(out, equal_to([(0, 0), (0, 48), (0, 64)]), label="first row only")

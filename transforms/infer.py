@@ -8,7 +8,8 @@ Two backends behind one option:
   takes serialized ``tf.train.Example`` (as TF Serving does).
 
 Both end as ``(tile_key, WindowResult)``: the generated values at the
-window's missing pixels, ready to composite.
+window's missing pixels, ready to composite; windows of large scenes end as
+``(tile_key, SpillRef)`` once their values are spilled.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from model_loader import native, tfx
-from transforms import counters
+from transforms import counters, scenes
 from transforms.composite import sparsify
 from transforms.records import Window
 
@@ -58,9 +59,13 @@ class InferSpec:
 
 
 def _finish(win: Window, restored, overlap: int):
+  """``(tile_key, WindowResult)``, or ``(tile_key, SpillRef)`` for scenes."""
   win.restored = restored
   counters.inc("windows_inferred")
-  return win.tile_key, sparsify(win, overlap)
+  result = sparsify(win, overlap)
+  if win.spill_to:
+    return win.tile_key, scenes.spill(result, win.spill_to)
+  return win.tile_key, result
 
 
 class _FromPrediction(beam.DoFn):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import tempfile
 import uuid
 from typing import Any, Optional
 
@@ -84,25 +85,61 @@ def _decode_tiff(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   try:
     with MemoryFile(data) as mem, mem.open() as src:
-      dtype = src.dtypes[0]
-      if len(set(src.dtypes)) != 1:
-        raise DecodeError(f"bands of mixed dtypes {src.dtypes}")
+      profile = tiff_profile(src, ext)
       arr = src.read()  # [C, H, W]
-      profile = {
-          "driver": "GTiff",
-          "dtype": dtype,
-          "nodata": src.nodata,
-          "crs": src.crs.to_wkt() if src.crs else None,
-          "transform": list(src.transform)[:6] if src.crs or not src.transform.is_identity else None,
-          "descriptions": list(src.descriptions),
-          "ext": ext,
-          "tags": dict(src.tags()),
-      }
   except DecodeError:
     raise
   except (rasterio.errors.RasterioError, ValueError, MemoryError) as e:
     raise DecodeError(f"not a readable TIFF: {e}") from e
   return np.ascontiguousarray(np.moveaxis(arr, 0, -1)), profile
+
+
+def tiff_profile(src, ext: str) -> dict[str, Any]:
+  """The profile of an open rasterio dataset (see :class:`records.Tile`)."""
+  if len(set(src.dtypes)) != 1:
+    raise DecodeError(f"bands of mixed dtypes {src.dtypes}")
+  return {
+      "driver": "GTiff",
+      "dtype": src.dtypes[0],
+      "nodata": src.nodata,
+      "crs": src.crs.to_wkt() if src.crs else None,
+      "transform": list(src.transform)[:6] if src.crs or not src.transform.is_identity else None,
+      "descriptions": list(src.descriptions),
+      "ext": ext,
+      "tags": dict(src.tags()),
+      "height": src.height,
+      "width": src.width,
+      "count": src.count,
+  }
+
+
+def local_copy(path: str) -> tuple[str, bool]:
+  """A local file with the contents of ``path``: (local path, is a temp copy).
+
+  Local paths are returned as they are; object-storage files are streamed to
+  a temporary file in chunks, so memory does not grow with the file.
+  """
+  if FileSystems.get_scheme(path) is None:
+    return path, False
+  _, ext = split_ext(path)
+  fd, tmp = tempfile.mkstemp(prefix="cloudfill-", suffix=ext)
+  with os.fdopen(fd, "wb") as dst, FileSystems.open(path, compression_type="uncompressed") as src:
+    while chunk := src.read(1 << 24):
+      dst.write(chunk)
+  return tmp, True
+
+
+def upload_file_atomic(local_path: str, dest: str) -> None:
+  """Moves a finished local file to ``dest`` so ``dest`` is absent or complete."""
+  if FileSystems.get_scheme(dest) is None:
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    os.replace(local_path, dest)
+    return
+  with open(local_path, "rb") as src, FileSystems.create(
+      dest, mime_type="application/octet-stream", compression_type="uncompressed") as dst:
+    while chunk := src.read(1 << 24):
+      dst.write(chunk)
+  os.remove(local_path)
 
 
 def _decode_pil(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -139,11 +176,9 @@ def encode_raster(image: np.ndarray, profile: dict[str, Any],
   return _encode_pil(image, profile, tags or {})
 
 
-def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
-                 tags: dict[str, str]) -> bytes:
+def tiff_write_kwargs(profile: dict[str, Any], h: int, w: int, c: int) -> dict[str, Any]:
+  """rasterio ``open(..., "w")`` arguments that keep the input's profile."""
   from affine import Affine  # pylint: disable=import-outside-toplevel
-  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
-  h, w, c = image.shape
   kwargs: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=c,
                                 dtype=profile["dtype"], compress="deflate")
   if h >= 256 and w >= 256:
@@ -156,16 +191,28 @@ def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
     kwargs["nodata"] = profile["nodata"]
   if h * w * c * np.dtype(profile["dtype"]).itemsize > 3_500_000_000:
     kwargs["BIGTIFF"] = "YES"
+  return kwargs
+
+
+def finish_tiff(dst, profile: dict[str, Any], tags: dict[str, str]) -> None:
+  """Band descriptions and tags of an output GeoTIFF open for writing."""
+  for i, d in enumerate(profile.get("descriptions") or [], start=1):
+    if d and i <= dst.count:
+      dst.set_band_description(i, d)
+  all_tags = {k: v for k, v in (profile.get("tags") or {}).items()}
+  all_tags.update(tags)
+  if all_tags:
+    dst.update_tags(**all_tags)
+
+
+def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
+                 tags: dict[str, str]) -> bytes:
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  h, w, c = image.shape
   with MemoryFile() as mem:
-    with mem.open(**kwargs) as dst:
+    with mem.open(**tiff_write_kwargs(profile, h, w, c)) as dst:
       dst.write(np.moveaxis(image, -1, 0))
-      for i, d in enumerate(profile.get("descriptions") or [], start=1):
-        if d and i <= c:
-          dst.set_band_description(i, d)
-      all_tags = dict(profile.get("tags") or {})
-      all_tags.update(tags)
-      if all_tags:
-        dst.update_tags(**all_tags)
+      finish_tiff(dst, profile, tags)
     return mem.read()
 
 

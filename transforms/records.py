@@ -83,6 +83,8 @@ class Window:
     restored: ``[S, S, C]`` float32 model output, once inferred.
     seconds: Seconds spent on this window (cutting and its share of its
       batch's inference).
+    spill_to: For windows of large scenes, the folder their restored values
+      are spilled to right after inference (see :mod:`transforms.scenes`).
   """
 
   tile_key: str
@@ -93,6 +95,7 @@ class Window:
   tile_shape: tuple[int, int] = (0, 0)
   restored: Optional[np.ndarray] = None
   seconds: float = 0.0
+  spill_to: Optional[str] = None
 
 
 @dataclasses.dataclass

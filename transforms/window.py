@@ -116,12 +116,21 @@ def cut(tile: Tile, spec: WindowSpec) -> Iterator[Window]:
 
 
 class CutWindows(beam.DoFn):
-  """:class:`Tile` -> :class:`Window` for every window with holes."""
+  """:class:`Tile` -> :class:`Window` for every window with holes.
 
-  def __init__(self, spec: WindowSpec):
+  Large scenes (:class:`transforms.scenes.SceneRef`) are cut by
+  :func:`transforms.scenes.cut_scene`, one row of windows at a time.
+  """
+
+  def __init__(self, spec: WindowSpec, output_dir: str):
     self._spec = spec
+    self._output = output_dir
 
-  def process(self, tile: Tile) -> Iterator[Window]:
+  def process(self, tile) -> Iterator[Window]:
+    if not isinstance(tile, Tile):
+      from transforms import scenes  # pylint: disable=import-outside-toplevel
+      yield from scenes.cut_scene(tile, self._spec, self._output)
+      return
     start = time.perf_counter()
     for win in cut(tile, self._spec):
       win.seconds = time.perf_counter() - start

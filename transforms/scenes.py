@@ -1,0 +1,267 @@
+"""Large scenes: streamed by rows, so memory follows the window, not the scene.
+
+A tile above ``DecodeSpec.scene_pixels`` (16 Mpx by default) is not decoded
+whole. Instead:
+
+1. decode keeps only its header and its mask (bit-packed: 1 bit a pixel) in a
+   :class:`SceneRef`;
+2. :func:`cut_scene` reads one row of windows at a time from the file
+   and yields the windows with holes, which share ``RunInference`` with the
+   tiles' windows;
+3. each restored window's values are spilled to ``{output}/.work/{stem}/``
+   right after inference (see :mod:`transforms.infer`), so only small
+   :class:`SpillRef` records pass the group-by;
+4. :class:`AssembleScenes` writes the output GeoTIFF stripe by stripe: read
+   the input rows, blend the spilled windows that cross them, write them.
+
+Only GeoTIFFs take this path (PNG/JPEG cannot be read by rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import tempfile
+import time
+import uuid
+from typing import Any, Iterator, Optional
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import counters, metrics
+from transforms.composite import composite
+from transforms.incremental import output_path, provenance_tags
+from transforms.raster_io import (finish_tiff, read_bytes, tiff_write_kwargs, upload_file_atomic,
+                                  write_bytes_atomic)
+from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowResult
+from transforms.window import WindowSpec, _pad_reflect, positions, to_unit, value_range
+
+DEAD = "dead"
+STRIPE_ROWS = 1024
+WORK_DIR = ".work"
+
+
+@dataclasses.dataclass
+class SceneRef:
+  """A large scene, by reference.
+
+  Attributes:
+    pair: Where it came from.
+    local_path: A local copy (or the file itself) readable by rasterio.
+    profile: Its profile (with ``height``, ``width``, ``count``).
+    band_index: 0-based bands to restore.
+    packed_mask: ``np.packbits`` of the ``[H, W]`` missing-pixel mask.
+  """
+
+  pair: TilePair
+  local_path: str
+  profile: dict[str, Any]
+  band_index: tuple[int, ...]
+  packed_mask: np.ndarray
+
+  @property
+  def key(self) -> str:
+    return self.pair.stem
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return self.profile["height"], self.profile["width"]
+
+  def mask(self) -> np.ndarray:
+    h, w = self.shape
+    return np.unpackbits(self.packed_mask, count=h * w).reshape(h, w).view(bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpillRef:
+  """Where a scene window's restored values were spilled."""
+
+  path: str
+  y: int
+  x: int
+
+
+def spill_dir(output_dir: str, stem: str) -> str:
+  return FileSystems.join(output_dir, WORK_DIR, stem)
+
+
+def spill(result: WindowResult, folder: str) -> SpillRef:
+  buf = io.BytesIO()
+  np.savez(buf, values=result.values, weights=result.weights,
+           geom=np.array([result.y, result.x, result.h, result.w]), seconds=np.array(result.seconds))
+  path = FileSystems.join(folder, f"{result.y}_{result.x}.npz")
+  write_bytes_atomic(path, buf.getvalue())
+  return SpillRef(path=path, y=result.y, x=result.x)
+
+
+def unspill(ref: SpillRef) -> WindowResult:
+  with np.load(io.BytesIO(read_bytes(ref.path))) as z:
+    y, x, h, w = (int(v) for v in z["geom"])
+    return WindowResult(y=y, x=x, h=h, w=w, values=z["values"], weights=z["weights"],
+                        seconds=float(z["seconds"]))
+
+
+def read_rows(src, r0: int, r1: int, band_index: tuple[int, ...]) -> np.ndarray:
+  """Rows ``[r0, r1)`` of an open rasterio dataset as ``[rows, W, C]``."""
+  from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
+  arr = src.read(indexes=[i + 1 for i in band_index], window=RWindow(0, r0, src.width, r1 - r0))
+  return np.moveaxis(arr, 0, -1)
+
+
+def crop_rows(r: WindowResult, r0: int, r1: int, mask: np.ndarray) -> Optional[WindowResult]:
+  """The part of a window's result in scene rows ``[r0, r1)``, in stripe coordinates.
+
+  Values are in row-major order of the window's missing pixels, so the
+  pixels of a band of rows are one contiguous run.
+  """
+  a, b = max(r0, r.y) - r.y, min(r1, r.y + r.h) - r.y
+  if a >= b:
+    return None
+  per_row = mask[r.y:r.y + r.h, r.x:r.x + r.w].sum(axis=1)
+  cum = np.concatenate([[0], np.cumsum(per_row)])
+  return WindowResult(y=r.y + a - r0, x=r.x, h=b - a, w=r.w, values=r.values[cum[a]:cum[b]],
+                      weights=r.weights[cum[a]:cum[b]], seconds=r.seconds)
+
+
+def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
+  """The windows with holes of a large scene, reading one row of windows at a time."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  size, stride = spec.size, spec.size - spec.overlap
+  lo, hi = value_range(ref.profile["dtype"], spec.value_range)
+  mask = ref.mask()
+  h, w = mask.shape
+  folder = spill_dir(output_dir, ref.key)
+  with rasterio.open(ref.local_path) as src:
+    for y in positions(h, size, stride):
+      if not mask[y:y + size].any():
+        continue
+      start = time.perf_counter()
+      rows = read_rows(src, y, min(h, y + size), ref.band_index)
+      for x in positions(w, size, stride):
+        m = mask[y:y + size, x:x + size]
+        if not m.any():
+          continue
+        img = to_unit(rows[:, x:x + size], lo, hi)
+        counters.inc("windows")
+        yield Window(tile_key=ref.key, y=y, x=x, tile_shape=(h, w),
+                     image=_pad_reflect(img, size),
+                     mask=_pad_reflect(m.astype(np.float32), size)[:, :, None],
+                     seconds=time.perf_counter() - start, spill_to=folder)
+        start = time.perf_counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneWriteSpec:
+  output_dir: str
+  model_version: str
+  evaluate: bool = False
+  value_range: Optional[tuple[float, float]] = None
+
+
+class AssembleScenes(beam.DoFn):
+  """``(stem, {"scene": [SceneRef], "spills": [SpillRef...]})`` -> TileResult.
+
+  Writes the output stripe by stripe into a temporary file beside (or, for
+  object storage, before uploading to) its final name; then removes the
+  spilled windows and any temporary copy of the input.
+  """
+
+  def __init__(self, spec: SceneWriteSpec):
+    self._spec = spec
+
+  def process(self, joined) -> Iterator:
+    _, groups = joined
+    spills = sorted(groups["spills"], key=lambda s: (s.y, s.x))
+    for ref in groups["scene"]:
+      try:
+        yield self._assemble(ref, spills)
+      except Exception as e:  # pylint: disable=broad-except
+        counters.inc("failed_write")
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(ref.pair.image_path, "write",
+                                                        f"{type(e).__name__}: {e}"))
+
+  def _assemble(self, ref: SceneRef, spills: list[SpillRef]) -> TileResult:
+    import rasterio  # pylint: disable=import-outside-toplevel
+    spec = self._spec
+    start = time.perf_counter()
+    mask = ref.mask()
+    h, w = mask.shape
+    c = len(ref.band_index)
+    vrange = value_range(ref.profile["dtype"], spec.value_range)
+    dest = output_path(spec.output_dir, ref.pair.image_path)
+    if FileSystems.get_scheme(dest) is None:
+      os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+      tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.{uuid.uuid4().hex}.tmp")
+    else:
+      tmp = tempfile.mkstemp(prefix="cloudfill-scene-", suffix=".tif")[1]
+    profile = dict(ref.profile, descriptions=[ref.profile["descriptions"][i] for i in ref.band_index])
+    pending = list(spills)
+    loaded: list[WindowResult] = []
+    seams, quality, infer_seconds = [], [], 0.0
+    try:
+      with rasterio.open(ref.local_path) as src, rasterio.open(tmp, "w", **tiff_write_kwargs(profile, h, w, c)) as dst:
+        from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
+        for r0 in range(0, h, STRIPE_ROWS):
+          r1 = min(h, r0 + STRIPE_ROWS)
+          rows = read_rows(src, r0, r1, ref.band_index)
+          m = mask[r0:r1]
+          while pending and pending[0].y < r1:
+            loaded.append(unspill(pending.pop(0)))
+            infer_seconds += loaded[-1].seconds
+          if m.any():
+            parts = [p for p in (crop_rows(r, r0, r1, mask) for r in loaded) if p is not None]
+            out = composite(rows, m, parts, spec.value_range, ref.profile.get("nodata"))
+            unit = to_unit(out, *vrange)
+            seam = metrics.seam_score(unit, m)
+            if seam is not None:
+              seams.append(seam)
+            if spec.evaluate:
+              quality.append((int(m.sum()), metrics.quality(unit, to_unit(rows, *vrange), m)))
+          else:
+            out = rows
+          dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
+          loaded = [r for r in loaded if r.y + r.h > r1]
+        finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version))
+      upload_file_atomic(tmp, dest)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    self._cleanup(ref)
+    measured = metrics.hole_stats(mask)
+    measured.update(windows=len(spills), scene=True,
+                    seam=float(np.mean(seams)) if seams else None)
+    if quality:
+      n = np.array([q[0] for q in quality], np.float64)
+      mse = float(np.sum(n * np.array([10 ** (-q[1]["psnr"] / 10) for q in quality])) / n.sum())
+      measured["psnr"] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
+      for k in ("mae", "ssim", "spectral_angle_deg"):
+        if k in quality[0][1]:
+          measured[k] = float(np.sum(n * np.array([q[1][k] for q in quality])) / n.sum())
+    measured["seconds"] = {"window_infer": infer_seconds,
+                           "assemble_write": time.perf_counter() - start}
+    counters.inc("restored")
+    counters.inc("restored_scenes")
+    return TileResult(path=ref.pair.image_path, stem=ref.pair.stem, outcome=RESTORED,
+                      output=dest, metrics=measured)
+
+  def _cleanup(self, ref: SceneRef) -> None:
+    folder = spill_dir(self._spec.output_dir, ref.key)
+    try:
+      if FileSystems.exists(folder) or FileSystems.get_scheme(folder) is not None:
+        found = FileSystems.match([folder.rstrip("/") + "/*"])[0].metadata_list
+        if found:
+          FileSystems.delete([m.path for m in found])
+        if FileSystems.get_scheme(folder) is None and os.path.isdir(folder):
+          os.rmdir(folder)
+    except Exception:  # pylint: disable=broad-except
+      pass  # Left-over spills are overwritten by the next run.
+    remove_local_copy(ref)
+
+
+def remove_local_copy(ref: SceneRef) -> None:
+  """Removes the temporary local copy of a remote scene, if there is one."""
+  if ref.local_path != ref.pair.image_path and os.path.exists(ref.local_path):
+    os.remove(ref.local_path)
