@@ -36,6 +36,37 @@ def _local_dir(path: str) -> str:
   return os.path.dirname(path)
 
 
+def unreadable_local_matches(pattern: str) -> list[DeadLetter]:
+  """Local paths ``pattern`` matches that Beam's matcher silently drops.
+
+  Beam skips any entry it cannot stat: broken symlinks and symlink loops would
+  vanish from the run without a trace. They are dead letters instead.
+  """
+  if FileSystems.get_scheme(pattern) is not None:
+    return []
+  # pylint: disable=import-outside-toplevel
+  import os
+  import re
+
+  from apache_beam.io.filesystem import FileSystem
+  prefix = re.match(r"^[^[*?]*", pattern).group(0)
+  if prefix == pattern:
+    return []
+  regex = re.compile(FileSystem.translate_pattern(pattern))
+  dead = []
+  for base, _, files in os.walk(os.path.dirname(prefix) or "."):  # As Beam lists: links not followed.
+    for name in sorted(files):
+      path = os.path.join(base, name)
+      if not regex.match(path):
+        continue
+      try:
+        os.stat(path)
+      except OSError as e:
+        dead.append(DeadLetter(path, "match", f"cannot read the file: {e.strerror or e} "
+                                              "(a broken symlink or a symlink loop?)"))
+  return dead
+
+
 class PairWithMask(beam.DoFn):
   """``FileMetadata`` -> :class:`TilePair`, or a dead letter (tag ``dead``)."""
 
@@ -110,5 +141,6 @@ class MatchPairs(beam.PTransform):
               | "ByStem" >> beam.Map(lambda p: (p.stem, p))
               | "GroupByStem" >> beam.GroupByKey()
               | "FirstPerStem" >> beam.ParDo(FirstPerStem()).with_outputs(DEAD, main="pairs"))
-    dead = (paired[DEAD], unique[DEAD]) | "FlattenDead" >> beam.Flatten()
+    unreadable = pbegin | "Unreadable" >> beam.Create(unreadable_local_matches(self.pattern))
+    dead = (paired[DEAD], unique[DEAD], unreadable) | "FlattenDead" >> beam.Flatten()
     return {"pairs": unique.pairs, DEAD: dead}
