@@ -170,6 +170,9 @@ def load_run(run_dir: str) -> dict[str, Any]:
 
 
 def _figure_png(fig) -> bytes:
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+  for ax in fig.axes:  # Tile counts are whole numbers.
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -198,6 +201,7 @@ def make_figures(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, byte
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg", force=False)
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  matplotlib.rcParams["axes.formatter.useoffset"] = False
 
   restored = [r for r in results if r.get("outcome") == RESTORED]
   if not restored:
@@ -212,8 +216,8 @@ def make_figures(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, byte
   axes[0].set_ylabel("tiles")
   axes[0].set_title(f"coverage, {cov.size} tiles")
   holes = _finite(m.get("holes") for m in metrics)
-  axes[1].hist(holes, bins=min(30, max(5, int(holes.max()) if holes.size else 5)),
-               color="#4a78b5", edgecolor="white")
+  top = float(holes.max()) if holes.size else 1.0
+  axes[1].hist(holes, bins=20, range=(0, max(top * 1.05, 1.0)), color="#4a78b5", edgecolor="white")
   axes[1].set_xlabel("holes per tile (4-connected)")
   axes[1].set_title("holes")
   out.append(("coverage.png", "Mask coverage and number of holes per restored tile.", _figure_png(fig)))
@@ -224,7 +228,8 @@ def make_figures(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, byte
     for ax, stage in zip(axes[0], stages):
       secs = _finite((m.get("seconds") or {}).get(stage) for m in metrics)
       if secs.size:
-        ax.hist(secs * 1000, bins=20, color="#d08a2c", edgecolor="white")
+        ax.hist(secs * 1000, bins=20, range=(0, max(float(secs.max()) * 1050, 1e-3)),
+                color="#d08a2c", edgecolor="white")
         ax.axvline(np.median(secs) * 1000, color="#333", lw=1, ls="--")
       ax.set_title(f"{stage}\nmedian {np.median(secs) * 1000:.1f} ms" if secs.size else stage,
                    fontsize=9)
