@@ -135,3 +135,22 @@ def test_real_geotiffs_with_real_cloud_masks(shared_data, mean_model, tmp_path):
     m = np.asarray(Image.open(tmp_path / "mask" / f"{stem}.png")) > 0
     np.testing.assert_array_equal(got[~m], src[~m])
     assert gp["crs"] == sp["crs"] and gp["nodata"] == sp["nodata"]
+
+
+def test_beam_counters_count_every_stage(mean_model, tmp_path):
+  from apache_beam.metrics.metric import MetricsFilter
+  from pipeline.run import run
+  images = sorted(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))[:2]
+  (tmp_path / "in").mkdir()
+  for p in images:
+    shutil.copy(p, tmp_path / "in")
+  result = run(["--images", str(tmp_path / "in" / "*.tif"), "--masks", os.path.join(SAMPLE, "masks", "{stem}.png"),
+                "--output", str(tmp_path / "out"), "--model", mean_model])
+  result.wait_until_finish()
+  counters = {c.key.metric.name: c.committed
+              for c in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["counters"]}
+  assert counters["matched"] == counters["decoded"] == counters["restored"] == 2
+  assert counters["windows"] == counters["windows_inferred"] > 2
+  dists = {d.key.metric.name: d.committed
+           for d in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["distributions"]}
+  assert dists["decode_ms"].count == 2 and dists["write_ms"].count == 2

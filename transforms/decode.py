@@ -87,7 +87,7 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
   band_index = _band_index(profile["count"], spec)
   mask_values = _read_mask(pair, h, w)
   mask = np.zeros((h, w), bool)
-  with rasterio.open(local) as src:
+  with scenes.gdal_env(), rasterio.open(local) as src:
     for r0 in range(0, h, scenes.STRIPE_ROWS):
       r1 = min(h, r0 + scenes.STRIPE_ROWS)
       rows = scenes.read_rows(src, r0, r1, tuple(range(profile["count"])))

@@ -78,8 +78,8 @@ def quality(restored: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[s
   out = {
       "psnr": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
       "mae": float(np.mean(np.abs(r - t))),
-      "ssim": float(np.mean([_ssim_map(restored[:, :, c].astype(np.float64),
-                                       truth[:, :, c].astype(np.float64))[mask].mean()
+      "ssim": float(np.mean([_ssim_map(restored[:, :, c].astype(np.float32),
+                                       truth[:, :, c].astype(np.float32))[mask].mean(dtype=np.float64)
                              for c in range(restored.shape[2])])),
   }
   if restored.shape[2] > 1:

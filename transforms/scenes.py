@@ -42,6 +42,15 @@ from transforms.window import WindowSpec, _pad_reflect, positions, to_unit, valu
 DEAD = "dead"
 STRIPE_ROWS = 1024
 WORK_DIR = ".work"
+# GDAL's block cache defaults to 5 % of RAM and would keep every block of a
+# scene read by rows; a scene is read once in order, so a small cache is enough.
+GDAL_CACHE_MB = 64
+
+
+def gdal_env():
+  """A rasterio environment with a small block cache, for streaming scenes."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 @dataclasses.dataclass
@@ -134,7 +143,7 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str) -> Iterator[Wind
   mask = ref.mask()
   h, w = mask.shape
   folder = spill_dir(output_dir, ref.key)
-  with rasterio.open(ref.local_path) as src:
+  with gdal_env(), rasterio.open(ref.local_path) as src:
     for y in positions(h, size, stride):
       if not mask[y:y + size].any():
         continue
@@ -202,7 +211,8 @@ class AssembleScenes(beam.DoFn):
     loaded: list[WindowResult] = []
     seams, quality, infer_seconds = [], [], 0.0
     try:
-      with rasterio.open(ref.local_path) as src, rasterio.open(tmp, "w", **tiff_write_kwargs(profile, h, w, c)) as dst:
+      with gdal_env(), rasterio.open(ref.local_path) as src, \
+          rasterio.open(tmp, "w", **tiff_write_kwargs(profile, h, w, c)) as dst:
         from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
         for r0 in range(0, h, STRIPE_ROWS):
           r1 = min(h, r0 + STRIPE_ROWS)
