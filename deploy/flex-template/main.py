@@ -1,13 +1,15 @@
 """The file ``FLEX_TEMPLATE_PYTHON_PY_FILE`` names: ``cloudfill run`` for a Flex Template.
 
 The Dataflow launcher calls this file as ``__main__`` with every template
-parameter as ``--name=value``. Template parameter names cannot hold dashes
+parameter as ``--name=value`` (Airflow's ``BeamRunPythonPipelineOperator``
+calls it the same way). Template parameter names cannot hold dashes
 and their values are strings, so this shim maps them onto ``cloudfill run``'s
 flags before handing over:
 
 * ``--model_copies=1`` -> ``--model-copies=1`` (only for cloudfill's own
   flags; Beam's options such as ``--temp_location`` pass unchanged);
-* ``--large_model=true`` -> ``--large-model``; ``false`` (or empty) drops the
+* ``--large_model=true`` (or a bare ``--large_model``, as Airflow's Beam
+  operator writes True) -> ``--large-model``; ``false`` (or empty) drops the
   flag;
 * empty values (an optional parameter left blank) are dropped;
 * ``--runner=DataflowRunner`` is added when the launcher gives no runner.
@@ -48,8 +50,11 @@ def translate(argv: Sequence[str]) -> list[str]:
   names, booleans = _flags()
   out: list[str] = []
   for arg in argv:
-    if not arg.startswith("--") or "=" not in arg:
+    if not arg.startswith("--"):
       out.append(arg)
+      continue
+    if "=" not in arg:  # --large_model (Airflow's form of True), or --model_copies 1.
+      out.append(names.get(arg[2:].replace("-", "_"), arg))
       continue
     key, value = arg[2:].split("=", 1)
     flag = names.get(key.replace("-", "_"))
