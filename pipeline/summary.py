@@ -93,10 +93,11 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   """Deletes the temporary files an interrupted earlier run left in ``output_dir``.
 
   They are :func:`transforms.raster_io.write_bytes_atomic`'s ``.NAME.HEX.tmp``
-  files (local outputs; object-storage uploads leave nothing) and Beam's
-  ``beam-temp-*`` folders under ``metrics/`` and ``failed/``. Names holding
-  ``keep`` (the current run's id) are left alone. One run at a time may write
-  into an output folder.
+  files (local outputs; object-storage uploads leave nothing), Beam's
+  ``beam-temp-*`` folders under ``metrics/`` and ``failed/``, and the window
+  spills of scenes never assembled (``.work/``; a finished run has removed its
+  own). Names holding ``keep`` (the current run's id) are left alone. One run
+  at a time may write into an output folder.
 
   Returns:
     The paths deleted.
@@ -111,7 +112,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   if FileSystems.get_scheme(output_dir) is None:
     root = os.path.abspath(output_dir)
     patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp")]
-    patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs]
+    patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
     for path in found:
       if os.path.isdir(path):
@@ -120,6 +121,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
         os.remove(path)
     return found
   patterns = [FileSystems.join(output_dir, d, "beam-temp-**") for d in subdirs]
+  patterns.append(FileSystems.join(output_dir, ".work", "**"))
   found = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list
            if not keep or keep not in m.path]
   if found:
