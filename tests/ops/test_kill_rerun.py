@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from pipeline.summary import remove_stale_temporaries
 from tests.ops.opslib import ROOT, cloudfill, copy_sample, read_json, tree
 from transforms.incremental import TAG_MODEL_VERSION
 from transforms.raster_io import decode_raster, read_tags
@@ -104,3 +105,24 @@ def test_nothing_partial_or_temporary_is_left(killed):
     with open(os.path.join(out, "metrics", name), encoding="utf-8") as f:
       rows += [line for line in f if line.strip()]
   assert len(rows) == N - len(killed["first"])
+
+
+def test_stale_temporaries_go_and_the_current_runs_stay(tmp_path):
+  """What :func:`remove_stale_temporaries` removes from a local output folder."""
+  keep = "20261126T023000Z-bbbbbb"
+  files = {
+      "restored/a.tif": False, "restored/.a.tif.0f1e2d.tmp": True, ".summary.json.3c4b.tmp": True,
+      "metrics/metrics-20261125T023000Z-aaaaaa-00000-of-00001.jsonl": False,
+      "metrics/beam-temp-metrics-20261125T023000Z-aaaaaa-99/x": True,
+      f"metrics/beam-temp-metrics-{keep}-77/x": False,
+      "failed/beam-temp-dead-letters-20261125T023000Z-aaaaaa-98/x": True,
+      ".work/scene_1/0_0.npz": True, "summary.json": False,
+  }
+  for rel in files:
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+  remove_stale_temporaries(str(tmp_path), keep=keep)
+  for rel, stale in files.items():
+    assert (tmp_path / rel).exists() != stale, rel
+  assert not (tmp_path / ".work").exists()

@@ -27,6 +27,9 @@ BUCKET = "cloudfill-test"
 N_TILES = 4
 RATE = 0.15
 SEED = 20261126
+STALE = ("metrics/beam-temp-metrics-20261125T023000Z-aaaaaa-0123/part-0",
+         "failed/beam-temp-dead-letters-20261125T023000Z-aaaaaa-4567/part-0",
+         ".work/some_scene/0_0.npz")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,9 @@ def faulty_run(tmp_path_factory, mean_model):
         (staging / sub / (stem + ext)).write_bytes(f.read())
   with servers.gcs_emulator(BUCKET) as emulator:
     servers.upload_tree(str(staging), f"gs://{BUCKET}/in")
+    for stale in STALE:  # What an interrupted earlier run would have left.
+      with FileSystems.create(f"gs://{BUCKET}/out/{stale}") as f:
+        f.write(b"stale")
     with FaultProxy(emulator, rate=RATE, seed=SEED) as proxy:
       os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
       try:
@@ -85,8 +91,8 @@ def test_every_tile_restored_once_and_complete_despite_faults(faulty_run):
     image, profile = decode_raster(contents[path], ".tif")
     assert image.shape == (256, 256, 3) and profile["dtype"] == "uint16"
     assert read_tags(contents[path], ".tif")[TAG_MODEL_VERSION] == "test-mean-1"
-  # No temporary or stray object anywhere under the output.
-  assert not [p for p in objects if "beam-temp" in p or p.endswith(".tmp")]
+  # No temporary or stray object anywhere under the output (an earlier run's included).
+  assert not [p for p in objects if "beam-temp" in p or "/.work/" in p or p.endswith(".tmp")]
   summary = json.loads(contents[f"gs://{BUCKET}/out/summary.json"])
   assert summary["counts"] == {"restored": N_TILES, "skipped": 0, "failed": 0}
   assert summary["counts_add_up"]
