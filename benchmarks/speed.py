@@ -262,7 +262,7 @@ def bench_pipeline(images: str, masks: str, n_tiles: int, work: str, batch_size:
     small_dir = os.path.join(work, "probe_tiles")
     probe_imgs = os.path.join(small_dir, "images")
     os.makedirs(probe_imgs, exist_ok=True)
-    src = sorted(os.listdir(os.path.dirname(images)))[:2]
+    src = sorted(n for n in os.listdir(os.path.dirname(images)) if n.endswith(".tif"))[:2]
     for name in src:
       shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
     output = os.path.join(work, "out_probe")
@@ -444,21 +444,54 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
 # --------------------------------------------------------------------------- profile
 
 
-PROFILE_BUCKETS = (  # (bucket, substrings of a frame), checked from the leaf up.
-    ("model: restore signature (TF)", ("native.py", "__call__ (model_loader")),
-    ("model: tfx-bsl", ("tfx_bsl",)),
-    ("model load / check", ("load_model", "saved_model/load.py", "check_model")),
-    ("decode (read + GDAL/PIL decode + mask)", ("decode_pair",)),
-    ("cut windows", ("cut (transforms/window.py",)),
-    ("sparsify", ("sparsify",)),
-    ("composite", ("composite (transforms/composite.py", "blend (transforms")),
-    ("encode + write GeoTIFF", ("encode_raster", "write_bytes_atomic")),
-    ("measure (metrics)", ("measure (transforms/write.py",)),
-    ("beam coders / pickling", ("coders", "pickle", "dill", "cloudpickle")),
-    ("batching (BatchElements)", ("BatchElements", "_BatchSizeEstimator", "util.py")),
-    ("matching files", ("fileio", "match (apache_beam/io/filesystems")),
+PROFILE_BUCKETS = (  # (bucket, substrings of a py-spy frame "Class.func (path:line)"), leaf up.
     ("imports", ("_find_and_load",)),
+    ("model: restore signature (TF)", ("LoadedModel.__call__ (model_loader", "run_inference (model_loader")),
+    ("model: tfx-bsl", ("tfx_bsl",)),
+    ("model load + launch check", ("LoadedModel.__init__", "load_model (model_loader", "check_model_early",
+                                   "check_model (model_loader", "stage_locally")),
+    ("decode (read + GDAL/PIL decode + mask)", ("decode_pair (transforms",)),
+    ("cut windows", ("cut (transforms/window.py",)),
+    ("sparsify", ("sparsify (transforms",)),
+    ("composite", ("composite (transforms/composite.py", "blend (transforms")),
+    ("encode + write GeoTIFF", ("encode_raster (transforms", "write_bytes_atomic (transforms")),
+    ("measure (metrics)", ("measure (transforms/write.py",)),
+    ("tfx: to_example", ("to_example (model_loader",)),
+    ("beam coders / pickling", ("apache_beam/coders/", "pickle", "dill", "cloudpickle")),
+    ("batching (BatchElements)", ("BatchElements", "_BatchSizeEstimator", "BatchingDoFn")),
+    ("matching files", ("MatchFiles", "apache_beam/io/fileio", "PairWithMask")),
+    ("graph construction", ("build (pipeline/run.py",)),
 )
+
+
+def attribute_profile(raw: str) -> tuple[dict[str, float], int]:
+  """Shares of a py-spy ``--format raw`` profile per pipeline step (main thread)."""
+  buckets: collections.Counter = collections.Counter()
+  with open(raw, encoding="utf-8", errors="replace") as f:
+    for line in f:
+      stack, _, count = line.rstrip("\n").rpartition(" ")
+      if not count.isdigit():
+        continue
+      n = int(count)
+      frames = stack.split(";")
+      # The in_memory runner processes bundles on the main thread: keep its
+      # samples (busy or waiting on TensorFlow's threads), drop Beam's idle
+      # service threads (gRPC, data plane).
+      # Only the timed region: pipeline.run.run() (the in_memory runner runs
+      # the whole pipeline inside it); the worker's own imports are excluded.
+      if not any(fr.startswith("run (") and "pipeline/run.py" in fr or fr.startswith("run (run.py")
+                 for fr in frames):
+        continue
+      in_bundle = any("process_bundle" in fr for fr in frames)
+      label = "other: Beam runner (in bundles)" if in_bundle else "other: Beam runner start/finish"
+      for fr in reversed(frames):
+        hit = next((b for b, keys in PROFILE_BUCKETS if any(k in fr for k in keys)), None)
+        if hit:
+          label = hit
+          break
+      buckets[label] += n
+  total = sum(buckets.values()) or 1
+  return {k: v / total for k, v in buckets.most_common()}, total
 
 
 def bench_profile(images: str, masks: str, work: str, batch_size: int, rate: int,
@@ -475,32 +508,9 @@ def bench_profile(images: str, masks: str, work: str, batch_size: int, rate: int
   r = run_worker(argv, os.path.join(work, "log_profile.txt"), timeout,
                  wrap=[pyspy, "record", "--rate", str(rate), "--format", "raw", "--idle",
                        "--output", raw, "--"])
-  buckets: collections.Counter = collections.Counter()
-  bundle_total = 0
-  with open(raw, encoding="utf-8", errors="replace") as f:
-    for line in f:
-      stack, _, count = line.rstrip("\n").rpartition(" ")
-      if not count.isdigit():
-        continue
-      n = int(count)
-      frames = stack.split(";")
-      # Only the thread that processes bundles (plus the main thread's start-up).
-      in_bundle = any("process_bundle" in fr for fr in frames)
-      in_main = any("run (pipeline/run.py" in fr or "worker (benchmarks/speed.py" in fr for fr in frames)
-      if not (in_bundle or in_main):
-        continue
-      bundle_total += n
-      label = "other (Beam runner, Python glue)" if in_bundle else "main thread: start-up, waiting"
-      for fr in reversed(frames):
-        hit = next((b for b, keys in PROFILE_BUCKETS if any(k in fr for k in keys)), None)
-        if hit:
-          label = hit
-          break
-      buckets[label] += n
-  total = sum(buckets.values()) or 1
-  share = {k: v / total for k, v in buckets.most_common()}
-  common.log(f"  py-spy profile ({r['restored']} tiles, {r['seconds']:.1f} s; samples on the "
-             f"bundle thread + main thread):")
+  share, total = attribute_profile(raw)
+  common.log(f"  py-spy profile ({r['restored']} tiles, {r['seconds']:.1f} s, main thread, "
+             f"{total} samples at {rate} Hz incl. waits):")
   for k, v in share.items():
     common.log(f"    {k:45s} {100 * v:5.1f} %")
   return {"samples": total, "rate_hz": rate, "share": share, "run": r, "raw_profile": raw}
@@ -633,6 +643,8 @@ def make_scene(size: int, folder: str, seed: int = 0) -> tuple[str, str, dict[st
 def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float,
                 backend: str = "native") -> dict[str, Any]:
   """Wall seconds and peak RSS of ``cloudfill run`` on one large scene per size."""
+  from pipeline import options as cli_options  # pylint: disable=import-outside-toplevel
+  threshold = cli_options.DEFAULTS.get("scene_pixels")
   scenes = os.path.join(work, "scenes")
   rows = []
   for size in sizes:
@@ -660,7 +672,10 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
                            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
                            # ru_maxrss of RUSAGE_CHILDREN: the largest child so far (sizes run smallest first).
                            "peak_rss_mib": after.ru_maxrss / 1024,
-                           "input_mib": size * size * 3 * 2 / 2**20, "loadavg_after": common.loadavg()}
+                           "input_mib": size * size * 3 * 2 / 2**20, "loadavg_after": common.loadavg(),
+                           # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
+                           "path": ("scene (streamed by rows)" if threshold and size * size > threshold
+                                    else "tile (decoded whole)")}
     summary_path = os.path.join(output, "summary.json")
     if os.path.exists(summary_path):
       with open(summary_path, encoding="utf-8") as f:
@@ -675,16 +690,16 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
       if row.get("pipeline_wall_seconds") and row["windows"]:
         row["windows_per_s"] = row["windows"] / row["pipeline_wall_seconds"]
     rows.append(row)
-    common.log(f"  large {size}x{size}: exit {proc.returncode}, {wall:.1f} s process "
+    common.log(f"  large {size}x{size} [{row['path']}]: exit {proc.returncode}, {wall:.1f} s process "
                f"({row.get('pipeline_wall_seconds')} s pipeline), peak RSS {row['peak_rss_mib']:.0f} MiB "
                f"(input {row['input_mib']:.0f} MiB), {row.get('windows')} windows, "
                f"stages {row.get('seconds_per_tile')}")
   if len(rows) >= 2 and all(r.get("pipeline_wall_seconds") for r in rows):
     px = np.log([r["pixels"] for r in rows])
-    return {"runs": rows,
+    return {"runs": rows, "scene_pixels_threshold": threshold,
             "time_exponent": float(np.polyfit(px, np.log([r["pipeline_wall_seconds"] for r in rows]), 1)[0]),
             "rss_exponent": float(np.polyfit(px, np.log([r["peak_rss_mib"] for r in rows]), 1)[0])}
-  return {"runs": rows}
+  return {"runs": rows, "scene_pixels_threshold": threshold}
 
 
 # --------------------------------------------------------------------------- main
@@ -693,7 +708,10 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
 def _parse(argv: Optional[Sequence[str]]):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--tiles", type=int, default=32, help="Number of 256x256 tiles (default 32: ~2 min).")
+  p.add_argument("--tiles", type=int, default=32, help="Number of 256x256 tiles (default 32).")
+  p.add_argument("--quick", action="store_true",
+                 help="A run of under 2 minutes: 12 tiles, in_memory pipelines only, 1 s per "
+                      "measurement, no start-up probe.")
   p.add_argument("--out", default=DEFAULT_OUT, help="Folder for the JSON results.")
   p.add_argument("--work", default=None, help="Scratch folder (default: a temporary one, removed).")
   p.add_argument("--model", default=None, help="SavedModel (default: model_loader/default_model).")
@@ -744,6 +762,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if argv and argv[0] == "--worker":
     return worker(argv[2:] if len(argv) > 1 and argv[1] == "--" else argv[1:])
   args = _parse(argv)
+  if args.quick:
+    args.tiles = min(args.tiles, 12)
+    args.configs = "in_memory:native,in_memory:tfx"
+    args.min_seconds = 1.0
+    args.no_startup_probe = True
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   sys.path.insert(0, ROOT)
   from model_loader import locate  # pylint: disable=import-outside-toplevel
@@ -774,7 +797,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       res["tiles"] = {"count": len(tiles), "source": source,
                       "coverage_mean": float(np.mean([t["mask"].mean() for t in tiles]))}
       common.log(f"tiles: {source}; mean coverage {res['tiles']['coverage_mean']:.1%}")
-      images, masks = common.write_tiles(tiles, os.path.join(work, "tiles"))
+      # One folder per tile set: the pipeline matches every file in it.
+      images, masks = common.write_tiles(tiles, os.path.join(work, f"tiles_n{len(tiles)}"))
       if "raw" in sections:
         common.log("(a) raw SavedModel loop")
         res["raw"] = bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds)
@@ -786,7 +810,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          probe, args.timeout)
       if "fillers" in sections:
         common.log("(c) classical fillers, one thread")
-        res["fillers"] = bench_fillers(tiles, slow_limit=4, budget_s=max(10.0, 3 * args.min_seconds))
+        res["fillers"] = bench_fillers(tiles, slow_limit=3, budget_s=max(3.0, 3 * args.min_seconds))
       if "stages" in sections:
         common.log("where the time goes: each step per tile, in-process")
         res["stages"] = bench_stages(tiles, images, masks, model_dir, batch, work, args.min_seconds)
