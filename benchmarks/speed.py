@@ -641,10 +641,11 @@ def make_scene(size: int, folder: str, seed: int = 0) -> tuple[str, str, dict[st
 
 
 def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float,
-                backend: str = "native") -> dict[str, Any]:
+                backend: str = "native", scene_pixels: Optional[int] = None) -> dict[str, Any]:
   """Wall seconds and peak RSS of ``cloudfill run`` on one large scene per size."""
   from pipeline import options as cli_options  # pylint: disable=import-outside-toplevel
-  threshold = cli_options.DEFAULTS.get("scene_pixels")
+  threshold = scene_pixels or cli_options.DEFAULTS.get("scene_pixels")
+  extra = ["--scene-pixels", str(scene_pixels)] if scene_pixels else []
   scenes = os.path.join(work, "scenes")
   rows = []
   for size in sizes:
@@ -657,7 +658,7 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
     images = os.path.join(os.path.dirname(img), stem + ".tif")
     masks = os.path.join(scenes, "masks", "{stem}.png")
     cmd = [sys.executable, "-m", "pipeline.cli", "run", *pipeline_argv(
-        images, masks, output, backend, "in_memory", batch_size, 1)]
+        images, masks, output, backend, "in_memory", batch_size, 1, extra)]
     common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
                "cloudfill run ...")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -729,6 +730,8 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--gpu-anyway", action="store_true", help="Run the GPU section on CPU (to test it).")
   p.add_argument("--large", action="store_true", help="Time large scenes instead (see --sizes).")
   p.add_argument("--sizes", default="2000,4000,8000", help="Scene sides for --large.")
+  p.add_argument("--scene-pixels", type=int, default=None,
+                 help="With --large: the pipeline's --scene-pixels (default: its own, 4096*4096).")
   p.add_argument("--timeout", type=float, default=1800, help="Seconds per pipeline run.")
   p.add_argument("--tag", default=None, help="Suffix of the JSON file name.")
   return p.parse_args(argv)
@@ -790,7 +793,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     if args.large:
       sizes = [int(s) for s in args.sizes.split(",")]
-      res["large"] = bench_large(sizes, work, batch, args.timeout)
+      res["large"] = bench_large(sizes, work, batch, args.timeout, scene_pixels=args.scene_pixels)
       name = f"large{('_' + args.tag) if args.tag else ''}.json"
     else:
       tiles, source = common.make_tiles(args.tiles)
