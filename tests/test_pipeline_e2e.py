@@ -154,3 +154,16 @@ def test_beam_counters_count_every_stage(mean_model, tmp_path):
   dists = {d.key.metric.name: d.committed
            for d in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["distributions"]}
   assert dists["decode_ms"].count == 2 and dists["write_ms"].count == 2
+
+
+def test_reference_template_scores_against_a_clear_acquisition(sample_run, mean_model, tmp_path):
+  """The sample is clear, so the input itself is a valid reference: same figures as --evaluate."""
+  out = tmp_path / "ref"
+  assert _run(out, mean_model, "--config", "landsat8_l1",
+              "--reference", os.path.join(SAMPLE, "images", "{stem}.tif")) == 0
+  by_ref = {r["stem"]: r["metrics"] for r in read_jsonl(str(out / "metrics"))}
+  by_eval = {r["stem"]: r["metrics"] for r in read_jsonl(os.path.join(sample_run, "metrics"))}
+  assert set(by_ref) == set(by_eval)
+  for stem, m in by_ref.items():
+    assert m["psnr"] == pytest.approx(by_eval[stem]["psnr"], abs=1e-6)
+    assert m["ssim"] == pytest.approx(by_eval[stem]["ssim"], abs=1e-6)
