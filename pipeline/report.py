@@ -477,7 +477,11 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
                  "finished): counts are rebuilt from metrics/ and failed/, and up-to-date skips "
                  "are not known.</p>" if run["summary_rebuilt"] else "")
   fig_html = "\n".join(f'<figure><img src="{_e(src)}" alt="{_e(cap)}"><figcaption>{_e(cap)}'
-                       f"</figcaption></figure>" for src, cap in figures) or "<p>No restored tiles.</p>"
+                       f"</figcaption></figure>" for src, cap in figures)
+  if run.get("figures_missing"):
+    fig_html = f'<p class="note warn">{_e(run["figures_missing"])}</p>'
+  elif not fig_html:
+    fig_html = "<p>No restored tiles.</p>"
   tiles = []
   notes = sorted({t["note"] for t in thumbs})
   for t in thumbs:
@@ -527,7 +531,12 @@ def write_report(output_dir: str, max_thumbnails: int = 6) -> str:
   """
   run = load_run(output_dir)
   fig_refs = []
-  for name, caption, data in make_figures(run["results"]):
+  try:
+    figures = make_figures(run["results"])
+  except ImportError as e:  # matplotlib is optional: the page still has counts and previews.
+    figures = []
+    run["figures_missing"] = f"no histograms: {e} (pip install matplotlib)"
+  for name, caption, data in figures:
     write_bytes_atomic(_join(output_dir, REPORT_DIR, name), data)
     fig_refs.append((f"{REPORT_DIR}/{name}", caption))
   thumbs, errors = [], []

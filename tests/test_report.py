@@ -274,3 +274,25 @@ def test_display_bands():
 
 def test_not_a_run_folder(tmp_path):
   assert report.main([str(tmp_path)]) == 2
+
+
+def test_report_without_matplotlib(run_dir, tmp_path, monkeypatch):
+  """matplotlib is optional: the page keeps its counts and previews."""
+  import builtins
+  real_import = builtins.__import__
+
+  def no_matplotlib(name, *a, **k):
+    if name == "matplotlib" or name.startswith("matplotlib."):
+      raise ImportError("No module named 'matplotlib'")
+    return real_import(name, *a, **k)
+
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report*"))
+  monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+  path = report.write_report(str(copy))
+  monkeypatch.undo()
+  with open(path, encoding="utf-8") as f:
+    page = f.read()
+  assert "no histograms" in page and 'id="count-restored" data-count="2"' in page
+  assert sorted(os.listdir(copy / "report")) == [
+      "tile00_after.png", "tile00_before.png", "tile01_after.png", "tile01_before.png"]
