@@ -163,7 +163,11 @@ class FaultProxy:
           if k.lower() == "location":
             v = v.replace(up.decode(), me.decode())
           self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        if self.command == "HEAD":  # No body: pass the object's own length on.
+          length = dict((k.lower(), v) for k, v in resp_headers).get("content-length", "0")
+        else:
+          length = str(len(data))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
           self.wfile.write(data)
