@@ -177,7 +177,8 @@ def machine() -> dict[str, Any]:
       versions[mod] = __import__(mod).__version__
     except Exception:  # pylint: disable=broad-except
       pass
-  commit = _sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+  commit = (_sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
+            or os.environ.get("CLOUDFILL_GIT_COMMIT", ""))
   return {
       "cpu_model": fields.get("Model name"),
       "cpus_online": os.cpu_count(),
