@@ -128,7 +128,10 @@ def _maybe_scene(pair: TilePair, ext: str, spec: DecodeSpec) -> Optional[scenes.
       if temp:
         os.remove(local)
       return None
-    return _open_scene(pair, local, profile, spec)
+    try:
+      return _open_scene(pair, local, profile, spec)
+    except rasterio.errors.RasterioError as e:  # E.g. a truncated scene: its rows fail to read.
+      raise DecodeError(f"not a readable TIFF: {e.__cause__ or e}") from e
   except BaseException:
     if temp and os.path.exists(local):
       os.remove(local)
