@@ -4,7 +4,8 @@ tests/test_bad_inputs.py covers corrupt bytes, truncated TIFFs, missing
 masks, size mismatches, all-/no-cloud masks, NaN and band counts. These are
 the extra cases: a zero-byte file, a TIFF with a bogus header, 1x1 images,
 100,000x1 and 1x100,000 strips, masks stored as uint16 and float32, a path
-with spaces and non-ASCII characters, and symlink loops. Masks are GeoTIFFs
+with spaces and non-ASCII characters, symlink loops, and a truncated scene
+large enough for the streamed large-scene path. Masks are GeoTIFFs
 here (``{stem}.tif``), so they can carry any dtype.
 """
 
@@ -14,6 +15,8 @@ import os
 
 import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
 
 from pipeline.summary import EXIT_SOME_FAILED
 from tests.helpers import cloud_mask, read_jsonl, read_raster, read_summary, write_geotiff
@@ -32,6 +35,7 @@ EXPECTED = {  # stem -> (outcome, stage, phrases of the reason, any of them)
     "loop_a": ("failed", "match", ("Too many levels of symbolic links",)),
     "loop_b": ("failed", "match", ("Too many levels of symbolic links",)),
     "self_loop": ("failed", "match", ("Too many levels of symbolic links",)),
+    "truncated_scene": ("failed", "decode", ("not a readable TIFF", "IReadBlock failed")),
 }
 RESTORED = ("good", "strip_wide", "strip_tall", "mask_uint16", "mask_float", UNICODE)
 
@@ -71,6 +75,22 @@ def odd_run(tmp_path_factory, mean_model):
   with open(os.path.join(img, "bogus_header.tif"), "wb") as f:
     f.write(b"II*\x00\xff\xff\xff\x7f" + rng.bytes(400))  # First directory past the end.
   write_geotiff(os.path.join(msk, "bogus_header.tif"), blank)
+  # A scene large enough for the streamed path (over 4096x4096), cut short.
+  side = 4200
+  scene = np.repeat(((np.add.outer(np.arange(side), np.arange(side)) % 5000) + 1000)
+                    .astype(np.uint16)[:, :, None], 3, axis=2)
+  path = os.path.join(img, "truncated_scene.tif")
+  with rasterio.open(path, "w", driver="GTiff", height=side, width=side, count=3, dtype="uint16",
+                     compress="deflate", tiled=True, blockxsize=256, blockysize=256,
+                     crs="EPSG:32621", transform=from_origin(7e5, -2.7e6, 30, 30)) as dst:
+    dst.write(np.moveaxis(scene, -1, 0))
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) * 2 // 3])
+  scene_mask = np.zeros((side, side, 1), np.uint8)
+  scene_mask[1000:1300, 2000:2600] = 255
+  write_geotiff(os.path.join(msk, "truncated_scene.tif"), scene_mask)
   os.symlink(os.path.join(img, "loop_b.tif"), os.path.join(img, "loop_a.tif"))
   os.symlink(os.path.join(img, "loop_a.tif"), os.path.join(img, "loop_b.tif"))
   os.symlink("self_loop.tif", os.path.join(img, "self_loop.tif"))
