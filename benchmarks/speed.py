@@ -118,7 +118,7 @@ def _fmt_rate(x: Optional[float]) -> str:
 
 
 def bench_raw(tiles, model_dir: str, batch_size: int, sweep: Sequence[int],
-              min_seconds: float) -> dict[str, Any]:
+              min_seconds: float, xla: bool = False) -> dict[str, Any]:
   """Tiles/s of the bare ``restore`` signature, and of ``serving_default``."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from model_loader import native, tfx  # pylint: disable=import-outside-toplevel
@@ -159,6 +159,30 @@ def bench_raw(tiles, model_dir: str, batch_size: int, sweep: Sequence[int],
     ex = [tfx.to_example(a, b).SerializeToString() for a, b in zip(im, ma)]
     res = serve(examples=tf.constant(ex))["restored"]
     return [tf.make_ndarray(tf.make_tensor_proto(r)) for r in res.numpy()]
+
+  if xla:  # XLA on CPU: one compilation per batch shape, so only with fixed batches.
+    restore = loaded.signatures["restore"]
+    jit = tf.function(lambda i, m: restore(image=i, mask=m)["restored"], jit_compile=True,
+                      autograph=False)
+    x0, m0 = tf.constant(images[:batch_size]), tf.constant(masks[:batch_size])
+    t0 = time.perf_counter()
+    ref = model(images[:batch_size], masks[:batch_size])
+    got = jit(x0, m0).numpy()
+    compile_s = time.perf_counter() - t0
+    whole = (len(wins) // batch_size) * batch_size
+    if whole:
+      t0 = time.perf_counter()
+      n = 0
+      while time.perf_counter() - t0 < min_seconds or n == 0:
+        for i in range(0, whole, batch_size):
+          jit(tf.constant(images[i:i + batch_size]), tf.constant(masks[i:i + batch_size])).numpy()
+          n += batch_size
+      rate = n / (time.perf_counter() - t0)
+      out["xla_cpu"] = {"batch": batch_size, "windows_per_s": rate, "tiles_per_s": rate * len(tiles) / len(wins),
+                        "first_call_seconds": compile_s, "max_abs_diff": float(np.abs(ref - got).max())}
+      common.log(f"  raw restore   batch {batch_size:3d} XLA (jit_compile): "
+                 f"{out['xla_cpu']['tiles_per_s']:7.2f} tiles/s (first call {compile_s:.1f} s, "
+                 f"max |diff| {out['xla_cpu']['max_abs_diff']:.1e})")
 
   rate = loop(batch_size, call_serving)
   out["serving_default_tiles_per_s"] = rate * len(tiles) / len(wins)
@@ -729,6 +753,10 @@ def markdown(paths: Sequence[str]) -> str:
       out.append("| raw loop | tiles/s |\n|---|---|")
       for bs, v in raw["by_batch"].items():
         out.append(f"| restore, batch {bs} | {v['tiles_per_s']:.2f} |")
+      if raw.get("xla_cpu"):
+        x = raw["xla_cpu"]
+        out.append(f"| restore under XLA (jit_compile), batch {x['batch']} | {x['tiles_per_s']:.2f} "
+                   f"(first call {x['first_call_seconds']:.0f} s) |")
       out.append(f"| serving_default + Example (de)serialisation, batch {raw['batch_size']} | "
                  f"{raw['serving_default_tiles_per_s']:.2f} |\n")
     if "pipeline" in r:
@@ -899,7 +927,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       images, masks = common.write_tiles(tiles, os.path.join(work, f"tiles_n{len(tiles)}"))
       if "raw" in sections:
         common.log("(a) raw SavedModel loop")
-        res["raw"] = bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds)
+        res["raw"] = bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds,
+                               xla=not args.quick)
       if "pipeline" in sections:
         common.log("(b) pipeline (DirectRunner), seconds from run() to wait_until_finish()")
         configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
