@@ -76,6 +76,25 @@ def mutated(draw, ext: str) -> bytes:
   return bytes(data)
 
 
+def _pair(tmp_path, image: bytes, mask: bytes) -> TilePair:
+  image_path, mask_path = str(tmp_path / "t.tif"), str(tmp_path / "t.png")
+  with open(image_path, "wb") as f:
+    f.write(image)
+  with open(mask_path, "wb") as f:
+    f.write(mask)
+  return TilePair(image_path=image_path, stem="t", mask_path=mask_path,
+                  mtime=os.path.getmtime(image_path), size_bytes=len(image))
+
+
+def _dead_letter_or(kind, out: list) -> None:
+  assert len(out) == 1
+  item = out[0]
+  if isinstance(item, kind):
+    assert item.pair.stem == "t"
+  else:
+    assert item.tag == "dead" and item.value.reason
+
+
 @pytest.mark.parametrize("ext", sorted(SEEDS))
 def test_decode_raster_raises_only_decode_or_value_errors(ext):
 
@@ -94,24 +113,29 @@ def test_decode_raster_raises_only_decode_or_value_errors(ext):
 
 def test_decode_stage_dead_letters_any_mutated_pair(tmp_path):
   """Mutated image and mask files through the Decode DoFn: a tile or a dead letter."""
-  image_path, mask_path = str(tmp_path / "t.tif"), str(tmp_path / "t.png")
   dofn = DecodeTiles(DecodeSpec(mask=MaskSpec(source="file"), model_bands=3))
 
   @FUZZ
   @given(image=mutated(".tif"), mask=mutated(".png"))
   def check(image, mask):
-    with open(image_path, "wb") as f:
-      f.write(image)
-    with open(mask_path, "wb") as f:
-      f.write(mask)
-    pair = TilePair(image_path=image_path, stem="t", mask_path=mask_path,
-                    mtime=os.path.getmtime(image_path), size_bytes=len(image))
-    out = list(dofn.process(pair))  # Must not raise.
-    assert len(out) == 1
-    item = out[0]
-    if isinstance(item, Tile):
-      assert item.mask.shape == item.image.shape[:2]
-    else:
-      assert item.tag == "dead" and item.value.reason
+    out = list(dofn.process(_pair(tmp_path, image, mask)))  # Must not raise.
+    _dead_letter_or(Tile, out)
+    if isinstance(out[0], Tile):
+      assert out[0].mask.shape == out[0].image.shape[:2]
+
+  check()
+
+
+def test_scene_path_dead_letters_any_mutated_tiff(tmp_path):
+  """The streamed large-scene path (forced with a tiny ``scene_pixels``) on
+  mutated TIFFs beside an intact mask: a SceneRef or a dead letter."""
+  from transforms.scenes import SceneRef  # pylint: disable=import-outside-toplevel
+  dofn = DecodeTiles(DecodeSpec(mask=MaskSpec(source="file"), model_bands=3, scene_pixels=16 * 16))
+  mask = SEEDS[".png"][0]
+
+  @FUZZ
+  @given(image=mutated(".tif"))
+  def check(image):
+    _dead_letter_or(SceneRef, list(dofn.process(_pair(tmp_path, image, mask))))  # Must not raise.
 
   check()
