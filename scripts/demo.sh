@@ -3,10 +3,7 @@
 # Re-running reuses .venv. Output: out/sample/ (restored tiles, metrics, summary, report.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[bench]"
+. scripts/venv.sh "bench"
 .venv/bin/cloudfill run \
   --images 'sample/landsat8/images/*.tif' \
   --masks 'sample/landsat8/masks/{stem}.png' \
