@@ -46,6 +46,7 @@ MAX_DEAD_ROWS = 50
 STRETCH_PERCENTILES = (2.0, 98.0)
 OVERLAY_RGB = (255, 0, 200)
 OVERLAY_ALPHA = 0.45
+JPEG_TOLERANCE = 12  # DN of 8-bit JPEG outputs under which a pixel counts as unchanged.
 QUALITY_KEYS = ("psnr", "ssim", "mae", "spectral_angle_deg")
 STAGE_ORDER = ("decode", "window_infer", "composite", "write")
 
@@ -371,7 +372,12 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE) -> dict[str
   after, _ = _read_preview(row["output"], max_side)
   if before.shape != after.shape:
     raise ValueError(f"input {before.shape} and output {after.shape} previews differ in shape")
-  changed = np.any(before != after, axis=2)
+  lossy = split_ext(row["output"])[1].lower() in (".jpg", ".jpeg")
+  if lossy:  # JPEG re-encoding moves every pixel a little: mark only clear changes.
+    diff = np.abs(before.astype(np.float64) - after.astype(np.float64)).max(axis=2)
+    changed = diff > JPEG_TOLERANCE  # JPEG outputs are 8-bit.
+  else:
+    changed = np.any(before != after, axis=2)
   if before.dtype.kind == "f":
     changed &= ~(np.isnan(before) & np.isnan(after)).all(axis=2)
   bands, note = display_bands(info["descriptions"], before.shape[2])
@@ -379,6 +385,8 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE) -> dict[str
   if info.get("nodata") is not None:
     valid &= ~np.all(before == np.asarray(info["nodata"], before.dtype), axis=2)
   lo, hi = stretch(before, valid)
+  if lossy:
+    note += f"; JPEG output: pixels changed by more than {JPEG_TOLERANCE} DN are marked"
   return {"before": _png(overlay(to_rgb8(before, bands, lo, hi), changed)),
           "after": _png(to_rgb8(after, bands, lo, hi)),
           "note": note, "changed": float(changed.mean()), "shape": before.shape[:2]}

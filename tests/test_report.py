@@ -296,3 +296,39 @@ def test_report_without_matplotlib(run_dir, tmp_path, monkeypatch):
   assert "no histograms" in page and 'id="count-restored" data-count="2"' in page
   assert sorted(os.listdir(copy / "report")) == [
       "tile00_after.png", "tile00_before.png", "tile01_after.png", "tile01_before.png"]
+
+
+def _hole(h, w):
+  m = np.zeros((h, w), bool)
+  m[h // 4:h // 2, w // 3:2 * w // 3] = True
+  return m
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_thumbnails_of_png_and_jpeg(tmp_path, ext):
+  rng = np.random.default_rng(0)
+  img = (rng.uniform(60, 90, (80, 120, 3))).astype(np.uint8)
+  mask = _hole(80, 120)
+  out = img.copy()
+  out[mask] = 200
+  src, dst = tmp_path / f"in{ext}", tmp_path / f"out{ext}"
+  Image.fromarray(img).save(src, quality=95)
+  Image.fromarray(out).save(dst, quality=95)
+  t = report.make_thumbnails({"path": str(src), "output": str(dst)})
+  # The changed pixels are the hole (JPEG: up to its blurred edge).
+  assert abs(t["changed"] - mask.mean()) < (0.002 if ext == ".png" else 0.03)
+  assert Image.open(__import__("io").BytesIO(t["before"])).size == (120, 80)
+
+
+def test_thumbnails_of_a_13_band_float_tiff_and_decimation(tmp_path):
+  from tests.helpers import write_geotiff
+  rng = np.random.default_rng(1)
+  img = rng.uniform(0, 0.3, (700, 500, 13)).astype(np.float32)
+  out = img.copy()
+  mask = _hole(700, 500)
+  out[mask] = 0.5
+  write_geotiff(str(tmp_path / "in.tif"), img)
+  write_geotiff(str(tmp_path / "out.tif"), out)
+  t = report.make_thumbnails({"path": str(tmp_path / "in.tif"), "output": str(tmp_path / "out.tif")})
+  assert max(t["shape"]) <= report.THUMB_SIDE and "bands 1,2,3 of 13" in t["note"]
+  assert abs(t["changed"] - mask.mean()) < 0.01
