@@ -378,6 +378,50 @@ def bench_fillers(tiles, slow_limit: int, budget_s: float) -> dict[str, Any]:
   return out
 
 
+# --------------------------------------------------------------------------- candidate fixes
+# Timed beside the pipeline's own steps, to size what each proposed fix would save.
+
+
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    b, n = n & 0x7F, n >> 7
+    out.append(b | 0x80 if n else b)
+    if not n:
+      return bytes(out)
+
+
+def _ld(number: int, payload: bytes) -> bytes:
+  """One length-delimited protobuf field."""
+  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def serialize_example_wire(image: np.ndarray, mask: np.ndarray) -> bytes:
+  """The bytes of ``model_loader.tfx.to_example(image, mask).SerializeToString()``,
+  written directly (packed little-endian floats) instead of element by element."""
+  from model_loader.contract import EXAMPLE_FEATURES  # pylint: disable=import-outside-toplevel
+
+  def entry(key: str, values: np.ndarray) -> bytes:
+    feature = _ld(2, _ld(1, np.ascontiguousarray(values, "<f4").tobytes()))  # Feature.float_list
+    return _ld(1, _ld(1, key.encode()) + _ld(2, feature))  # Features.feature map entry
+
+  image_key, mask_key = EXAMPLE_FEATURES
+  return _ld(1, entry(image_key, image.reshape(-1)) + entry(mask_key, mask.reshape(-1)))
+
+
+def encode_tiff_with(image: np.ndarray, profile: dict[str, Any], **options) -> bytes:
+  """``transforms.raster_io``'s GeoTIFF encoding with other creation options."""
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  from transforms import raster_io  # pylint: disable=import-outside-toplevel
+  h, w, c = image.shape
+  kwargs = raster_io.tiff_write_kwargs(profile, h, w, c)
+  kwargs.update(options)
+  with MemoryFile() as mem:
+    with mem.open(**kwargs) as dst:
+      dst.write(np.moveaxis(image, -1, 0))
+    return mem.read()
+
+
 # --------------------------------------------------------------------------- stage costs
 
 
@@ -425,6 +469,10 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
     results = timed("sparsify", lambda: [sparsify(w, card.overlap) for w in wins])
     timed("tfx_example_serialize", lambda: [tfx.to_example(w.image, w.mask).SerializeToString()
                                             for w in wins])
+    wire = timed("fix_tfx_example_wire_format", lambda: [serialize_example_wire(w.image, w.mask)
+                                                         for w in wins])
+    if wire[0] != tfx.to_example(wins[0].image, wins[0].mask).SerializeToString():
+      steps["fix_tfx_example_wire_format_NOT_IDENTICAL"].append(0.0)
     timed("tfx_response_to_array", lambda: [tf.make_ndarray(tf.make_tensor_proto(w.restored))
                                             for w in wins])
     timed("coder_tile_and_results_at_join", lambda: (coder.decode(coder.encode((tile.key, tile))),
@@ -434,6 +482,11 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
     out_path = os.path.join(out_dir, t["name"] + ".tif")
     timed("encode_and_write", lambda: write_bytes_atomic(
         out_path, encode_raster(filled, tile.profile, {"CLOUDFILL_MODEL_VERSION": card.version})))
+    if hasattr(__import__("transforms.raster_io", fromlist=["x"]), "tiff_write_kwargs"):
+      timed("fix_encode_deflate_zlevel1", lambda: encode_tiff_with(filled, tile.profile, zlevel=1))
+      timed("fix_encode_zstd_level1", lambda: encode_tiff_with(filled, tile.profile, compress="zstd",
+                                                               zstd_level=1))
+      timed("encode_only_default", lambda: encode_tiff_with(filled, tile.profile))
     item = RestoredTile(tile=tile, restored=filled, windows=len(wins))
     timed("measure", measure, item, WriteSpec(output_dir=out_dir, model_version=card.version))
     timed("measure_with_evaluate", measure, item,
@@ -464,6 +517,17 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
     common.log(f"    {k:32s} {v:8.2f}  ({100 * v / model_ms:5.1f} % of the model's time)")
   common.log(f"  native path overhead {overhead:.1f} ms/tile -> serial ceiling "
              f"{100 * out['predicted_native_ratio_serial']:.0f} % of the raw loop")
+  if "fix_encode_zstd_level1" in med:
+    saved = med["encode_only_default"] - med["fix_encode_zstd_level1"]
+    fixed = overhead - saved
+    out["native_overhead_with_zstd1_ms_per_tile"] = fixed
+    out["predicted_native_ratio_serial_with_zstd1"] = model_ms / (model_ms + fixed)
+    tfx_fixed = med["fix_tfx_example_wire_format"] + med["tfx_response_to_array"]
+    out["predicted_tfx_ratio_serial_with_wire_format_and_zstd1"] = model_ms / (model_ms + fixed + tfx_fixed)
+    common.log(f"  with zstd level 1 GeoTIFFs: overhead {fixed:.1f} ms/tile -> ceiling "
+               f"{100 * out['predicted_native_ratio_serial_with_zstd1']:.0f} %; tfx with wire-format "
+               f"Examples too: {100 * out['predicted_tfx_ratio_serial_with_wire_format_and_zstd1']:.0f} % "
+               f"(now {100 * out['predicted_tfx_ratio_serial']:.0f} %)")
   return out
 
 
@@ -792,7 +856,11 @@ def markdown(paths: Sequence[str]) -> str:
         out.append(f"| {k} | {v:.2f} | {100 * v / st['model_ms_per_tile']:.1f} % |")
       out.append(f"\nNative path overhead {st['native_overhead_ms_per_tile']:.1f} ms/tile: serial ceiling "
                  f"{100 * st['predicted_native_ratio_serial']:.0f} % of the raw loop "
-                 f"(tfx: {100 * st['predicted_tfx_ratio_serial']:.0f} %).\n")
+                 f"(tfx: {100 * st['predicted_tfx_ratio_serial']:.0f} %)."
+                 + (f" With zstd level 1 GeoTIFFs: {100 * st['predicted_native_ratio_serial_with_zstd1']:.0f} %;"
+                    f" tfx with wire-format Examples and zstd: "
+                    f"{100 * st['predicted_tfx_ratio_serial_with_wire_format_and_zstd1']:.0f} %."
+                    if "predicted_native_ratio_serial_with_zstd1" in st else "") + "\n")
     if "profile" in r and "share" in r["profile"]:
       out.append(f"py-spy profile of one in_memory native run ({r['profile']['run']['restored']} tiles, "
                  f"{r['profile']['run']['seconds']:.1f} s):\n\n| where | share |\n|---|---|")
