@@ -103,6 +103,18 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
   assert handler.get_resource_hints() == {"accelerator": GPU}
 
 
+def test_tfx_backend_puts_the_hint_on_its_run_inference_too(mean_model, no_network):
+  """``--backend tfx`` (tfx-bsl's handler) gets the same GPU hint, on the same step."""
+  from pipeline.run import run  # pylint: disable=import-outside-toplevel
+  proto = run(_ours(mean_model) + ["--backend", "tfx"] + DATAFLOW).job.proto_pipeline
+  assert no_network == []
+  envs, transforms = proto.components.environments, proto.components.transforms
+  hinted = {t.unique_name for t in transforms.values()
+            if t.environment_id and ACCELERATOR_URN in envs[t.environment_id].resource_hints}
+  assert any(n.endswith("BeamML_RunInference") for n in hinted), hinted
+  assert all(n.startswith("Infer/RunInference") for n in hinted), hinted
+
+
 def test_flex_template_launch_path_exits_0_offline(mean_model, no_network, tmp_path):
   """Flex-style parameters (underscored, boolean strings) through the template's
   main.py and ``cloudfill run``: graph built, exit 0, nothing written."""
