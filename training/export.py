@@ -121,14 +121,25 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
     ``{"fp16": path, "int8": path}`` for the files written.
   """
   w, c = int(card.window), int(card.bands)
-  fn = tf.function(lambda image, mask: _restore_fn(generator)(image, mask))
-  cf = fn.get_concrete_function(
-      tf.TensorSpec([1, w, w, c], tf.float32, name="image"),
-      tf.TensorSpec([1, w, w, 1], tf.float32, name="mask"))
+  # Through a fixed-shape SavedModel: converting the Keras 3 concrete
+  # function directly leaves READ_VARIABLE ops that INT8 calibration fails on.
+  tmp = tempfile.mkdtemp(prefix="cloudfill_tflite_")
+  archive = keras.export.ExportArchive()
+  archive.track(generator)
+  archive.add_endpoint(
+      name="serving_default", fn=_restore_fn(generator),
+      input_signature=[tf.TensorSpec([1, w, w, c], tf.float32, name="image"),
+                       tf.TensorSpec([1, w, w, 1], tf.float32, name="mask")])
+  archive.write_out(tmp, verbose=False)
+
+  def converter():
+    return tf.lite.TFLiteConverter.from_saved_model(
+        tmp, signature_keys=["serving_default"])
+
   os.makedirs(out_dir, exist_ok=True)
   written = {}
 
-  conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], generator)
+  conv = converter()
   conv.optimizations = [tf.lite.Optimize.DEFAULT]
   conv.target_spec.supported_types = [tf.float16]
   path = os.path.join(out_dir, "cloudfill_fp16.tflite")
@@ -141,9 +152,10 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
 
     def rep_gen():
       for image, mask in reps:
-        yield [np.asarray(image, np.float32), np.asarray(mask, np.float32)]
+        yield {"image": np.asarray(image, np.float32),
+               "mask": np.asarray(mask, np.float32)}
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], generator)
+    conv = converter()
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep_gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -152,6 +164,7 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
     with open(path, "wb") as f:
       f.write(conv.convert())
     written["int8"] = path
+  shutil.rmtree(tmp, ignore_errors=True)
   return written
 
 

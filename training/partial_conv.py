@@ -72,7 +72,8 @@ class PartialConv2D(keras.layers.Layer):
     ones = tf.ones((kh, kw, 1, 1), tf.float32)
     msum = tf.nn.conv2d(v32, ones, strides, padding="SAME")
     new_valid = tf.clip_by_value(msum, 0.0, 1.0)
-    ratio = float(kh * kw) / tf.maximum(msum, 1e-8) * new_valid
+    # eps 1e-3, not smaller: TFLite float16 export stores it as fp16.
+    ratio = float(kh * kw) / tf.maximum(msum, 1e-3) * new_valid
     y = y * tf.cast(ratio, y.dtype)
     if self.bias is not None:
       y = y + tf.cast(self.bias, y.dtype)
