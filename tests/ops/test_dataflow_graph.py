@@ -11,6 +11,7 @@ reach Google.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 
 import apache_beam as beam
@@ -71,6 +72,7 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
   assert no_network == []  # Nothing tried to leave the machine.
 
   job = result.job  # apiclient.Job: what would be sent to the Dataflow API.
+  assert json.loads(job.json())["type"] == "JOB_TYPE_BATCH"
   assert job.options.view_as(beam.options.pipeline_options.DebugOptions).lookup_experiment(
       "use_runner_v2")
   proto = job.proto_pipeline
