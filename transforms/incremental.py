@@ -41,9 +41,12 @@ def is_up_to_date(pair: TilePair, output_dir: str, model_version: str) -> bool:
   found = FileSystems.match([out])[0].metadata_list
   if not found:
     return False
-  tags = read_tags(read_bytes(out), split_ext(out)[1])
-  if TAG_MODEL_VERSION not in tags:  # JPEG keeps no tags: compare times only.
-    return found[0].last_updated_in_seconds >= pair.mtime
+  ext = split_ext(out)[1]
+  tags = read_tags(read_bytes(out), ext)
+  if TAG_MODEL_VERSION not in tags:
+    if ext.lower() in (".jpg", ".jpeg"):  # JPEG keeps no tags: compare times only.
+      return found[0].last_updated_in_seconds >= pair.mtime
+    return False  # Unreadable (e.g. truncated) or not made by cloudfill: redo it.
   try:
     source_mtime = float(tags.get(TAG_SOURCE_MTIME, "nan"))
   except ValueError:
