@@ -5,6 +5,7 @@ One output folder, runs in sequence as a scheduler would start them::
   1st night              -> every tile restored
   same night, again      -> every tile skipped, no file under the output touched
   one input touched      -> that tile alone redone
+  one output truncated   -> that tile alone redone
   another model version  -> every tile redone, tagged with the new version
   --since                -> only inputs modified since then are even matched
 
@@ -38,7 +39,7 @@ def _tags(folder: str) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory, mean_model):
-  """Runs the five nights over four tiles under scenes/{DATE}/; returns what each left."""
+  """Runs the six nights over four tiles under scenes/{DATE}/; returns what each left."""
   root = tmp_path_factory.mktemp("nightly")
   copy_sample(str(root / "scenes" / DATE), n=4, small=True)
   images = root / "scenes" / DATE / "images"
@@ -65,6 +66,13 @@ def nights(tmp_path_factory, mean_model):
   later = time.time() + 60
   os.utime(images / touched, (later, later))
   result["touched"] = dict(night(), name=touched, mtime=later)
+
+  broken = sorted(os.listdir(restored))[2]  # An output cut short behind cloudfill's back.
+  with open(os.path.join(restored, broken), "rb") as f:
+    data = f.read()
+  with open(os.path.join(restored, broken), "wb") as f:
+    f.write(data[:len(data) // 3])
+  result["broken_output"] = dict(night(), name=broken)
 
   model2 = make_mean_fill_model(str(root / "mean2"), window=64, overlap=8, version="test-mean-2")
   result["new_model"] = night(model=model2)
@@ -107,6 +115,13 @@ def test_a_touched_input_is_redone_alone(nights):
   assert changed == [n["name"]]
   assert float(n["tags"][n["name"]][TAG_SOURCE_MTIME]) == pytest.approx(n["mtime"], abs=1e-3)
   assert [os.path.basename(r["path"]) for r in n["manifest"]["restored"]] == [n["name"]]
+
+
+def test_a_truncated_output_is_redone_not_taken_as_up_to_date(nights):
+  n = nights["broken_output"]
+  assert n["summary"]["counts"] == {"restored": 1, "skipped": 3, "failed": 0}
+  assert [os.path.basename(r["path"]) for r in n["manifest"]["restored"]] == [n["name"]]
+  assert n["tags"][n["name"]][TAG_MODEL_VERSION] == "test-mean-1"  # Readable again.
 
 
 def test_a_new_model_version_redoes_every_tile(nights):
