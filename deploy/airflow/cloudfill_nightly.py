@@ -62,6 +62,8 @@ with DAG(
           "model_copies": 1,
           "max_batch_size": 32,
           "no_report": True,
+          # Wait for the job and exit with cloudfill's status (3: some tiles dead-lettered).
+          "wait": True,
           # Beam / Dataflow options.
           "sdk_container_image": IMAGE,
           "sdk_location": "container",

@@ -14,6 +14,11 @@ flags before handing over:
 * empty values (an optional parameter left blank) are dropped;
 * ``--runner=DataflowRunner`` is added when the launcher gives no runner.
 
+By default the job is submitted and the launcher exits 0 at once (a Flex
+Template launch should not wait for the job). ``--wait=true`` runs
+``cloudfill run`` to the end instead: it waits for the job, reads its
+``summary.json`` and exits 0, 1, 2 or 3 (what an Airflow task wants).
+
 Everything else (pipeline code, DoFns) lives in the installed ``cloudfill``
 package, never in ``__main__``, so workers can unpickle it.
 """
@@ -72,9 +77,60 @@ def translate(argv: Sequence[str]) -> list[str]:
   return out
 
 
+def split_wait(argv: Sequence[str]) -> tuple[bool, list[str]]:
+  """Takes this shim's own ``--wait[=true|false]`` out of ``argv``.
+
+  Raises:
+    ValueError: a value that is not true/false.
+  """
+  wait, rest = False, []
+  for arg in argv:
+    if arg == "--wait" or arg.startswith("--wait="):
+      value = arg.partition("=")[2].strip().lower() if "=" in arg else "true"
+      if value not in TRUE + FALSE:
+        raise ValueError(f"--wait takes true or false, got {value!r}")
+      wait = value in TRUE
+    else:
+      rest.append(arg)
+  return wait, rest
+
+
+def submit(argv: Sequence[str]) -> int:
+  """Builds the job and submits it without waiting (what a Flex Template launcher should do).
+
+  Returns:
+    0 once the job is submitted (or, with ``--dry_run``, built); 2 for bad
+    options or a model that cannot serve, as ``cloudfill run``.
+  """
+  # pylint: disable=import-outside-toplevel
+  import logging
+
+  from pipeline import run
+  from pipeline.summary import EXIT_OK, EXIT_USAGE
+  logging.getLogger().setLevel(logging.INFO)  # Beam logs the job id and console URL.
+  try:
+    result = run.run(list(argv))
+  except (FileNotFoundError, ValueError) as e:
+    print(f"cloudfill run: {e}", file=sys.stderr)
+    return EXIT_USAGE
+  try:
+    job_id = result.job_id()  # DataflowPipelineResult; none for a dry run or a template file.
+  except (AttributeError, TypeError):
+    job_id = None
+  print(f"cloudfill run: submitted Dataflow job {job_id}" if job_id else
+         "cloudfill run: job graph built; nothing submitted")
+  return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  from pipeline import run  # pylint: disable=import-outside-toplevel
-  return run.main(translate(sys.argv[1:] if argv is None else argv))
+  """Submits the job and exits 0, or with ``--wait=true`` runs ``cloudfill run`` to the end
+  (waiting for the job and exiting with its status: 0, 1, 2 or 3)."""
+  wait, rest = split_wait(sys.argv[1:] if argv is None else argv)
+  args = translate(rest)
+  if wait:
+    from pipeline import run  # pylint: disable=import-outside-toplevel
+    return run.main(args)
+  return submit(args)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,8 @@ def test_flex_template_launch_path_exits_0_offline(mean_model, no_network, tmp_p
   assert not any(a.startswith(("--overwrite", "--since")) for a in translated)
   assert "--runner=DataflowRunner" in translated
   assert "--temp_location=gs://cloudfill-ops-test/tmp" in translated  # Beam's: unchanged.
-  assert flex.main(params) == 0
+  assert flex.main(params) == 0  # Submit only (here: build only), as a launcher should.
+  assert flex.main(params + ["--wait=true"]) == 0  # Through cloudfill run's own exit path.
   assert no_network == []
 
 
@@ -142,3 +143,7 @@ def test_flex_translate_refuses_a_bad_boolean():
   flex = _load_flex_main()
   with pytest.raises(ValueError, match="--large-model takes true or false"):
     flex.translate(["--large_model=maybe"])
+  with pytest.raises(ValueError, match="--wait takes true or false"):
+    flex.split_wait(["--wait=later"])
+  assert flex.split_wait(["--images=x", "--wait"]) == (True, ["--images=x"])
+  assert flex.split_wait(["--wait=false", "--output=y"]) == (False, ["--output=y"])

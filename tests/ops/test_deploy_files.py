@@ -50,8 +50,9 @@ def _beam_option_names() -> set[str]:
 
 def _parses_as_ours(params: dict[str, str]) -> tuple[object, list[str]]:
   """Flex-style ``{name: value}`` through the shim and cloudfill's parser."""
-  argv = _flex().translate([f"--{k}={v}" for k, v in params.items()])
-  return cli_options.parse(argv)
+  flex = _flex()
+  _, rest = flex.split_wait([f"--{k}={v}" for k, v in params.items()])
+  return cli_options.parse(flex.translate(rest))
 
 
 def test_requirement_pins_equal_the_launcher_versions():
@@ -102,7 +103,7 @@ def test_flex_template_metadata_parameters_are_cloudfill_flags():
   for name, p in params.items():
     assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
     assert p["paramType"] in PARAM_TYPES and p["label"] and p["helpText"], name
-    assert name in ours, f"{name} is not a cloudfill run flag"
+    assert name in ours or name == "wait", f"{name} is not a cloudfill run flag"
     if p["paramType"] == "ENUM":
       sample[name] = p["enumOptions"][0]["value"]
     elif name in ("images", "masks", "output", "model"):
@@ -143,6 +144,9 @@ def test_airflow_dag_compiles_and_passes_only_known_options(tmp_path):
   assert ast.literal_eval(kwargs["runner"]) == "DataflowRunner"
   keys = [ast.literal_eval(k) for k in kwargs["pipeline_options"].keys]
   ours, beam = set(_flex()._flags()[0]), _beam_option_names()  # pylint: disable=protected-access
-  unknown = [k for k in keys if k not in ours and k not in beam]
+  unknown = [k for k in keys if k not in ours and k not in beam and k != "wait"]
   assert not unknown, f"neither cloudfill nor Beam options: {unknown}"
   assert {"images", "masks", "date", "output", "accelerator"} <= set(keys)
+  # The task waits for the job, so cloudfill's exit status (3: dead letters) reaches Airflow.
+  wait = kwargs["pipeline_options"].values[keys.index("wait")]
+  assert ast.literal_eval(wait) is True
