@@ -49,7 +49,7 @@ class FaultProxy:
 
   def __init__(self, upstream: str, *, rate: float = 0.2, seed: int = 0,
                faults: Sequence[str] = FAULTS, max_consecutive: int = 2,
-               methods: Optional[Sequence[str]] = None):
+               methods: Optional[Sequence[str]] = None, fail_first: Sequence[str] = ()):
     """Configures the proxy; :meth:`start` (or ``with``) runs it.
 
     Args:
@@ -59,6 +59,8 @@ class FaultProxy:
       faults: Kinds to inject, drawn uniformly.
       max_consecutive: Most faults in a row on one (method, path).
       methods: Only fail requests with these HTTP methods (default: all).
+      fail_first: HTTP methods whose first request is always failed, so each
+        kind of request meets a fault whatever the order requests arrive in.
     """
     parsed = urllib.parse.urlsplit(upstream)
     self._up_host, self._up_port = parsed.hostname, parsed.port or 80
@@ -68,6 +70,7 @@ class FaultProxy:
     self._max_consecutive = max_consecutive
     self._methods = {m.upper() for m in methods} if methods else None
     self._rng = random.Random(seed)
+    self._fail_first = {m.upper() for m in fail_first}
     self._lock = threading.Lock()
     self._streak: dict[tuple[str, str], int] = collections.defaultdict(int)
     self.injected: collections.Counter = collections.Counter()
@@ -84,7 +87,9 @@ class FaultProxy:
       draw, kind = self._rng.random(), self._rng.choice(self._faults)
       if self._methods is not None and method not in self._methods:
         return None
-      if draw < self.rate and self._streak[key] < self._max_consecutive:
+      first = method in self._fail_first
+      self._fail_first.discard(method)
+      if (first or draw < self.rate) and self._streak[key] < self._max_consecutive:
         self._streak[key] += 1
         self.injected[kind] += 1
         self.failed_requests.append((method, path, kind))

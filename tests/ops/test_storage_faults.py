@@ -127,7 +127,8 @@ def faulty_run(request, mean_model):
       put(key, data)
     for stale in STALE:  # What an interrupted earlier run would have left.
       put(f"out/{stale}", b"stale")
-    with FaultProxy(upstream, rate=RATE[scheme], seed=SEED) as proxy:
+    with FaultProxy(upstream, rate=RATE[scheme], seed=SEED,
+                    fail_first=("GET", "HEAD", "POST", "PUT")) as proxy:
       beam_args = through(proxy.url)
       status = cloudfill("--images", f"{scheme}://{BUCKET}/in/images/*.tif",
                          "--masks", f"{scheme}://{BUCKET}/in/masks/{{stem}}.png",
