@@ -63,10 +63,11 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
 
   Elements are objects with ``image`` ``[S, S, C]`` and ``mask`` ``[S, S, 1]``
   float32 arrays (:class:`transforms.records.Window`); predictions are the
-  restored ``[S, S, C]`` arrays.
+  restored ``[S, S, C]`` arrays. ``model_uri`` None means the default model
+  packaged with cloudfill.
   """
 
-  def __init__(self, model_uri: str, *, min_batch_size: Optional[int] = None,
+  def __init__(self, model_uri: Optional[str], *, min_batch_size: Optional[int] = None,
                max_batch_size: Optional[int] = None,
                max_batch_duration_secs: Optional[int] = None,
                large_model: bool = False, model_copies: Optional[int] = None,
@@ -78,7 +79,9 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
     self._accelerator = accelerator
 
   def load_model(self) -> LoadedModel:
-    return LoadedModel(locate.stage_locally(self._uri))
+    # Resolved here, on the worker: the packaged default lives where the
+    # worker installed cloudfill, not where the launcher did.
+    return LoadedModel(locate.stage_locally(locate.resolve(self._uri)))
 
   def run_inference(self, batch: Sequence[Any], model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:

@@ -71,7 +71,10 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
   windows = decoded.tiles | "Window" >> beam.ParDo(CutWindows(
       WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange), out))
   inferred = windows | "Infer" >> Infer(InferSpec(
-      model_uri=model_uri, backend=args.backend, overlap=card.overlap,
+      # None = the packaged default, resolved where the model loads (a worker's
+      # install path differs from the launcher's). tfx-bsl needs a path now.
+      model_uri=args.model if args.backend == "native" else model_uri,
+      backend=args.backend, overlap=card.overlap,
       min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
       max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
       model_copies=args.model_copies, accelerator=args.accelerator))

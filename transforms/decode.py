@@ -40,7 +40,7 @@ class DecodeSpec:
   bands: Sequence[int] = ()
   model_bands: Optional[int] = None
   nan_as_missing: bool = False
-  max_pixels: int = 100_000 * 100_000
+  max_pixels: int = 32_768 * 32_768
   scene_pixels: int = 4096 * 4096
 
 

@@ -33,7 +33,8 @@ class InferSpec:
   """How inference runs.
 
   Attributes:
-    model_uri: The SavedModel directory (local or object storage).
+    model_uri: The SavedModel directory (local or object storage); None for
+      the default model packaged with cloudfill (native backend).
     backend: ``native`` or ``tfx``.
     overlap: The windows' overlap (for the blending weights).
     min_batch_size, max_batch_size, max_batch_duration_secs: Batching.
@@ -43,7 +44,7 @@ class InferSpec:
       ``type:nvidia-l4;count:1;install-nvidia-driver``.
   """
 
-  model_uri: str
+  model_uri: Optional[str]
   backend: str = "native"
   overlap: int = 32
   min_batch_size: Optional[int] = None
@@ -56,6 +57,8 @@ class InferSpec:
   def __post_init__(self):
     if self.backend not in BACKENDS:
       raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+    if self.backend == "tfx" and not self.model_uri:
+      raise ValueError("the tfx backend needs a model path")
 
 
 def _finish(win: Window, restored, overlap: int):
