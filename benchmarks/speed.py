@@ -752,6 +752,12 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
         images, masks, output, backend, "in_memory", batch_size, 1, extra)]
     common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
                "cloudfill run ...")
+    # Each run's own peak: GNU time's %M when present (getrusage(RUSAGE_CHILDREN)
+    # only gives the largest child so far, which may be an earlier size's).
+    gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+    rss_file = os.path.join(work, f"maxrss_{size}.txt")
+    if gnu_time:
+      cmd = [gnu_time, "-f", "%M", "-o", rss_file, *cmd]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t1 = time.perf_counter()
     with open(os.path.join(work, f"log_large_{size}.txt"), "w", encoding="utf-8") as log:
@@ -759,11 +765,17 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
     wall = time.perf_counter() - t1
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = after.ru_maxrss
+    peak_source = "getrusage(RUSAGE_CHILDREN): largest child so far"
+    if gnu_time and os.path.exists(rss_file):
+      with open(rss_file, encoding="utf-8") as f:
+        digits = [l.strip() for l in f if l.strip().isdigit()]
+      if digits:
+        peak_kib, peak_source = int(digits[-1]), "/usr/bin/time %M of this run"
     row: dict[str, Any] = {"size": size, "pixels": size * size, "coverage": meta["coverage"],
                            "exit": proc.returncode, "process_wall_seconds": wall,
                            "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                           # ru_maxrss of RUSAGE_CHILDREN: the largest child so far (sizes run smallest first).
-                           "peak_rss_mib": after.ru_maxrss / 1024,
+                           "peak_rss_mib": peak_kib / 1024, "peak_rss_source": peak_source,
                            "input_mib": size * size * 3 * 2 / 2**20, "loadavg_after": common.loadavg(),
                            # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
                            "path": ("scene (streamed by rows)" if threshold and size * size > threshold
