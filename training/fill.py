@@ -25,7 +25,10 @@ def _box3(f):
 
 
 def _pool2(x):
-  """2x2 mean, stride 2 (H and W even)."""
+  """2x2 mean, stride 2 (odd sides padded with zeros, which carry zero
+  weight in :func:`_down`)."""
+  s = tf.shape(x)
+  x = tf.pad(x, [[0, 0], [0, s[1] % 2], [0, s[2] % 2], [0, 0]])
   s = tf.shape(x)
   c = x.shape[-1]
   r = tf.reshape(x, [s[0], s[1] // 2, 2, s[2] // 2, 2, c])
@@ -40,8 +43,7 @@ def push_pull_fill(x, valid, levels=5, sweeps=(2, 3, 4, 4, 4, 4)):
   """Fills pixels where ``valid`` is 0 from the known pixels around them.
 
   Args:
-    x: ``[N, H, W, C]`` values (anything where ``valid`` is 0); H and W
-      divisible by ``2 ** levels``.
+    x: ``[N, H, W, C]`` values (anything where ``valid`` is 0).
     valid: ``[N, H, W, 1]`` weights in 0…1, 1 = known.
     levels: Pyramid depth.
     sweeps: Masked 3x3 smoothing sweeps per level (finest first) on the way

@@ -20,7 +20,10 @@ Inside the model, in order:
    features and mask, concatenation with the skip (features; the single
    mask channel of the concatenation is the union of both masks), partial
    conv, LeakyReLU(0.2). The last skip brings the standardised input, the
-   initial fill and the mask itself.
+   initial fill and the mask itself. Bottleneck cells that no known pixel
+   reached (large clouds outlive five partial convs) are filled by a
+   parameter-free push-pull of the bottleneck features, so the decoder does
+   not decode zeros inside large holes.
 5. Undo the standardisation and crop the padding.
 """
 
@@ -129,6 +132,12 @@ class PConvUNet(keras.Model):
       f = tf.nn.relu(f)
       skips.append((f, v))
     skips.pop()  # the bottleneck is not a skip
+    # Large holes survive five partial convs; fill the bottleneck features
+    # that no valid pixel reached (parameter-free push-pull) so the decoder
+    # has information everywhere instead of zeros.
+    f = tf.cast(push_pull_fill(tf.cast(f, tf.float32), v, levels=3,
+                               sweeps=(2, 2, 2, 2)), dtype)
+    v = tf.ones_like(v)
     for layer in self.dec + [self.out_conv]:
       sf, sv = skips.pop()
       size = tf.shape(sf)[1:3]
