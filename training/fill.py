@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from training.ops import div
+
 
 def _box3(f):
   """3x3 box mean with mirrored edges."""
@@ -35,8 +37,14 @@ def _pool2(x):
   return tf.reduce_mean(r, axis=[2, 4])
 
 
+# Smallest weight a division sees: weights are 0…1 fractions, and 0.01 stays
+# non-zero after INT8 quantisation (divide_no_nan becomes a plain DIV there).
+_EPS = 0.01
+
+
 def _down(x, w):
-  return tf.math.divide_no_nan(_pool2(x * w), _pool2(w)), _pool2(w)
+  pw = _pool2(w)
+  return div(_pool2(x * w), tf.maximum(pw, _EPS)), pw
 
 
 def push_pull_fill(x, valid, levels=5, sweeps=(2, 3, 4, 4, 4, 4)):
@@ -61,9 +69,9 @@ def push_pull_fill(x, valid, levels=5, sweeps=(2, 3, 4, 4, 4, 4)):
     ws.append(cw)
   # Cells no known pixel reaches even at the coarsest level get the global
   # (weighted) mean.
-  f = tf.math.divide_no_nan(
-      tf.reduce_sum(cx * cw, axis=[1, 2], keepdims=True),
-      tf.reduce_sum(cw, axis=[1, 2], keepdims=True)) + 0.0 * cx
+  f = div(tf.reduce_mean(cx * cw, axis=[1, 2], keepdims=True),
+          tf.maximum(tf.reduce_mean(cw, axis=[1, 2], keepdims=True), _EPS)
+          ) + 0.0 * cx
   for lvl in range(levels, -1, -1):
     if lvl < levels:
       s = tf.shape(xs[lvl])

@@ -35,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from training.fill import push_pull_fill
+from training.ops import div
 from training.partial_conv import PartialConv2D
 
 DEFAULT_ENCODER = (16, 32, 64, 128, 256)
@@ -93,12 +94,12 @@ class PConvUNet(keras.Model):
                 norm=self.norm, residual=self.residual, name=self.name)
 
   def _standardise(self, x, valid):
-    n = tf.reduce_sum(valid, axis=[1, 2], keepdims=True)
-    mean = tf.math.divide_no_nan(
-        tf.reduce_sum(x * valid, axis=[1, 2], keepdims=True), n)
-    var = tf.math.divide_no_nan(
-        tf.reduce_sum(tf.square(x - mean) * valid, axis=[1, 2],
-                      keepdims=True), n)
+    # Means of fractions, not sums over counts: quantisable (TFLite INT8),
+    # and a tile without any known pixel divides by 0.01, not by zero.
+    n = tf.maximum(tf.reduce_mean(valid, axis=[1, 2], keepdims=True), 0.01)
+    mean = div(tf.reduce_mean(x * valid, axis=[1, 2], keepdims=True), n)
+    var = div(tf.reduce_mean(tf.square(x - mean) * valid, axis=[1, 2],
+                             keepdims=True), n)
     std = tf.sqrt(var + 1e-6) + 1e-3
     return mean, std
 
@@ -120,7 +121,7 @@ class PConvUNet(keras.Model):
       mean, std = self._standardise(x, valid)
     else:
       mean, std = 0.5, 0.25
-    xs = (x - mean) / std * valid
+    xs = (x - mean) * tf.math.rsqrt(tf.square(std)) * valid  # 1/std, INT8-safe
     fill = push_pull_fill(xs, valid) if self.residual else xs
     dtype = self.compute_dtype
     skips = [(tf.concat([xs, fill, valid], -1), tf.ones_like(valid))]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from training.ops import div
+
 
 def _pair(v):
   return (v, v) if isinstance(v, int) else tuple(v)
@@ -72,8 +74,9 @@ class PartialConv2D(keras.layers.Layer):
     ones = tf.ones((kh, kw, 1, 1), tf.float32)
     msum = tf.nn.conv2d(v32, ones, strides, padding="SAME")
     new_valid = tf.clip_by_value(msum, 0.0, 1.0)
-    # eps 1e-3, not smaller: TFLite float16 export stores it as fp16.
-    ratio = float(kh * kw) / tf.maximum(msum, 1e-3) * new_valid
+    # max(sum, 1) rather than a tiny eps: masks are binary, so the sum is 0
+    # or >= 1, and 1 survives float16 and INT8 (TFLite) quantisation.
+    ratio = div(float(kh * kw), tf.maximum(msum, 1.0)) * new_valid
     y = y * tf.cast(ratio, y.dtype)
     if self.bias is not None:
       y = y + tf.cast(self.bias, y.dtype)
