@@ -41,6 +41,20 @@ class LoadedModel:
     return out[OUTPUT_RESTORED].numpy()
 
 
+_LOADED: dict[str, LoadedModel] = {}
+
+
+def load(local_dir: str) -> LoadedModel:
+  """The model at ``local_dir``, loaded once per process.
+
+  The launch check and the DirectRunner's in-process workers then share one
+  load instead of paying for two.
+  """
+  if local_dir not in _LOADED:
+    _LOADED[local_dir] = LoadedModel(local_dir)
+  return _LOADED[local_dir]
+
+
 def check_model(model: LoadedModel, size: int, bands: int) -> None:
   """Fails early when the model does not honour the contract on one window.
 
@@ -81,7 +95,7 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
   def load_model(self) -> LoadedModel:
     # Resolved here, on the worker: the packaged default lives where the
     # worker installed cloudfill, not where the launcher did.
-    return LoadedModel(locate.stage_locally(locate.resolve(self._uri)))
+    return load(locate.stage_locally(locate.resolve(self._uri)))
 
   def run_inference(self, batch: Sequence[Any], model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:

@@ -125,7 +125,7 @@ def check_model_early(model_uri: str, card: ModelCard) -> None:
   """
   from model_loader import native  # pylint: disable=import-outside-toplevel
   try:
-    model = native.LoadedModel(locate.stage_locally(model_uri))
+    model = native.load(locate.stage_locally(model_uri))
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
   native.check_model(model, card.window, card.bands)

@@ -37,7 +37,9 @@ class InferSpec:
       the default model packaged with cloudfill (native backend).
     backend: ``native`` or ``tfx``.
     overlap: The windows' overlap (for the blending weights).
-    min_batch_size, max_batch_size, max_batch_duration_secs: Batching.
+    min_batch_size, max_batch_size, max_batch_duration_secs: Batching. The
+      minimum defaults to the maximum: full batches (Beam's adaptive sizing
+      otherwise starts at 1 and averaged 3 windows a call on 64 tiles).
     large_model: Share one model across processes on a worker.
     model_copies: Exact number of model copies per worker (e.g. one per GPU).
     accelerator: A Dataflow accelerator resource hint, e.g.
@@ -96,6 +98,8 @@ class Infer(beam.PTransform):
 
   def expand(self, windows):
     s = self.spec
+    if s.min_batch_size is None and s.max_batch_size:
+      s = dataclasses.replace(s, min_batch_size=s.max_batch_size)
     if s.backend == "native":
       handler = native.NativeModelHandler(
           s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
