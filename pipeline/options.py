@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
   m.add_argument("--scene-pixels", type=int, default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
-                      "(default 16777216 = 4096x4096).")
+                      "(default 4194304 = 2048x2048).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_int_list, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -114,7 +114,7 @@ DEFAULTS: dict[str, Any] = {
     "bands": None, "value_range": None, "backend": "native", "min_batch_size": None,
     "max_batch_size": 16, "max_batch_duration_secs": None, "large_model": False,
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
-    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 4096 * 4096,
+    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
 }
 
 

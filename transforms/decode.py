@@ -41,7 +41,7 @@ class DecodeSpec:
   model_bands: Optional[int] = None
   nan_as_missing: bool = False
   max_pixels: int = 32_768 * 32_768
-  scene_pixels: int = 4096 * 4096
+  scene_pixels: int = 2048 * 2048
 
 
 def _read_mask(pair: TilePair, h: int, w: int) -> Optional[np.ndarray]:

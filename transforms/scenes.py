@@ -1,6 +1,6 @@
 """Large scenes: streamed by rows, so memory follows the window, not the scene.
 
-A tile above ``DecodeSpec.scene_pixels`` (16 Mpx by default) is not decoded
+A GeoTIFF above ``DecodeSpec.scene_pixels`` (2048² by default) is not decoded
 whole. Instead:
 
 1. decode keeps only its header and its mask (bit-packed: 1 bit a pixel) in a
