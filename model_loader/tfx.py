@@ -21,6 +21,35 @@ def to_example(image: np.ndarray, mask: np.ndarray):
   }))
 
 
+def _varint(n: int) -> bytes:
+  out = bytearray()
+  while True:
+    b, n = n & 0x7F, n >> 7
+    out.append(b | 0x80 if n else b)
+    if not n:
+      return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+  """One length-delimited protobuf field."""
+  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def serialize_example(image: np.ndarray, mask: np.ndarray) -> bytes:
+  """``to_example(image, mask).SerializeToString()``, written directly.
+
+  The protobuf API copies floats one by one (about 270 ms for a 256x256x3
+  window here); the wire format of a packed FloatList is the array's
+  little-endian bytes (about 1 ms). tfx-bsl takes serialized Examples as is.
+  """
+  def entry(key: str, values: np.ndarray) -> bytes:  # Features.feature map entry
+    floats = _field(2, _field(1, np.ascontiguousarray(values, "<f4").tobytes()))
+    return _field(1, _field(1, key.encode()) + _field(2, floats))
+
+  image_key, mask_key = EXAMPLE_FEATURES
+  return _field(1, entry(image_key, image.reshape(-1)) + entry(mask_key, mask.reshape(-1)))
+
+
 def restored_from_log(prediction_log: Any, shape: tuple[int, ...]) -> np.ndarray:
   """The ``restored`` array of one tfx-bsl ``PredictionLog``."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -47,8 +76,8 @@ def create_handler(model_uri: str, *, min_batch_size: Optional[int] = None,
     kwargs["min_batch_size"] = min_batch_size
   if max_batch_size is not None:
     kwargs["max_batch_size"] = max_batch_size
-  if kwargs:
-    handler._batching_kwargs = dict(getattr(handler, "_batching_kwargs", {}), **kwargs)  # pylint: disable=protected-access
+  if kwargs:  # tfx-bsl's handlers keep their BatchElements arguments here.
+    handler._batch_elements_kwargs = dict(handler.batch_elements_kwargs(), **kwargs)  # pylint: disable=protected-access
   if large_model:
     handler._large_model = True  # pylint: disable=protected-access
     handler._share_across_processes = True  # pylint: disable=protected-access

@@ -109,3 +109,12 @@ def test_decode_spec_band_selection_and_probability_band(tmp_path):
   with pytest.raises(ValueError, match="out of range"):
     decode_pair(TilePair(str(tmp_path / "p.tif"), "p", None),
                 DecodeSpec(mask=MaskSpec(source="band:4"), bands=(9,)))
+
+
+def test_wire_format_example_equals_protobuf_serialisation():
+  import tensorflow as tf
+  from model_loader import tfx
+  rng = np.random.default_rng(0)
+  image, mask = rng.random((8, 8, 3), np.float32), (rng.random((8, 8, 1)) > 0.5).astype(np.float32)
+  wire = tfx.serialize_example(image, mask)
+  assert tf.train.Example.FromString(wire) == tfx.to_example(image, mask)

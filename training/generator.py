@@ -145,7 +145,7 @@ class PConvUNet(keras.Model):
       f = tf.image.resize(f, size, method="nearest")
       v = tf.image.resize(v, size, method="nearest")
       f = tf.concat([f, tf.cast(sf, f.dtype)], -1)
-      v = tf.maximum(v, sv)
+      v = tf.maximum(v, tf.cast(sv, v.dtype))
       f, v = layer((f, v))
       if layer is not self.out_conv:
         f = tf.nn.leaky_relu(f, 0.2)

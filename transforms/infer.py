@@ -114,6 +114,6 @@ class Infer(beam.PTransform):
     if s.accelerator:
       inference = inference.with_resource_hints(accelerator=s.accelerator)
     return (windows
-            | "ToExample" >> beam.Map(lambda w: (w, tfx.to_example(w.image, w.mask)))
+            | "ToExample" >> beam.Map(lambda w: (w, tfx.serialize_example(w.image, w.mask)))
             | "RunInference" >> inference
             | "Sparsify" >> beam.ParDo(_FromTfxPrediction(s.overlap)))
