@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Optional, Sequence
@@ -103,6 +104,9 @@ def run_command(argv: Optional[Sequence[str]]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  # TensorFlow's C++ start-up chatter (CPU features, no CUDA driver) is not
+  # news on a CPU machine; set TF_CPP_MIN_LOG_LEVEL=0 to see it.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   argv = list(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
   if not argv or argv[0] in ("-h", "--help"):
