@@ -382,31 +382,10 @@ def bench_fillers(tiles, slow_limit: int, budget_s: float) -> dict[str, Any]:
 # Timed beside the pipeline's own steps, to size what each proposed fix would save.
 
 
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    b, n = n & 0x7F, n >> 7
-    out.append(b | 0x80 if n else b)
-    if not n:
-      return bytes(out)
-
-
-def _ld(number: int, payload: bytes) -> bytes:
-  """One length-delimited protobuf field."""
-  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def serialize_example_wire(image: np.ndarray, mask: np.ndarray) -> bytes:
-  """The bytes of ``model_loader.tfx.to_example(image, mask).SerializeToString()``,
-  written directly (packed little-endian floats) instead of element by element."""
-  from model_loader.contract import EXAMPLE_FEATURES  # pylint: disable=import-outside-toplevel
-
-  def entry(key: str, values: np.ndarray) -> bytes:
-    feature = _ld(2, _ld(1, np.ascontiguousarray(values, "<f4").tobytes()))  # Feature.float_list
-    return _ld(1, _ld(1, key.encode()) + _ld(2, feature))  # Features.feature map entry
-
-  image_key, mask_key = EXAMPLE_FEATURES
-  return _ld(1, entry(image_key, image.reshape(-1)) + entry(mask_key, mask.reshape(-1)))
+  """The tfx backend's wire-format Example (now what the pipeline uses)."""
+  from model_loader.tfx import serialize_example  # pylint: disable=import-outside-toplevel
+  return serialize_example(image, mask)
 
 
 def encode_tiff_with(image: np.ndarray, profile: dict[str, Any], **options) -> bytes:
