@@ -155,7 +155,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   ds = make_dataset(train_s, args.batch, seed=args.seed,
                     start=int(step.numpy()) * args.batch)
   ds = strategy.experimental_distribute_dataset(ds)
-  gbatch = float(args.batch)
 
   def g_losses(x, m, training):
     out = gen((x, m), training=training)

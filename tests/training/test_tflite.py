@@ -1,7 +1,6 @@
 """TFLite export: float16 and full-integer INT8 run in the interpreter."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from model_loader.contract import ModelCard
@@ -19,7 +18,6 @@ def _run(path, image, mask):
 
 def test_fp16_and_int8(tmp_path, tiny_generator):
   card = ModelCard(name="tiny", version="test", bands=3, window=32)
-  rng = np.random.default_rng(0)
   yy, xx = np.mgrid[0:32, 0:32] / 32.0
 
   def tile(k):
