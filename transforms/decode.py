@@ -79,6 +79,22 @@ def _band_index(count: int, spec: DecodeSpec) -> tuple[int, ...]:
   return tuple(keep)
 
 
+def _with_nan(values: np.ndarray, mask: np.ndarray, spec: DecodeSpec, where: str = "") -> np.ndarray:
+  """The mask with NaN pixels of float ``values`` added (``--nan-as-missing``).
+
+  Raises:
+    ValueError: NaN outside the mask, without ``--nan-as-missing``.
+  """
+  nan = np.isnan(values).any(axis=2)
+  if spec.nan_as_missing:
+    return mask | nan
+  outside = nan & ~mask
+  if outside.any():
+    raise ValueError(f"{int(outside.sum())} NaN pixels outside the mask{where}; "
+                     "mask them or pass --nan-as-missing")
+  return mask
+
+
 def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> scenes.SceneRef:
   """Validates a large GeoTIFF by rows and returns it by reference."""
   import rasterio  # pylint: disable=import-outside-toplevel
@@ -94,12 +110,7 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       part = None if mask_values is None else mask_values[r0:r1]
       _, m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
-        nan = np.isnan(rows[:, :, band_index]).any(axis=2)
-        if spec.nan_as_missing:
-          m = m | nan
-        elif (nan & ~m).any():
-          raise ValueError(f"NaN pixels outside the mask in rows {r0}-{r1}; "
-                           "mask them or pass --nan-as-missing")
+        m = _with_nan(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
       mask[r0:r1] = m
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
@@ -110,8 +121,9 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
 def _maybe_scene(pair: TilePair, ext: str, spec: DecodeSpec) -> Optional[scenes.SceneRef]:
   """A SceneRef when the GeoTIFF's header says it is larger than ``scene_pixels``.
 
-  Small remote files are probed from their bytes; others from a local path
-  (object-storage files are streamed to a temporary copy first).
+  Remote files under ``SMALL_REMOTE_BYTES`` are never scenes (they are
+  decoded whole); others are probed from a local path (object-storage files
+  are streamed to a temporary copy first).
   """
   import rasterio  # pylint: disable=import-outside-toplevel
   remote = FileSystems.get_scheme(pair.image_path) is not None
@@ -159,12 +171,7 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
   image = np.ascontiguousarray(image[:, :, band_index])
   profile = dict(profile, descriptions=[profile["descriptions"][i] for i in band_index])
   if image.dtype.kind == "f":
-    nan = np.isnan(image).any(axis=2)
-    if spec.nan_as_missing:
-      mask = mask | nan
-    elif (nan & ~mask).any():
-      raise ValueError(f"{int((nan & ~mask).sum())} NaN pixels outside the mask; "
-                       "mask them or pass --nan-as-missing")
+    mask = _with_nan(image, mask, spec)
     if not np.isfinite(image[~mask]).all():
       raise ValueError("infinite values outside the mask")
   return Tile(pair=pair, image=image, mask=mask, profile=profile)
