@@ -37,7 +37,7 @@ from transforms.incremental import output_path, provenance_tags
 from transforms.raster_io import (finish_tiff, read_bytes, tiff_write_kwargs, upload_file_atomic,
                                   write_bytes_atomic)
 from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowResult
-from transforms.window import WindowSpec, _pad_reflect, positions, to_unit, value_range
+from transforms.window import WindowSpec, cut_rows, to_unit, value_range
 
 DEAD = "dead"
 STRIPE_ROWS = 1024
@@ -138,28 +138,10 @@ def crop_rows(r: WindowResult, r0: int, r1: int, mask: np.ndarray) -> Optional[W
 def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
   """The windows with holes of a large scene, reading one row of windows at a time."""
   import rasterio  # pylint: disable=import-outside-toplevel
-  size, stride = spec.size, spec.size - spec.overlap
-  lo, hi = value_range(ref.profile["dtype"], spec.value_range)
-  mask = ref.mask()
-  h, w = mask.shape
-  folder = spill_dir(output_dir, ref.key)
   with gdal_env(), rasterio.open(ref.local_path) as src:
-    for y in positions(h, size, stride):
-      if not mask[y:y + size].any():
-        continue
-      start = time.perf_counter()
-      rows = read_rows(src, y, min(h, y + size), ref.band_index)
-      for x in positions(w, size, stride):
-        m = mask[y:y + size, x:x + size]
-        if not m.any():
-          continue
-        img = to_unit(rows[:, x:x + size], lo, hi)
-        counters.inc("windows")
-        yield Window(tile_key=ref.key, y=y, x=x, tile_shape=(h, w),
-                     image=_pad_reflect(img, size),
-                     mask=_pad_reflect(m.astype(np.float32), size)[:, :, None],
-                     seconds=time.perf_counter() - start, spill_to=folder)
-        start = time.perf_counter()
+    yield from cut_rows(ref.key, ref.mask(), ref.profile["dtype"],
+                        lambda y0, y1: read_rows(src, y0, y1, ref.band_index), spec,
+                        spill_to=spill_dir(output_dir, ref.key))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -99,20 +99,42 @@ class WindowSpec:
       raise ValueError("overlap must be in [0, size)")
 
 
-def cut(tile: Tile, spec: WindowSpec) -> Iterator[Window]:
-  """Yields the windows of ``tile`` that hold at least one missing pixel."""
-  h, w, _ = tile.image.shape
-  lo, hi = value_range(tile.profile["dtype"], spec.value_range)
-  stride = spec.size - spec.overlap
-  for y in positions(h, spec.size, stride):
-    for x in positions(w, spec.size, stride):
-      m = tile.mask[y:y + spec.size, x:x + spec.size]
+def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], np.ndarray],
+             spec: WindowSpec, spill_to: Optional[str] = None) -> Iterator[Window]:
+  """Yields the windows with at least one missing pixel, one row of windows at a time.
+
+  Args:
+    key: The tile's key.
+    mask: ``[H, W]`` bool, True = missing.
+    dtype: The tile's dtype (for its value range).
+    rows: ``rows(y0, y1)`` returns image rows ``[y0, y1)`` as ``[rows, W, C]``;
+      called only for rows of windows that hold a missing pixel.
+    spec: How windows are cut.
+    spill_to: Set on each window (large scenes, see :mod:`transforms.scenes`).
+  """
+  h, w = mask.shape
+  size, stride = spec.size, spec.size - spec.overlap
+  lo, hi = value_range(dtype, spec.value_range)
+  for y in positions(h, size, stride):
+    if not mask[y:y + size].any():
+      continue
+    start = time.perf_counter()
+    band = rows(y, min(h, y + size))
+    for x in positions(w, size, stride):
+      m = mask[y:y + size, x:x + size]
       if not m.any():
         continue
-      img = to_unit(tile.image[y:y + spec.size, x:x + spec.size], lo, hi)
-      yield Window(tile_key=tile.key, y=y, x=x, tile_shape=(h, w),
-                   image=_pad_reflect(img, spec.size),
-                   mask=_pad_reflect(m.astype(np.float32), spec.size)[:, :, None])
+      img = to_unit(band[:, x:x + size], lo, hi)
+      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w),
+                   image=_pad_reflect(img, size),
+                   mask=_pad_reflect(m.astype(np.float32), size)[:, :, None],
+                   seconds=time.perf_counter() - start, spill_to=spill_to)
+      start = time.perf_counter()
+
+
+def cut(tile: Tile, spec: WindowSpec) -> Iterator[Window]:
+  """Yields the windows of an in-memory ``tile`` that hold a missing pixel."""
+  return cut_rows(tile.key, tile.mask, tile.profile["dtype"], lambda y0, y1: tile.image[y0:y1], spec)
 
 
 class CutWindows(beam.DoFn):
@@ -127,13 +149,11 @@ class CutWindows(beam.DoFn):
     self._output = output_dir
 
   def process(self, tile) -> Iterator[Window]:
-    if not isinstance(tile, Tile):
+    if isinstance(tile, Tile):
+      windows = cut(tile, self._spec)
+    else:
       from transforms import scenes  # pylint: disable=import-outside-toplevel
-      yield from scenes.cut_scene(tile, self._spec, self._output)
-      return
-    start = time.perf_counter()
-    for win in cut(tile, self._spec):
-      win.seconds = time.perf_counter() - start
+      windows = scenes.cut_scene(tile, self._spec, self._output)
+    for win in windows:
       counters.inc("windows")
       yield win
-      start = time.perf_counter()
