@@ -1,150 +1,248 @@
-"""The ``tf.data`` input pipeline: random crops of scenes with hole masks.
+"""Training samples in numpy: crops, masks, guide dates and their context.
 
-Scenes are read once, in parallel (:func:`training.scenes.read_scenes`), and
-kept in memory (the whole of ``/work/shared/data`` is ~100 MB as float32).
-Each element is drawn by a pure function of ``(seed, index)``, so a run is
-reproducible and resumable, and elements are produced in parallel by
-``map(..., num_parallel_calls=AUTOTUNE, deterministic=True)``.
+No TensorFlow and no JAX here, so the same sampler feeds the JAX trainer on a
+GPU machine (in worker processes) and any CPU run. Each element is a pure
+function of ``(seed, index)``: runs are reproducible and resumable.
 
-Augmentations: random crop from the training area, horizontal/vertical flip,
-rot90, random band permutation (the model standardises each band of each
-tile by its known pixels, so band order and per-band gain/offset carry no
-information; the per-tile normalisation itself lives *inside* the model so
-that serving needs no preprocessing).
+One element, drawn by :meth:`Sampler.sample`:
 
-Elements: ``(image [S, S, C] float32 0…1, mask [S, S, 1] float32 1=hole)``.
+1. a *place* (one or several co-registered dates of the same ground,
+   :func:`group_places`), weighted by the square root of its area; a target
+   date; with probability ``p_guide`` (places with 2+ dates) another date as
+   the guide — other seasons, years and sensors, so the model meets
+   radiometric and land-cover change;
+2. a ``region`` (twice the crop) from the split's area (by area:
+   :mod:`training.scenes`), augmented (flips, rot90, a random choice and
+   order of ``bands`` bands, the same for target and guide);
+3. a hole mask over the region (:class:`training.masks.MaskGenerator`), and
+   for the guide its own clouds (none, or 1–50 %);
+4. the **context** over the whole region, with the pipeline's own code
+   (:mod:`transforms.context`): ``push_pull``, or ``guided_fill`` when there
+   is a guide (which also maps the guide to the target's radiometry);
+5. the crop, placed in the region so that it holds holes: the model learns
+   from context that comes from beyond its window, as in a scene.
+
+Elements are dicts of float32 arrays: ``image``/``target``/``context``/
+``guide`` ``[S, S, C]``, ``mask``/``guide_mask`` ``[S, S, 1]``.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
-from typing import Optional, Sequence
+import re
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 
-from training.masks import MaskGenerator, cloud_mask_files
-from training.scenes import Scene, crop_origins, list_rasters, read_scenes
+from training.masks import MaskGenerator
+from training.scenes import Scene, crop_origins
+from transforms import context as ctx
+
+KEYS = ("image", "mask", "context", "guide", "guide_mask", "target")
 
 
-class TileSampler:
-  """Draws ``(image, mask)`` crops from scenes.
+@dataclasses.dataclass
+class Place:
+  """Co-registered dates of the same ground (same grid and shape)."""
+  name: str
+  scenes: list[Scene]
+
+
+def place_key(path: str, shape: tuple[int, ...]) -> str:
+  """Scenes of one place share a folder, a shape and a name up to their dates."""
+  stem = os.path.splitext(os.path.basename(path))[0]
+  stem = re.sub(r"_(clear|cloudy)", "", re.sub(r"\d{4,}(doy\d{1,3})?", "#", stem))
+  return f"{os.path.basename(os.path.dirname(path))}/{stem}/{shape[-1]}"
+
+
+def group_places(scenes: Sequence[Scene]) -> list[Place]:
+  """Groups dates of one place; dates differing by a row or column (NAIP
+  quarter-quads) are cropped to their common top-left extent."""
+  groups: dict[str, list[Scene]] = collections.OrderedDict()
+  for s in scenes:
+    groups.setdefault(place_key(s.path, s.image.shape), []).append(s)
+  places = []
+  for k, v in groups.items():
+    h = min(s.image.shape[0] for s in v)
+    w = min(s.image.shape[1] for s in v)
+    if any(abs(s.image.shape[0] - h) > 2 or abs(s.image.shape[1] - w) > 2 for s in v):
+      places.extend(Place(f"{k}/{i}", [s]) for i, s in enumerate(v))
+      continue
+    places.append(Place(k, [Scene(s.path, s.image[:h, :w], s.valid[:h, :w]) for s in v]))
+  return places
+
+
+class Sampler:
+  """Draws training or validation elements (see module docstring).
 
   Args:
-    scenes: Scenes in memory.
-    size: Crop side.
-    masks: Mask generator.
+    places: Places in memory.
+    crop: Side of the element.
+    masks: Hole masks for the target.
     split: "train" or "val" area.
-    augment: Flips, rot90 and band permutation.
+    bands: Bands per element (the model's C).
+    region: Side of the region the context is computed over (>= crop).
+    p_guide: Probability of a guide date where a place has several.
+    augment: Flips, rot90, band choice and order.
+    guide_masks: Clouds of the guide (default: blobs and real clouds of
+      ``masks``).
   """
 
-  def __init__(self, scenes: Sequence[Scene], size: int, masks: MaskGenerator,
-               split: str = "train", augment: bool = True):
-    self.size, self.masks, self.augment = size, masks, augment
-    self.scenes, self.origins, weights = [], [], []
-    groups = collections.Counter(os.path.dirname(s.path) for s in scenes)
-    for s in scenes:
-      o = crop_origins(s.valid, size, split)
+  def __init__(self, places: Sequence[Place], crop: int, masks: MaskGenerator,
+               split: str = "train", bands: int = 3, region: Optional[int] = None,
+               p_guide: float = 0.6, augment: bool = True,
+               guide_masks: Optional[MaskGenerator] = None):
+    self.crop, self.masks, self.split, self.bands = crop, masks, split, bands
+    self.region = max(region or 2 * crop, crop)
+    self.p_guide, self.augment = p_guide, augment
+    self.guide_masks = guide_masks or masks
+    self.places, self.origins, weights = [], [], []
+    for p in places:
+      if p.scenes[0].image.shape[-1] < bands:
+        continue
+      valid = np.logical_and.reduce([s.valid for s in p.scenes])
+      o = crop_origins(valid, self.region, split, stride=8 if split == "train" else self.region // 2)
       if len(o):
-        self.scenes.append(s)
+        self.places.append(p)
         self.origins.append(o)
-        # sqrt(area) per scene, shared among dates of the same place.
-        weights.append(np.sqrt(len(o)) / groups[os.path.dirname(s.path)])
-    if not self.scenes:
-      raise ValueError(f"no {size}x{size} {split} crops in any scene")
-    w = np.array(weights)
+        weights.append(np.sqrt(len(o)))
+    if not self.places:
+      raise ValueError(f"no {self.region}x{self.region} {split} regions in any scene")
+    w = np.array(weights, np.float64)
     self.p = w / w.sum()
-    self.bands = self.scenes[0].image.shape[-1]
 
-  def sample(self, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The element number ``index`` of the stream ``seed``."""
+  @property
+  def files(self) -> list[str]:
+    return [s.path for p in self.places for s in p.scenes]
+
+  def sample(self, seed: int, index: int, guided: Optional[bool] = None) -> dict[str, np.ndarray]:
+    """The element number ``index`` of the stream ``seed``.
+
+    Args:
+      guided: Force a guide (True), none (False), or draw (None).
+    """
+    return self.samples(seed, index, guided, crops=1)[0]
+
+  def samples(self, seed: int, index: int, guided: Optional[bool] = None,
+              crops: int = 1) -> list[dict[str, np.ndarray]]:
+    """``crops`` elements cut from the region of element ``index`` (the
+    context of a region is the costly part; its crops differ in place)."""
     rng = np.random.default_rng([seed, index])
-    k = int(rng.choice(len(self.scenes), p=self.p))
-    s, o = self.scenes[k], self.origins[k]
-    y, x = o[int(rng.integers(len(o)))]
-    if self.augment:  # jitter inside the 8-px origin grid
-      y = min(y + int(rng.integers(8)), s.image.shape[0] - self.size)
-      x = min(x + int(rng.integers(8)), s.image.shape[1] - self.size)
-      if not s.valid[y:y + self.size, x:x + self.size].all():
-        y, x = o[int(rng.integers(len(o)))]
-    img = s.image[y:y + self.size, x:x + self.size]
+    k = int(rng.choice(len(self.places), p=self.p))
+    place, origins = self.places[k], self.origins[k]
+    y, x = origins[int(rng.integers(len(origins)))]
+    r = self.region
+    t = int(rng.integers(len(place.scenes)))
+    use_guide = len(place.scenes) > 1 and (rng.random() < self.p_guide if guided is None else guided)
+    g = int(rng.choice([i for i in range(len(place.scenes)) if i != t])) if use_guide else None
+    nb = place.scenes[0].image.shape[-1]
     if self.augment:
-      if rng.random() < 0.5:
-        img = img[:, ::-1]
-      if rng.random() < 0.5:
-        img = img[::-1]
-      img = np.rot90(img, int(rng.integers(4)))
-      if rng.random() < 0.5:
-        img = img[..., rng.permutation(img.shape[-1])]
-    mask = self.masks.sample(rng, self.size, self.size)
-    return (np.ascontiguousarray(img, np.float32),
-            mask[..., None].astype(np.float32))
+      band_idx = rng.choice(nb, self.bands, replace=False)
+    else:
+      band_idx = np.arange(self.bands)
+    flips = (self.augment and rng.random() < 0.5, self.augment and rng.random() < 0.5,
+             int(rng.integers(4)) if self.augment else 0)
+
+    def take(scene: Scene) -> np.ndarray:
+      a = scene.image[y:y + r, x:x + r][..., band_idx]
+      if flips[0]:
+        a = a[:, ::-1]
+      if flips[1]:
+        a = a[::-1]
+      return np.ascontiguousarray(np.rot90(a, flips[2]), np.float32)
+
+    target = take(place.scenes[t])
+    hole = self.masks.sample(rng, r, r) > 0.5
+    valid = (~hole).astype(np.float32)
+    if g is not None:
+      guide = take(place.scenes[g])
+      gcov = rng.uniform(0.01, 0.5) if rng.random() < 0.5 else 0.0
+      ghole = (self.guide_masks.sample(rng, r, r, coverage=gcov) > 0.5) if gcov else np.zeros_like(hole)
+      gvalid = (~ghole).astype(np.float32)
+      filled = ctx.guided_fill(target, valid, guide, gvalid)
+      context, mapped = filled.fill, filled.mapped
+    else:
+      gvalid = np.zeros((r, r), np.float32)
+      context, mapped = ctx.push_pull(target, valid), np.zeros_like(target)
+    out = []
+    for _ in range(crops):
+      cy, cx = self._place_crop(rng, hole)
+      s = self.crop
+      sl = (slice(cy, cy + s), slice(cx, cx + s))
+      m = hole[sl].astype(np.float32)[..., None]
+      out.append(dict(image=target[sl] * (1.0 - m), mask=m, context=context[sl],
+                      guide=mapped[sl], guide_mask=(1.0 - gvalid[sl])[..., None],
+                      target=target[sl]))
+    return out
+
+  def _place_crop(self, rng: np.random.Generator, hole: np.ndarray) -> tuple[int, int]:
+    """A crop corner inside the region whose crop holds 1 % holes or more."""
+    span = self.region - self.crop
+    best = (0, 0)
+    for _ in range(6):
+      cy, cx = (int(rng.integers(span + 1)), int(rng.integers(span + 1))) if span else (0, 0)
+      best = (cy, cx)
+      if hole[cy:cy + self.crop, cx:cx + self.crop].mean() >= 0.01:
+        break
+    return best
+
+  def batch(self, seed: int, start: int, n: int, crops_per_region: int = 2) -> dict[str, np.ndarray]:
+    """``n`` elements from regions ``start …`` (``crops_per_region`` each), stacked."""
+    k = max(1, crops_per_region if self.region > self.crop else 1)
+    items = [it for i in range(-(-n // k)) for it in self.samples(seed, start + i, crops=k)][:n]
+    return {k: np.stack([it[k] for it in items]) for k in KEYS}
+
+  def fixed_set(self, n: int, seed: int, guided: Optional[bool] = None) -> dict[str, np.ndarray]:
+    """``n`` reproducible elements stacked (validation)."""
+    items = [self.sample(seed, i, guided=guided) for i in range(n)]
+    return {k: np.stack([it[k] for it in items]) for k in KEYS}
 
 
-def make_dataset(sampler: TileSampler, batch: int, seed: int = 0,
-                 start: int = 0) -> tf.data.Dataset:
-  """An endless batched dataset of ``(image, mask)``.
+# --- worker processes -------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(factory, args):
+  _WORKER["sampler"] = factory(*args)
+
+
+def _draw(job):
+  seed, start, n = job
+  return _WORKER["sampler"].batch(seed, start, n)
+
+
+def batches(factory, args, batch: int, seed: int = 0, start: int = 0,
+            workers: int = 0, prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
+  """An endless stream of batches, drawn in ``workers`` processes.
 
   Args:
-    sampler: Where elements come from.
+    factory: A picklable callable returning the :class:`Sampler`; each worker
+      builds its own (``spawn``: safe beside JAX's threads).
+    args: Its arguments.
     batch: Batch size.
     seed: Stream seed.
-    start: First element index (to resume a run where it stopped).
+    start: First batch number (resume).
+    workers: Processes; 0 draws in this process.
+    prefetch: Batches in flight.
   """
-  s, c = sampler.size, sampler.bands
-
-  def draw(i):
-    img, m = tf.numpy_function(lambda j: sampler.sample(seed, int(j)), [i],
-                               [tf.float32, tf.float32], stateful=False)
-    img.set_shape([s, s, c])
-    m.set_shape([s, s, 1])
-    return img, m
-
-  ds = tf.data.Dataset.range(start, 2 ** 62)
-  ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def fixed_set(sampler: TileSampler, n: int, seed: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-  """``n`` reproducible elements stacked: ``([n,S,S,C], [n,S,S,1])``."""
-  pairs = [sampler.sample(seed, i) for i in range(n)]
-  return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
-
-
-def build_samplers(data: str | Sequence[str], bands: int, crop: int,
-                   val_size: int, cloud_dir: Optional[str] = None,
-                   ) -> tuple[TileSampler, TileSampler, list[str]]:
-  """Training and validation samplers for a data folder.
-
-  Training masks use the training cloud-mask files, validation masks the
-  held-out ones (:func:`training.masks.cloud_mask_files`).
-
-  Returns:
-    ``(train_sampler, val_sampler, files)``.
-  """
-  files = list_rasters(data)
-  scenes = [s for s in read_scenes(files, bands)]
-  train_masks = MaskGenerator(cloud_mask_files(cloud_dir, "train")
-                              if cloud_dir else ())
-  val_masks = MaskGenerator(cloud_mask_files(cloud_dir, "val")
-                            if cloud_dir else (), weights={"clouds": 1.0}
-                            if cloud_dir else None)
-  train = TileSampler(scenes, crop, train_masks, "train")
-  val = TileSampler(scenes, val_size, val_masks, "val", augment=False)
-  used = [s.path for s in train.scenes]
-  return train, val, used
-
-
-def representative_tiles(data: str, bands: int, window: int, n: int,
-                         seed: int = 1234) -> list[tuple[np.ndarray,
-                                                         np.ndarray]]:
-  """``n`` training-area tiles with masks, each ``[1, W, W, C]``/``[1, W, W, 1]``
-  (INT8 calibration)."""
-  cloud_dir = os.path.join(data, "cloud_masks")
-  masks = MaskGenerator(cloud_mask_files(cloud_dir, "train")
-                        if os.path.isdir(cloud_dir) else ())
-  sampler = TileSampler(read_scenes(list_rasters(data), bands), window, masks,
-                        "train")
-  return [tuple(a[None] for a in sampler.sample(seed, i)) for i in range(n)]
+  if workers <= 0:
+    sampler = factory(*args)
+    i = start
+    while True:
+      yield sampler.batch(seed, i * batch, batch)
+      i += 1
+  import multiprocessing as mp  # pylint: disable=import-outside-toplevel
+  pool = mp.get_context("spawn").Pool(workers, _init_worker, (factory, args))
+  try:
+    pending: collections.deque = collections.deque()
+    i = start
+    while True:
+      while len(pending) < max(prefetch, workers):
+        pending.append(pool.apply_async(_draw, ((seed, i * batch, batch),)))
+        i += 1
+      yield pending.popleft().get()
+  finally:
+    pool.terminate()

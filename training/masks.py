@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import cv2
 
-cv2.setNumThreads(1)  # cv2 thread pools inside tf.data workers can deadlock
+cv2.setNumThreads(1)  # one thread per data worker process
 import numpy as np
 
 KINDS = ("clouds", "strokes", "blobs", "edge", "scratches")
@@ -139,8 +139,9 @@ class MaskGenerator:
   """Draws hole masks (1 = missing) of a random kind and coverage.
 
   Args:
-    cloud_files: Real cloud-mask PNGs (255 = cloud); without any, the
-      ``clouds`` kind is dropped.
+    cloud_files: Real cloud-mask PNGs (255 = cloud), or boolean ``[H, W]``
+      arrays of them (a training bundle); without any, the ``clouds`` kind
+      is dropped.
     coverage: ``(low, high)`` hole fraction range, drawn uniformly.
     weights: Probability of each kind (see :data:`KINDS`).
   """
@@ -149,8 +150,8 @@ class MaskGenerator:
                coverage: tuple[float, float] = (0.01, 0.6),
                weights: Optional[dict[str, float]] = None):
     self.coverage = coverage
-    self.clouds = [(cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127)
-                   for f in cloud_files]
+    self.clouds = [np.asarray(f, bool) if isinstance(f, np.ndarray)
+                   else cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127 for f in cloud_files]
     self.clouds = [c for c in self.clouds if 0.002 < c.mean() < 0.998]
     w = dict(weights or DEFAULT_WEIGHTS)
     if not self.clouds:

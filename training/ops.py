@@ -1,8 +1,8 @@
-"""Small numeric helpers shared by the model layers."""
+"""Small numeric helpers shared by the model layers (backend-agnostic Keras 3)."""
 
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
 
 def div(a, b):
@@ -13,5 +13,5 @@ def div(a, b):
   would crash on ordinary tiles; RSQRT and MUL quantise without that trap.
   In float the result equals ``a / b`` to rounding.
   """
-  r = tf.math.rsqrt(b)
+  r = ops.rsqrt(b)
   return a * (r * r)

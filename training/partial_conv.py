@@ -11,12 +11,16 @@ One mask channel is shared by all feature channels, so ``window_size`` is
 ``kh * kw`` (the reference's ``kh * kw * C_in / (C_in * sum)`` ratio reduces
 to this). The mask sum is a convolution with a ones kernel, never a learned
 per-filter convolution. Zero padding counts as missing, as in the reference.
+
+Written with ``keras.ops`` only: the same layer runs under the JAX backend
+(training on a GPU machine without TensorFlow) and the TensorFlow backend
+(export to the SavedModel contract and TFLite).
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from training.ops import div
 
@@ -65,23 +69,22 @@ class PartialConv2D(keras.layers.Layer):
   def call(self, inputs):
     x, valid = inputs
     kh, kw = self.kernel_size
-    strides = (1,) + self.strides + (1,)
-    valid = tf.cast(valid, x.dtype)
-    y = tf.nn.conv2d(x * valid, tf.cast(self.kernel, x.dtype), strides,
-                     padding="SAME")
-    # Mask bookkeeping in float32 (exact small integers even under fp16).
-    v32 = tf.cast(valid, tf.float32)
-    ones = tf.ones((kh, kw, 1, 1), tf.float32)
-    msum = tf.nn.conv2d(v32, ones, strides, padding="SAME")
-    new_valid = tf.clip_by_value(msum, 0.0, 1.0)
+    valid = ops.cast(valid, x.dtype)
+    y = ops.conv(x * valid, ops.cast(self.kernel, x.dtype), strides=self.strides,
+                 padding="same")
+    # Mask bookkeeping in float32 (exact small integers even under fp16/bf16).
+    v32 = ops.cast(valid, "float32")
+    ones = ops.ones((kh, kw, 1, 1), "float32")
+    msum = ops.conv(v32, ones, strides=self.strides, padding="same")
+    new_valid = ops.clip(msum, 0.0, 1.0)
     # max(sum, 1) rather than a tiny eps: masks are binary, so the sum is 0
     # or >= 1, and 1 survives float16 and INT8 (TFLite) quantisation.
-    ratio = div(float(kh * kw), tf.maximum(msum, 1.0)) * new_valid
-    y = y * tf.cast(ratio, y.dtype)
+    ratio = div(float(kh * kw), ops.maximum(msum, 1.0)) * new_valid
+    y = y * ops.cast(ratio, y.dtype)
     if self.bias is not None:
-      y = y + tf.cast(self.bias, y.dtype)
-    y = y * tf.cast(new_valid, y.dtype)
-    return y, tf.cast(new_valid, x.dtype)
+      y = y + ops.cast(self.bias, y.dtype)
+    y = y * ops.cast(new_valid, y.dtype)
+    return y, ops.cast(new_valid, x.dtype)
 
   def compute_output_shape(self, input_shape):
     x_shape, m_shape = input_shape

@@ -1,329 +1,226 @@
-"""``cloudfill train``: train the partial-conv generator (optionally with a
-PatchGAN stage after an L1-only warm-up).
+"""``cloudfill train``: train the generator under the JAX backend.
 
-Example (the shipped default model)::
+One command for a CPU here and a GPU machine there (JAX uses whatever it
+finds; on a GPU, bf16 mixed precision and XLA-compiled steps). Data: a
+folder of rasters (read with rasterio) or a bundle from
+:mod:`training.bundle` (numpy only: for machines without GDAL).
 
-  cloudfill train --data /work/shared/data --out runs/default \
-      --minutes 55 --gan none
+Example::
+
+  KERAS_BACKEND=jax python -m training.train --data ../shared/data \\
+      --out runs/cpu --minutes 120
 
 Writes into ``--out``: ``generator.json`` (architecture),
-``generator.weights.h5`` (best validation hole PSNR), ``ckpt/`` (latest
-generator + discriminator + optimisers, for ``--resume``), ``tb/``
-(TensorBoard scalars and image grids), ``metrics.json`` and
-``trained_on.json``. Export with ``cloudfill export --run <out>``.
+``generator.weights.h5`` (the weights with the best validation hole PSNR),
+``last.weights.h5`` (the latest, for ``--init-weights``), ``tb/``
+(TensorBoard scalars), ``metrics.json`` (steps, throughput, validation
+history) and ``trained_on.json`` (paths relative to the data folder).
+Export with ``cloudfill export --run <out> --out DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import random
+import sys
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
+DEFAULT_DATA = os.environ.get(
+    "CLOUDFILL_SHARED_DATA",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                 "shared", "data"))
+
 
 def _parse(argv):
-  p = argparse.ArgumentParser(prog="cloudfill train",
-                              description=__doc__.split("\n\n")[0])
+  p = argparse.ArgumentParser(prog="cloudfill train", description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   a = p.add_argument
-  a("--data", default="/work/shared/data",
-    help="folder or glob of GeoTIFF/PNG scenes or tiles")
-  a("--cloud-masks", default=None,
-    help="folder of real cloud masks (default: <data>/cloud_masks)")
+  a("--data", default=DEFAULT_DATA,
+    help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz")
   a("--out", default="runs/train", help="run directory")
   a("--bands", type=int, default=3)
   a("--crop", type=int, default=128, help="training crop side")
+  a("--region", type=int, default=0, help="context region side (default 2 x crop)")
   a("--val-size", type=int, default=256, help="validation window side")
-  a("--val-tiles", type=int, default=32)
-  a("--batch", type=int, default=16, help="global batch size")
-  a("--steps", type=int, default=0, help="stop after this many steps")
-  a("--minutes", type=float, default=0.0,
-    help="stop after this much wall time (the LR schedule follows it)")
-  a("--lr", type=float, default=5e-4)
-  a("--lr-min", type=float, default=0.02,
-    help="final LR as a fraction of --lr (cosine decay)")
-  a("--hole-weight", type=float, default=6.0)
-  a("--valid-weight", type=float, default=1.0)
-  a("--tv-weight", type=float, default=0.05)
-  a("--gan", choices=("none", "hinge", "lsgan", "wgan-gp"), default="none")
-  a("--warmup-steps", type=int, default=1000,
-    help="L1-only steps before the GAN stage")
+  a("--val-tiles", type=int, default=48, help="validation windows per set (guided, unguided)")
+  a("--batch", type=int, default=16)
+  a("--steps", type=int, default=0, help="stop after this many steps (0: --minutes decides)")
+  a("--minutes", type=float, default=10.0, help="stop after this much wall time")
+  a("--lr", type=float, default=1e-3)
+  a("--tv-weight", type=float, default=0.01)
+  a("--gan", choices=("none", "hinge", "lsgan"), default="none")
   a("--adv-weight", type=float, default=0.01)
-  a("--fm-weight", type=float, default=0.1)
-  a("--gp-weight", type=float, default=10.0)
-  a("--norm", choices=("tile", "batch"), default="tile",
-    help="tile: known-pixel standardisation (measured better); batch: BN")
-  a("--no-residual", action="store_true",
-    help="predict the image directly, not a correction of the push-pull fill")
-  a("--encoder", default=None, help="comma-separated encoder channels")
-  a("--decoder", default=None, help="comma-separated decoder channels")
-  a("--jit", action="store_true", help="XLA-compile the train step")
-  a("--resume", action="store_true", help="continue from <out>/ckpt")
+  a("--fm-weight", type=float, default=1.0)
+  a("--gan-after", type=float, default=0.0,
+    help="fraction of the run that is L1-only before the adversarial terms")
+  a("--stem", type=int, default=None, help="stem channels")
+  a("--widths", default=None, help="comma-separated channels of the stride-2 levels")
+  a("--init-weights", default=None, help="start from these generator weights")
+  a("--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
+    help="auto: bf16 on a GPU, float32 on a CPU")
+  a("--workers", type=int, default=-1, help="data processes (-1: cores - 1)")
   a("--seed", type=int, default=0)
-  a("--val-every", type=int, default=250)
-  a("--ckpt-every", type=int, default=250)
-  a("--image-every", type=int, default=1000)
-  a("--log-every", type=int, default=10)
-  a("--no-progress", action="store_true", help="no tqdm bar")
+  a("--val-every", type=float, default=60.0, help="seconds between validations")
+  a("--log-every", type=int, default=50)
   return p.parse_args(argv)
 
 
-def _grid(target, masked, output):
-  """One image grid ``[1, 3H, N*W, C]`` (input with holes / output / truth)."""
-  import tensorflow as tf
-  rows = [masked, output, target]
-  rows = [tf.concat(tf.unstack(tf.clip_by_value(r[:4, ..., :3], 0, 1)), 1)
-          for r in rows]
-  return tf.concat(rows, 0)[None]
+def _sampler(data: str, bands: int, crop: int, region: int, split: str,
+             guided_only: bool = False, seed_masks: str = "train"):
+  """Picklable factory: builds the :class:`training.data.Sampler` (in each worker)."""
+  from training import data as D  # pylint: disable=import-outside-toplevel
+  from training.masks import MaskGenerator, cloud_mask_files  # pylint: disable=import-outside-toplevel
+  if data.endswith(".npz"):
+    from training import bundle  # pylint: disable=import-outside-toplevel
+    scenes, clouds = bundle.load(data)
+    masks = clouds[seed_masks]
+  else:
+    from training.scenes import list_rasters, read_scenes  # pylint: disable=import-outside-toplevel
+    from training.bundle import _keep  # pylint: disable=import-outside-toplevel
+    files = [f for f in list_rasters(data) if _keep(f)]
+    scenes = read_scenes(files)
+    for s in scenes:
+      s.path = os.path.relpath(s.path, data)
+    masks = cloud_mask_files(os.path.join(data, "cloud_masks"), seed_masks)
+  places = D.group_places(scenes)
+  if guided_only:
+    places = [p for p in places if len(p.scenes) > 1]
+  if split == "train":
+    return D.Sampler(places, crop, MaskGenerator(masks), "train", bands=bands, region=region or 2 * crop)
+  return D.Sampler(places, crop, MaskGenerator(masks, weights={"clouds": 1.0}), "val", bands=bands,
+                   region=crop, augment=False, p_guide=1.0 if guided_only else 0.0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """``cloudfill train`` entry point."""
   args = _parse(argv)
-  import keras
-  import tensorflow as tf
-  from training import losses as L
-  from training.data import build_samplers, fixed_set, make_dataset
-  from training.discriminator import PatchDiscriminator
-  from training.generator import PConvUNet
+  os.environ.setdefault("KERAS_BACKEND", "jax")
+  if os.environ["KERAS_BACKEND"] != "jax":
+    print("cloudfill train: runs under the JAX backend; unset KERAS_BACKEND or set it to jax",
+          file=sys.stderr)
+    return 2
+  if not os.path.exists(args.data):
+    print(f"cloudfill train: --data {args.data} does not exist", file=sys.stderr)
+    return 2
+  from training import data as D  # pylint: disable=import-outside-toplevel
+  workers = (os.cpu_count() or 2) - 1 if args.workers < 0 else args.workers
+  # Worker processes start before JAX does (spawn, so JAX's threads are safe either way).
+  stream = D.batches(_sampler, (args.data, args.bands, args.crop, args.region, "train"),
+                     args.batch, seed=args.seed, workers=workers)
+  first = next(stream)
+  val_sets = {
+      "unguided": _sampler(args.data, args.bands, args.val_size, 0, "val", False, "val"
+                           ).fixed_set(args.val_tiles, 1234, guided=False),
+      "guided": _sampler(args.data, args.bands, args.val_size, 0, "val", True, "val"
+                         ).fixed_set(args.val_tiles, 1234, guided=True),
+  }
+  train_files = _sampler(args.data, args.bands, args.crop, args.region, "train").files
 
-  os.makedirs(args.out, exist_ok=True)
-  random.seed(args.seed)
-  np.random.seed(args.seed)
+  import jax  # pylint: disable=import-outside-toplevel
+  import keras  # pylint: disable=import-outside-toplevel
+  from training import tb  # pylint: disable=import-outside-toplevel
+  from training.discriminator import MultiScaleDiscriminator  # pylint: disable=import-outside-toplevel
+  from training.generator import build_generator, CloudfillGenerator  # pylint: disable=import-outside-toplevel
+  from training.trainer import Trainer, TrainSpec, cosine_lr, set_mixed_precision  # pylint: disable=import-outside-toplevel
+
+  gpu = any(d.platform == "gpu" for d in jax.devices())
+  mp = {"auto": "mixed_bfloat16" if gpu else None, "bf16": "mixed_bfloat16", "off": None}
+  set_mixed_precision(mp[args.mixed_precision])
   keras.utils.set_random_seed(args.seed)
-
-  gpus = tf.config.list_physical_devices("GPU")
-  if gpus:
-    keras.mixed_precision.set_global_policy("mixed_float16")
-  strategy = (tf.distribute.MirroredStrategy() if len(gpus) > 1
-              else tf.distribute.get_strategy())
-  cloud_dir = args.cloud_masks or os.path.join(args.data, "cloud_masks")
-  if not os.path.isdir(cloud_dir):
-    cloud_dir = None
-  train_s, val_s, used = build_samplers(args.data, args.bands, args.crop,
-                                        args.val_size, cloud_dir)
-  with open(os.path.join(args.out, "trained_on.json"), "w") as f:
-    json.dump(used, f, indent=1)
-  val_x, val_m = fixed_set(val_s, args.val_tiles, seed=10_000 + args.seed)
-
-  gcfg = dict(bands=args.bands, norm=args.norm,
-              residual=not args.no_residual)
-  if args.encoder:
-    gcfg["encoder"] = [int(c) for c in args.encoder.split(",")]
-  if args.decoder:
-    gcfg["decoder"] = [int(c) for c in args.decoder.split(",")]
-  use_gan = args.gan != "none"
-  with strategy.scope():
-    gen = PConvUNet(**gcfg)
-    gen((tf.zeros([1, 64, 64, args.bands]), tf.zeros([1, 64, 64, 1])))
-    disc = PatchDiscriminator() if use_gan else None
-    if disc is not None:
-      disc((tf.zeros([1, 64, 64, args.bands]), tf.zeros([1, 64, 64, 1])))
-    g_opt = keras.optimizers.Adam(args.lr, beta_1=0.9, beta_2=0.999)
-    d_opt = keras.optimizers.Adam(args.lr, beta_1=0.0, beta_2=0.9)
-    inner_opts = [g_opt, d_opt]
-    if gpus:
-      g_opt = keras.mixed_precision.LossScaleOptimizer(g_opt)
-      d_opt = keras.mixed_precision.LossScaleOptimizer(d_opt)
-    g_opt.build(gen.trainable_variables)
-    if disc is not None:
-      d_opt.build(disc.trainable_variables)
-  cfg = gen.get_config()
-  cfg.pop("name", None)
-  with open(os.path.join(args.out, "generator.json"), "w") as f:
-    json.dump(cfg, f, indent=1)
-
-  step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  best = tf.Variable(-1.0, dtype=tf.float32, trainable=False)
-  elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-  objs = dict(generator=gen, g_opt=g_opt, step=step, best=best,
-              elapsed=elapsed)
-  if disc is not None:
-    objs.update(discriminator=disc, d_opt=d_opt)
-  ckpt = tf.train.Checkpoint(**objs)
-  manager = tf.train.CheckpointManager(ckpt, os.path.join(args.out, "ckpt"),
-                                       max_to_keep=2)
-  if args.resume and manager.latest_checkpoint:
-    ckpt.restore(manager.latest_checkpoint).expect_partial()
-    print(f"resumed from {manager.latest_checkpoint} at step "
-          f"{int(step.numpy())}")
-
-  ds = make_dataset(train_s, args.batch, seed=args.seed,
-                    start=int(step.numpy()) * args.batch)
-  ds = strategy.experimental_distribute_dataset(ds)
-
-  def g_losses(x, m, training):
-    out = gen((x, m), training=training)
-    l1, hole, valid = L.l1_hole_valid(x, out, m, args.hole_weight,
-                                      args.valid_weight)
-    tv = L.tv_hole_boundary(x, out, m)
-    return out, {"l1": l1, "l1_hole": hole, "l1_valid": valid, "tv": tv}
-
-  def step_fn(x, m, gan_on):
-    logs = {}
-    if use_gan and gan_on:
-      with tf.GradientTape() as tape:
-        out = tf.stop_gradient(gen((x, m), training=True))
-        comp = L.composite(x, out, m)
-        real, _ = disc((x, m), training=True)
-        fake, _ = disc((comp, m), training=True)
-        dl = L.d_loss(args.gan, real, fake)
-        if args.gan == "wgan-gp":
-          dl += args.gp_weight * L.gradient_penalty(disc, x, comp, m)
-        logs["d_loss"] = dl
-        scaled = dl / strategy.num_replicas_in_sync
-        if gpus:
-          scaled = d_opt.scale_loss(scaled)
-      d_opt.apply_gradients(zip(tape.gradient(scaled,
-                                              disc.trainable_variables),
-                                disc.trainable_variables))
-    with tf.GradientTape() as tape:
-      out, parts = g_losses(x, m, True)
-      total = parts["l1"] + args.tv_weight * parts["tv"]
-      if use_gan and gan_on:
-        comp = L.composite(x, out, m)
-        fake, ffeat = disc((comp, m), training=False)
-        _, rfeat = disc((x, m), training=False)
-        parts["g_adv"] = L.g_loss(args.gan, fake)
-        parts["fm"] = L.feature_matching(rfeat, ffeat)
-        total += args.adv_weight * parts["g_adv"] + args.fm_weight * parts["fm"]
-      parts["total"] = total
-      scaled = total / strategy.num_replicas_in_sync
-      if gpus:
-        scaled = g_opt.scale_loss(scaled)
-    grads = tape.gradient(scaled, gen.trainable_variables)
-    g_opt.apply_gradients(zip(grads, gen.trainable_variables))
-    logs.update(parts)
-    return logs
-
-  def make_train(gan_on):
-    @tf.function(jit_compile=args.jit)
-    def train(batch):
-      x, m = batch
-      per = strategy.run(step_fn, args=(x, m, gan_on))
-      return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-              for k, v in per.items()}
-    return train
-
-  train_l1, train_gan = make_train(False), make_train(True)
-
-  @tf.function
-  def predict(x, m):
-    return gen((x, m), training=False)
-
-  def validate():
-    outs = [predict(val_x[i:i + 8], val_m[i:i + 8]).numpy()
-            for i in range(0, len(val_x), 8)]
-    out = np.concatenate(outs)
-    psnr = L.hole_psnr(val_x, out, val_m).numpy()
-    return float(psnr.mean()), out
-
-  writer = tf.summary.create_file_writer(os.path.join(args.out, "tb"))
-  fill_psnr = None
-  if int(step.numpy()) == 0 and gcfg["residual"]:
-    fill_psnr, _ = validate()  # untrained residual model = push-pull fill
-    print(f"val hole PSNR of the in-graph push-pull fill: {fill_psnr:.2f} dB")
+  gkw = {}
+  if args.stem:
+    gkw["stem"] = args.stem
+  if args.widths:
+    gkw["widths"] = [int(v) for v in args.widths.split(",")]
+  gen = build_generator(args.bands, 64, **gkw)
+  if args.init_weights:
+    gen.load_weights(args.init_weights)
+  disc = None
+  if args.gan != "none":
+    disc = MultiScaleDiscriminator()
+    disc((np.zeros((1, 64, 64, args.bands), np.float32), np.zeros((1, 64, 64, 1), np.float32)))
+  spec = TrainSpec(lr=args.lr, tv_weight=args.tv_weight, gan=args.gan,
+                   adv_weight=args.adv_weight, fm_weight=args.fm_weight)
+  trainer = Trainer(gen, disc, spec)
+  state = trainer.init_state()
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "generator.json"), "w", encoding="utf-8") as f:
+    json.dump(gen.get_config(), f, indent=2)
+  with open(os.path.join(args.out, "trained_on.json"), "w", encoding="utf-8") as f:
+    json.dump(sorted(set(train_files)), f, indent=2)
+  writer = tb.ScalarWriter(os.path.join(args.out, "tb"))
 
   budget = args.minutes * 60.0
-  total_steps = args.steps or None
-  bar = None
-  if not args.no_progress:
-    from tqdm import tqdm
-    bar = tqdm(total=total_steps, initial=int(step.numpy()),
-               dynamic_ncols=True, mininterval=2.0)
-  t_start = time.time() - float(elapsed.numpy())
-  t_last, n_last = time.time(), 0
-  lr_frac = args.lr_min
-  for batch in ds:
-    s = int(step.numpy())
-    run_time = time.time() - t_start
-    if (total_steps and s >= total_steps) or (budget and run_time >= budget):
-      break
-    if budget:
-      frac = min(run_time / budget, 1.0)
-    elif total_steps:
-      frac = s / total_steps
-    else:
-      frac = 0.0
-    lr = args.lr * (lr_frac + (1 - lr_frac) * 0.5
-                    * (1 + math.cos(math.pi * frac)))
-    for o in inner_opts:
-      o.learning_rate.assign(lr)
-    gan_on = use_gan and s >= args.warmup_steps
-    logs = (train_gan if gan_on else train_l1)(batch)
-    step.assign_add(1)
-    s += 1
-    n_last += 1
-    if s % args.log_every == 0 or s == 1:
-      vals = {k: float(v) for k, v in logs.items()}
-      now = time.time()
-      tput = n_last * args.batch / max(now - t_last, 1e-9)
-      t_last, n_last = now, 0
-      with writer.as_default(step=s):
-        for k, v in vals.items():
-          tf.summary.scalar(f"loss/{k}", v)
-        tf.summary.scalar("tiles_per_s", tput)
-        tf.summary.scalar("lr", lr)
-      if bar is not None:
-        bar.set_postfix(l1=f"{vals['l1']:.4f}", tv=f"{vals['tv']:.4f}",
-                        tiles_s=f"{tput:.1f}", refresh=False)
-      else:
-        print(f"step {s} " + " ".join(f"{k}={v:.4f}" for k, v in
-                                      vals.items()) + f" tiles/s={tput:.1f}",
-              flush=True)
-    if bar is not None:
-      bar.update(1)
-    if s % args.val_every == 0:
-      psnr, out = validate()
-      with writer.as_default(step=s):
-        tf.summary.scalar("val/hole_psnr", psnr)
-        if s % args.image_every == 0:
-          tf.summary.image("val/masked_output_truth",
-                           _grid(val_x, val_x * (1 - val_m), out))
-      msg = f"step {s}: val hole PSNR {psnr:.2f} dB (best {best.numpy():.2f})"
-      if psnr > best.numpy():
-        best.assign(psnr)
-        gen.save_weights(os.path.join(args.out, "generator.weights.h5"))
-        msg += " saved"
-      (bar.write if bar is not None else print)(msg)
-    if s % args.ckpt_every == 0:
-      elapsed.assign(time.time() - t_start)
-      manager.save(checkpoint_number=s)
-  if bar is not None:
-    bar.close()
-  elapsed.assign(time.time() - t_start)
-  psnr, _ = validate()
-  if psnr > best.numpy():
-    best.assign(psnr)
-    gen.save_weights(os.path.join(args.out, "generator.weights.h5"))
-  if not os.path.exists(os.path.join(args.out, "generator.weights.h5")):
-    gen.save_weights(os.path.join(args.out, "generator.weights.h5"))
-  manager.save(checkpoint_number=int(step.numpy()))
-  metrics = {"val_hole_psnr_db": round(float(best.numpy()), 3),
-             "val_final_hole_psnr_db": round(psnr, 3),
-             "val_tiles": args.val_tiles, "val_size": args.val_size,
-             "val_split": "right-hand column strip of each scene (by area), "
-                          "held-out cloud-mask files",
-             "steps": int(step.numpy()), "batch": args.batch,
-             "crop": args.crop, "train_minutes": round(
-                 float(elapsed.numpy()) / 60, 1), "gan": args.gan,
-             "seed": args.seed}
-  if fill_psnr is not None:
-    metrics["val_pushpull_fill_hole_psnr_db"] = round(fill_psnr, 3)
-  prev = os.path.join(args.out, "metrics.json")
-  if os.path.exists(prev) and fill_psnr is None:
-    with open(prev) as f:
-      old = json.load(f)
-    if "val_pushpull_fill_hole_psnr_db" in old:
-      metrics["val_pushpull_fill_hole_psnr_db"] = old[
-          "val_pushpull_fill_hole_psnr_db"]
-  with open(prev, "w") as f:
-    json.dump(metrics, f, indent=1)
-  print(json.dumps(metrics, indent=1))
+  history, best = [], -1.0
+  start = time.time()
+  last_val = start
+  step, crops, batch = 0, 0, first
+  compile_s = None
+
+  def done():
+    if args.steps and step >= args.steps:
+      return True
+    return not args.steps and time.time() - start >= budget
+
+  def validate():
+    nonlocal best
+    figures = trainer.validate(state, val_sets)
+    figures.update(step=step, seconds=round(time.time() - start, 1))
+    history.append(figures)
+    writer.scalars(step, {f"val/{k}": v for k, v in figures.items() if k not in ("step",)})
+    score = figures["unguided_hole_psnr_db"] + figures["guided_hole_psnr_db"]
+    if score > best:
+      best = score
+      trainer.write_back(state)
+      gen.save_weights(os.path.join(args.out, "generator.weights.h5"))
+    print(json.dumps(figures), flush=True)
+
+  validate()
+  t_data = 0.0
+  while not done():
+    frac = (step / args.steps) if args.steps else (time.time() - start) / max(budget, 1e-9)
+    adversarial = disc is not None and frac >= args.gan_after
+    state = trainer.set_lr(state, cosine_lr(args.lr, frac))
+    t0 = time.time()
+    state, logs = trainer.train_step(state, batch, adversarial=adversarial)
+    if compile_s is None:
+      jax.block_until_ready(state["g_tv"])
+      compile_s = time.time() - t0
+    step += 1
+    crops += args.batch
+    t1 = time.time()
+    batch = next(stream)
+    t_data += time.time() - t1
+    if step % args.log_every == 0:
+      logs = {k: float(v) for k, v in logs.items()}
+      writer.scalars(step, {f"train/{k}": v for k, v in logs.items()})
+      el = time.time() - start
+      print(f"step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s "
+            + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
+    if time.time() - last_val >= args.val_every:
+      validate()
+      last_val = time.time()
+  validate()
+  trainer.write_back(state)
+  gen.save_weights(os.path.join(args.out, "last.weights.h5"))
+  elapsed = time.time() - start
+  best_fig = max(history, key=lambda h: h["unguided_hole_psnr_db"] + h["guided_hole_psnr_db"])
+  metrics = {
+      "steps": step, "batch": args.batch, "crop": args.crop, "seconds": round(elapsed, 1),
+      "crops_per_s": round(crops / max(elapsed, 1e-9), 1), "compile_s": round(compile_s or 0, 1),
+      "data_wait_s": round(t_data, 1), "device": str(jax.devices()[0]), "gpu": gpu,
+      "mixed_precision": mp[args.mixed_precision] or "float32", "gan": args.gan,
+      "gan_after": args.gan_after, "params": int(gen.count_params()),
+      "val_tiles": args.val_tiles, "val_size": args.val_size, "best": best_fig, "history": history,
+      "val_split": "right-hand column strip of each scene (by area), held-out cloud-mask files",
+  }
+  with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump(metrics, f, indent=2)
+  writer.close()
+  print(f"done: {step} steps in {elapsed:.0f}s; best {json.dumps(best_fig)}")
   return 0
 
 
