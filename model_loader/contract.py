@@ -3,12 +3,19 @@
 A cloudfill model is a TensorFlow SavedModel directory with:
 
 * signature ``restore``: inputs ``image`` float32 ``[N, H, W, C]`` scaled to
-  0…1 and ``mask`` float32 ``[N, H, W, 1]`` with 1 = missing; output
-  ``{"restored": float32 [N, H, W, C]}`` in the same 0…1 scale. H and W may
-  be any size (the model pads internally to its multiple).
+  0…1 and ``mask`` float32 ``[N, H, W, 1]`` with 1 = missing, and for models
+  whose card lists them in ``inputs`` (version 2 on): ``context``
+  ``[N, H, W, C]`` 0…1 (the tile- or scene-level classical fill of
+  :mod:`transforms.context`: the known pixels, a fill in the holes), ``guide``
+  ``[N, H, W, C]`` 0…1 (another date mapped to the target's radiometry, 0
+  where unusable) and ``guide_mask`` ``[N, H, W, 1]`` (1 = guide unusable;
+  all ones = no guide); output ``{"restored": float32 [N, H, W, C]}`` in the
+  same 0…1 scale. H and W may be any size (the model pads internally).
 * signature ``serving_default``: input ``examples``, a string tensor ``[N]`` of
   serialized ``tf.train.Example`` with the features in :data:`EXAMPLE_FEATURES`
-  at the card's window size; output ``{"restored": float32 [N, W, W, C]}``.
+  (those the card's ``inputs`` name; ``guide`` and ``guide_mask`` may be left
+  out: no guide) at the card's window size; output
+  ``{"restored": float32 [N, W, W, C]}``.
   This is what tfx-bsl's ``CreateModelHandler`` and TF Serving call.
 * asset ``assets/cloudfill.json``: the :class:`ModelCard` below.
 
@@ -20,20 +27,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 SIGNATURE_RESTORE = "restore"
 SIGNATURE_SERVING = "serving_default"
 INPUT_IMAGE = "image"
 INPUT_MASK = "mask"
+INPUT_CONTEXT = "context"
+INPUT_GUIDE = "guide"
+INPUT_GUIDE_MASK = "guide_mask"
 INPUT_EXAMPLES = "examples"
+# Every input a model may take, in this order; a card lists those it takes.
+ALL_INPUTS = (INPUT_IMAGE, INPUT_MASK, INPUT_CONTEXT, INPUT_GUIDE, INPUT_GUIDE_MASK)
 OUTPUT_RESTORED = "restored"
 ASSET_NAME = "cloudfill.json"
 
 # Feature keys of the serialized tf.train.Example taken by ``serving_default``.
 # ``image``: float list of H*W*C values (row-major HWC, 0…1);
-# ``mask``: float list of H*W values (1 = missing).
+# ``mask``: float list of H*W values (1 = missing); ``context`` and ``guide``
+# like ``image``, ``guide_mask`` like ``mask`` (models that take them).
 EXAMPLE_FEATURES = ("image", "mask")
+EXAMPLE_FEATURES_V2 = ALL_INPUTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +67,11 @@ class ModelCard:
       standardises each tile by its known pixels' mean and spread.
     trained_on: Data the weights were trained on (provenance).
     metrics: Validation figures recorded at export (free-form).
+    inputs: The ``restore`` inputs the model takes (a prefix-free subset of
+      :data:`ALL_INPUTS`; models before 2.0 take ``image`` and ``mask``).
+    guided: The model uses ``guide``/``guide_mask``.
+    context: How the pipeline computes ``context`` (``"push_pull"``), or
+      None for models without that input.
   """
 
   name: str
@@ -64,10 +83,26 @@ class ModelCard:
   normalization: str = "unit"
   trained_on: Sequence[str] = ()
   metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+  inputs: Sequence[str] = (INPUT_IMAGE, INPUT_MASK)
+  guided: bool = False
+  context: Optional[str] = None
+
+  def __post_init__(self):
+    unknown = set(self.inputs) - set(ALL_INPUTS)
+    if unknown or INPUT_IMAGE not in self.inputs or INPUT_MASK not in self.inputs:
+      raise ValueError(f"{ASSET_NAME}: inputs must include image and mask and be among "
+                       f"{list(ALL_INPUTS)}, got {list(self.inputs)}")
+    if self.guided and not {INPUT_GUIDE, INPUT_GUIDE_MASK} <= set(self.inputs):
+      raise ValueError(f"{ASSET_NAME}: a guided model must take guide and guide_mask")
+
+  @property
+  def takes_context(self) -> bool:
+    return INPUT_CONTEXT in self.inputs
 
   def to_json(self) -> str:
     d = dataclasses.asdict(self)
     d["trained_on"] = list(self.trained_on)
+    d["inputs"] = list(self.inputs)
     return json.dumps(d, indent=2, sort_keys=True)
 
   @classmethod
@@ -77,4 +112,7 @@ class ModelCard:
     missing = {"name", "version", "bands"} - set(d)
     if missing:
       raise ValueError(f"{ASSET_NAME} lacks required keys: {sorted(missing)}")
-    return cls(**{k: v for k, v in d.items() if k in known})
+    kept = {k: v for k, v in d.items() if k in known}
+    if "inputs" in kept:
+      kept["inputs"] = tuple(kept["inputs"])
+    return cls(**kept)

@@ -9,16 +9,21 @@ session loader (``CreateModelHandler``) loads that, whereas a plain
 Command line (``cloudfill export``)::
 
   cloudfill export --weights runs/x/generator.weights.h5 \
-      --config runs/x/generator.json --out model_loader/default_model \
-      --version 1.0 [--tflite runs/x/tflite --data /work/shared/data]
+      --config runs/x/generator.json --out models/x [--overwrite] \
+      [--version 2.0] [--tflite runs/x/tflite --data ../shared/data]
+
+The weights may come from a JAX run (``.weights.h5``): the generator is the
+same backend-agnostic Keras 3 model, rebuilt here under TensorFlow.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from typing import Iterable, Optional, Sequence
 
@@ -30,26 +35,47 @@ from model_loader import contract
 from model_loader.contract import ModelCard
 
 
+V2_INPUTS = contract.ALL_INPUTS
+
+
 def _restore_fn(generator):
-  def restore(image, mask):
-    return {contract.OUTPUT_RESTORED:
-            tf.cast(generator((image, mask), training=False), tf.float32)}
+  def restore(image, mask, context, guide, guide_mask):
+    out = generator(dict(image=image, mask=mask, context=context, guide=guide,
+                         guide_mask=guide_mask), training=False)
+    return {contract.OUTPUT_RESTORED: tf.cast(out, tf.float32)}
   return restore
 
 
+def _restore_specs(bands: int, n=None, size=None):
+  img = [n, size, size, bands]
+  msk = [n, size, size, 1]
+  return [tf.TensorSpec(img, tf.float32, name=contract.INPUT_IMAGE),
+          tf.TensorSpec(msk, tf.float32, name=contract.INPUT_MASK),
+          tf.TensorSpec(img, tf.float32, name=contract.INPUT_CONTEXT),
+          tf.TensorSpec(img, tf.float32, name=contract.INPUT_GUIDE),
+          tf.TensorSpec(msk, tf.float32, name=contract.INPUT_GUIDE_MASK)]
+
+
 def _serving_fn(generator, window: int, bands: int):
+  n_img, n_msk = window * window * bands, window * window
   spec = {
-      "image": tf.io.FixedLenFeature([window * window * bands], tf.float32),
-      "mask": tf.io.FixedLenFeature([window * window], tf.float32),
+      contract.INPUT_IMAGE: tf.io.FixedLenFeature([n_img], tf.float32),
+      contract.INPUT_MASK: tf.io.FixedLenFeature([n_msk], tf.float32),
+      contract.INPUT_CONTEXT: tf.io.FixedLenFeature([n_img], tf.float32),
+      # No guide unless the example carries one.
+      contract.INPUT_GUIDE: tf.io.FixedLenFeature([n_img], tf.float32,
+                                                  default_value=[0.0] * n_img),
+      contract.INPUT_GUIDE_MASK: tf.io.FixedLenFeature([n_msk], tf.float32,
+                                                       default_value=[1.0] * n_msk),
   }
-  assert tuple(spec) == contract.EXAMPLE_FEATURES
+  assert tuple(spec) == contract.EXAMPLE_FEATURES_V2
 
   def serve(examples):
     feats = tf.io.parse_example(examples, spec)
-    image = tf.reshape(feats["image"], [-1, window, window, bands])
-    mask = tf.reshape(feats["mask"], [-1, window, window, 1])
+    shaped = {k: tf.reshape(v, [-1, window, window, bands if v.shape[-1] == n_img else 1])
+              for k, v in feats.items()}
     return {contract.OUTPUT_RESTORED:
-            tf.cast(generator((image, mask), training=False), tf.float32)}
+            tf.cast(generator(shaped, training=False), tf.float32)}
   return serve
 
 
@@ -58,7 +84,7 @@ def export_saved_model(generator: keras.Model, card: ModelCard,
   """Writes ``generator`` as a contract-conforming SavedModel.
 
   Args:
-    generator: A built generator taking ``(image, mask)``.
+    generator: A built :class:`training.generator.CloudfillGenerator`.
     card: The model card; ``card.bands`` and ``card.window`` fix the
       ``serving_default`` example layout.
     out_dir: Target directory; replaced if it exists.
@@ -71,11 +97,7 @@ def export_saved_model(generator: keras.Model, card: ModelCard,
   archive.track(generator)
   archive.add_endpoint(
       name=contract.SIGNATURE_RESTORE, fn=_restore_fn(generator),
-      input_signature=[
-          tf.TensorSpec([None, None, None, bands], tf.float32,
-                        name=contract.INPUT_IMAGE),
-          tf.TensorSpec([None, None, None, 1], tf.float32,
-                        name=contract.INPUT_MASK)])
+      input_signature=_restore_specs(bands))
   archive.add_endpoint(
       name=contract.SIGNATURE_SERVING, fn=_serving_fn(generator, window, bands),
       input_signature=[tf.TensorSpec([None], tf.string,
@@ -113,9 +135,8 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
     card: Its model card (window and bands).
     out_dir: Where ``cloudfill_fp16.tflite`` and ``cloudfill_int8.tflite``
       go.
-    representative: Iterable of ``(image, mask)`` numpy pairs of shape
-      ``[1, W, W, C]`` / ``[1, W, W, 1]`` for INT8 calibration; no INT8 file
-      without it.
+    representative: Iterable of dicts of the five inputs, each ``[1, W, W, *]``
+      (INT8 calibration); no INT8 file without it.
 
   Returns:
     ``{"fp16": path, "int8": path}`` for the files written.
@@ -128,8 +149,7 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
   archive.track(generator)
   archive.add_endpoint(
       name="serving_default", fn=_restore_fn(generator),
-      input_signature=[tf.TensorSpec([1, w, w, c], tf.float32, name="image"),
-                       tf.TensorSpec([1, w, w, 1], tf.float32, name="mask")])
+      input_signature=_restore_specs(c, 1, w))
   archive.write_out(tmp, verbose=False)
 
   def converter():
@@ -151,15 +171,14 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
     reps = list(representative)
 
     def rep_gen():
-      for image, mask in reps:
-        yield {"image": np.asarray(image, np.float32),
-               "mask": np.asarray(mask, np.float32)}
+      for inputs in reps:
+        yield {k: np.asarray(inputs[k], np.float32) for k in V2_INPUTS}
 
     conv = converter()
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep_gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    # Float in/out (0…1 image, 0/1 mask); every op inside is INT8.
+    # Float in/out (0…1 images, 0/1 masks); every op inside is INT8.
     path = os.path.join(out_dir, "cloudfill_int8.tflite")
     with open(path, "wb") as f:
       f.write(conv.convert())
@@ -179,20 +198,40 @@ def load_generator(config_path: str, weights_path: str) -> keras.Model:
   return g
 
 
+def weights_digest(gen: keras.Model) -> str:
+  """SHA-256 of the generator's weights (their values, in order)."""
+  h = hashlib.sha256()
+  for w in gen.get_weights():
+    h.update(np.ascontiguousarray(w, np.float32).tobytes())
+  return h.hexdigest()
+
+
+def representative_inputs(data: str, bands: int, window: int, n: int,
+                          seed: int = 1234) -> list[dict[str, np.ndarray]]:
+  """``n`` training-area windows with the five inputs, each ``[1, W, W, *]``
+  (INT8 calibration)."""
+  from training.train import _sampler  # pylint: disable=import-outside-toplevel
+  s = _sampler(data, bands, window, 2 * window, "train")
+  return [{k: v[None] for k, v in s.sample(seed, i).items()} for i in range(n)]
+
+
 def _parse(argv: Optional[Sequence[str]]):
   p = argparse.ArgumentParser(
       prog="cloudfill export",
       description="Export a trained generator as a cloudfill SavedModel "
-                  "(and TFLite float16 / INT8).")
+                  "(and TFLite float16 / INT8).",
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--run", help="training run dir (uses generator.json and "
                  "generator.weights.h5 there)")
   p.add_argument("--config", help="generator.json (overrides --run)")
-  p.add_argument("--weights", help="weights file (overrides --run)")
+  p.add_argument("--weights", help="weights file, e.g. trained under JAX (overrides --run)")
   p.add_argument("--untrained", action="store_true",
                  help="export a freshly initialised generator")
-  p.add_argument("--out", default="model_loader/default_model")
-  p.add_argument("--name", default="cloudfill-pconv")
-  p.add_argument("--version", default="0-untrained")
+  p.add_argument("--out", required=True, help="SavedModel directory to write")
+  p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+  p.add_argument("--name", default="cloudfill-ctx")
+  p.add_argument("--version", default=None,
+                 help="model version (default: sha-<first 12 hex digits of the weights' SHA-256>)")
   p.add_argument("--bands", type=int, default=3)
   p.add_argument("--window", type=int, default=256)
   p.add_argument("--overlap", type=int, default=32)
@@ -201,20 +240,36 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="provenance; default: the run's trained_on.json")
   p.add_argument("--tflite", metavar="DIR",
                  help="also write float16 and INT8 TFLite models here")
-  p.add_argument("--data", default="/work/shared/data",
-                 help="training data for the INT8 representative set")
+  p.add_argument("--data", default=None,
+                 help="training data for the INT8 representative set (default: ../shared/data)")
   p.add_argument("--rep-samples", type=int, default=32)
   return p.parse_args(argv)
+
+
+def _summary(metrics: dict) -> dict:
+  """The figures of a run's metrics.json worth keeping in the card."""
+  return {k: v for k, v in metrics.items() if k != "history"}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """``cloudfill export`` entry point."""
   args = _parse(argv)
+  if keras.backend.backend() != "tensorflow":
+    print("cloudfill export: runs under the TensorFlow backend (KERAS_BACKEND=tensorflow)",
+          file=sys.stderr)
+    return 2
+  if os.path.exists(args.out) and not args.overwrite:
+    print(f"cloudfill export: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+    return 2
   trained_on, metrics, bands = [], {}, args.bands
   if args.untrained:
     from training.generator import build_generator
     gen = build_generator(bands=bands)
   else:
+    if not (args.run or (args.config and args.weights)):
+      print("cloudfill export: give --run DIR, or --config and --weights, or --untrained",
+            file=sys.stderr)
+      return 2
     cfg = args.config or os.path.join(args.run, "generator.json")
     wts = args.weights or os.path.join(args.run, "generator.weights.h5")
     gen = load_generator(cfg, wts)
@@ -227,22 +282,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       p = os.path.join(args.run, "metrics.json")
       if os.path.exists(p):
         with open(p) as f:
-          metrics = json.load(f)
+          metrics = _summary(json.load(f))
   if args.trained_on is not None:
     trained_on = args.trained_on
   if args.metrics:
     with open(args.metrics) as f:
       metrics.update(json.load(f))
-  card = ModelCard(name=args.name, version=args.version, bands=bands,
+  digest = weights_digest(gen)
+  metrics["weights_sha256"] = digest
+  card = ModelCard(name=args.name, version=args.version or f"sha-{digest[:12]}", bands=bands,
                    window=args.window, overlap=args.overlap,
                    pad_multiple=gen.multiple, trained_on=tuple(trained_on),
-                   metrics=metrics)
+                   metrics=metrics, inputs=V2_INPUTS, guided=True, context="push_pull")
   export_saved_model(gen, card, args.out)
-  print(f"SavedModel written to {args.out}")
+  print(f"SavedModel written to {args.out} (version {card.version})")
   if args.tflite:
-    from training.data import representative_tiles
-    reps = representative_tiles(args.data, bands, args.window,
-                                args.rep_samples)
+    from training.train import DEFAULT_DATA
+    reps = representative_inputs(args.data or DEFAULT_DATA, bands, args.window,
+                                 args.rep_samples)
     for kind, path in export_tflite(gen, card, args.tflite, reps).items():
       print(f"TFLite {kind}: {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
   return 0
