@@ -84,7 +84,15 @@ def mean_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   return out
 
 
+def push_pull(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """cloudfill's own classical context (:func:`transforms.context.push_pull`):
+  what the model corrects, so "model minus push_pull" is the network's gain."""
+  from transforms.context import push_pull as pp  # pylint: disable=import-outside-toplevel
+  return _finish(image, mask, pp(image.astype(np.float32), (~mask).astype(np.float32)))
+
+
 FILLERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "push_pull": push_pull,
     "gdal_fillnodata": gdal_fillnodata,
     "opencv_telea": opencv_telea,
     "opencv_ns": opencv_ns,

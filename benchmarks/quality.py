@@ -60,7 +60,8 @@ def validation_windows(data: str, bands: int, size: int):
   Returns:
     ``{group: [(path, y, x, image)]}``.
   """
-  scenes = read_scenes(list_rasters(data), bands)
+  from training.bundle import _keep  # the training data set's own exclusions
+  scenes = read_scenes([f for f in list_rasters(data) if _keep(f)], bands)
   groups = {}
   for s in scenes:
     for y, x in crop_origins(s.valid, size, "val", stride=size // 2):
@@ -111,18 +112,27 @@ def tile_metrics(truth, filled, mask):
 
 
 class SavedModelFiller:
-  """Calls a cloudfill SavedModel's ``restore`` signature."""
+  """Calls a cloudfill SavedModel's ``restore`` signature (with the tile's
+  push-pull context and no guide, for models that take them)."""
 
   def __init__(self, path):
     import tensorflow as tf
     self.tf = tf
     self.fn = tf.saved_model.load(path).signatures["restore"]
+    self.inputs = set(self.fn.structured_input_signature[1])
 
   def __call__(self, image, mask):
-    out = self.fn(image=self.tf.constant(image[None], self.tf.float32),
-                  mask=self.tf.constant(mask[None, ..., None],
-                                        self.tf.float32))["restored"]
-    return out.numpy()[0]
+    from transforms.context import push_pull
+    img = image.astype(np.float32)
+    m = mask[..., None].astype(np.float32)
+    feed = {"image": img * (1 - m), "mask": m}
+    if "context" in self.inputs:
+      feed["context"] = push_pull(img, 1.0 - m[..., 0])
+    if "guide" in self.inputs:
+      feed["guide"] = np.zeros_like(img)
+      feed["guide_mask"] = np.ones_like(m)
+    out = self.fn(**{k: self.tf.constant(v[None], self.tf.float32) for k, v in feed.items()})
+    return out["restored"].numpy()[0]
 
 
 class TFLiteFiller:
@@ -207,6 +217,8 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--model", default=os.path.join(ROOT, "model_loader",
                                                  "default_model"))
+  p.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+                 help="another SavedModel to score beside --model (repeatable)")
   p.add_argument("--tflite-dir", default=None,
                  help="folder with cloudfill_*.tflite to score too")
   p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT),
@@ -232,6 +244,9 @@ def main(argv=None):
     with open(os.path.join(args.model, "assets", "cloudfill.json")) as f:
       card = json.load(f)
     methods["cloudfill"] = SavedModelFiller(args.model)
+  for spec in args.also:
+    name, _, path = spec.partition("=")
+    methods[name] = SavedModelFiller(path)
   if args.tflite_dir:
     for path in sorted(glob.glob(os.path.join(args.tflite_dir, "*.tflite"))):
       tag = os.path.basename(path).replace("cloudfill_", "").replace(
