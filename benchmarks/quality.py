@@ -136,33 +136,27 @@ class SavedModelFiller:
 
 
 class TFLiteFiller:
-  """Runs a fixed-shape ``[1, W, W, C]`` TFLite model."""
+  """Runs a fixed-shape ``[1, W, W, C]`` TFLite model (its ``serving_default``
+  signature: float in and out, whatever is quantised inside)."""
 
   def __init__(self, path):
     import tensorflow as tf
     self.it = tf.lite.Interpreter(model_path=path, num_threads=2)
-    self.it.allocate_tensors()
-    ins = self.it.get_input_details()
-    self.image_in = next(d for d in ins if "image" in d["name"])
-    self.mask_in = next(d for d in ins if "mask" in d["name"])
-    self.out = self.it.get_output_details()[0]
-
-  def _set(self, d, v):
-    if d["dtype"] != np.float32:
-      s, z = d["quantization"]
-      v = np.clip(np.round(v / s + z), np.iinfo(d["dtype"]).min,
-                  np.iinfo(d["dtype"]).max)
-    self.it.set_tensor(d["index"], v.astype(d["dtype"]))
+    self.run = self.it.get_signature_runner("serving_default")
+    self.inputs = set(self.it.get_signature_list()["serving_default"]["inputs"])
 
   def __call__(self, image, mask):
-    self._set(self.image_in, image[None].astype(np.float32))
-    self._set(self.mask_in, mask[None, ..., None].astype(np.float32))
-    self.it.invoke()
-    o = self.it.get_tensor(self.out["index"])
-    if self.out["dtype"] != np.float32:
-      s, z = self.out["quantization"]
-      o = (o.astype(np.float32) - z) * s
-    return o[0]
+    from transforms.context import push_pull
+    img = image.astype(np.float32)
+    m = mask[..., None].astype(np.float32)
+    feed = {"image": img * (1 - m), "mask": m}
+    if "context" in self.inputs:
+      feed["context"] = push_pull(img, 1.0 - m[..., 0])
+    if "guide" in self.inputs:
+      feed["guide"] = np.zeros_like(img)
+      feed["guide_mask"] = np.ones_like(m)
+    out = self.run(**{k: v[None] for k, v in feed.items() if k in self.inputs})
+    return out["restored"][0]
 
 
 def _machine():
