@@ -314,6 +314,23 @@ def markdown(rows: list[dict], header: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
+  """Writes ``scenes.md`` and ``scenes.json``; returns the Markdown."""
+  header = (f"Whole scenes under real cloud shapes scaled up ({args.coverage:.0%} of the valid area, seed "
+            f"{args.seed}); model {card.get('name')} {card.get('version')} (window {card['window']}, overlap "
+            f"{card['overlap']}). Hole PSNR on the scene scale = each band stretched between the 0.1 and 99.9 "
+            f"percentiles of its valid pixels; value-range scale = the range cloudfill maps to 0…1. Machine: "
+            f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']} at the start, "
+            f"{common.loadavg()} at the end.")
+  text = markdown(rows, header)
+  with open(os.path.join(args.out, "scenes.md"), "w", encoding="utf-8") as f:
+    f.write(text)
+  common.write_json(os.path.join(args.out, "scenes.json"),
+                    {"card": card, "seed": args.seed, "coverage": args.coverage, "machine": env,
+                     "loadavg_end": common.loadavg(), "scenes": rows})
+  return text
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--model", default=None, help="SavedModel for cloudfill run (default: the packaged one)")
@@ -351,17 +368,8 @@ def main(argv=None) -> int:
       a = arrays
       panel(os.path.join(args.out, f"panel_{name}.png"), a["given"], a["filled"], a["gdal"], a["truth"],
             a["clouds"], a["valid"], a["lo"], a["hi"], bgr=name.startswith("landsat8"))
-  header = (f"Whole scenes under real cloud shapes scaled up ({args.coverage:.0%} of the valid area, seed "
-            f"{args.seed}); model {card.get('name')} {card.get('version')} (window {card['window']}, overlap "
-            f"{card['overlap']}). Hole PSNR on the scene scale = each band stretched between the 0.1 and 99.9 "
-            f"percentiles of its valid pixels; value-range scale = the range cloudfill maps to 0…1. Machine: "
-            f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']}.")
-  text = markdown(rows, header)
-  with open(os.path.join(args.out, "scenes.md"), "w", encoding="utf-8") as f:
-    f.write(text)
-  common.write_json(os.path.join(args.out, "scenes.json"),
-                    {"card": card, "seed": args.seed, "coverage": args.coverage, "machine": env,
-                     "loadavg_end": common.loadavg(), "scenes": rows})
+    write_results(args, card, env, rows)  # after every scene: a long run leaves what it measured
+  text = write_results(args, card, env, rows)
   print(text)
   return 0
 
