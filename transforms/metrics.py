@@ -82,29 +82,25 @@ def _axis_steps(img: np.ndarray, mask: np.ndarray, zones: Sequence[tuple[int, in
   for a, b in zones:
     in_zone[max(a, 1):min(b, length - 1) + 1] = 1
   cum = np.cumsum(in_zone)
+
+  def add(key, lo, hi):
+    both = mask[lo] & mask[hi]
+    if both.any():
+      step = np.abs(img[hi][both] - img[lo][both]).mean(axis=-1)
+      acc = out.setdefault(key, [0.0, 0])
+      acc[0] += float(step.sum())
+      acc[1] += int(step.size)
+
   for a, b in zones:
     lo, hi, lag = a - 1, b, b - a + 1
     if lo < 0 or hi >= length:
       continue
-    both = mask[lo] & mask[hi]
-    if both.any():
-      step = np.abs(img[hi][both] - img[lo][both]).mean(axis=-1)
-      acc = out.setdefault(("across", lag), [0.0, 0])
-      acc[0] += float(step.sum())
-      acc[1] += int(step.size)
-  for lag in sorted({b - a + 1 for a, b in zones}):
-    if lag >= length:
-      continue
-    i = np.arange(length - lag)
-    clean = (cum[i + lag] - cum[i]) == 0  # spans no step of any zone
-    if not clean.any():
-      continue
-    both = mask[i[clean]] & mask[i[clean] + lag]
-    if both.any():
-      step = np.abs(img[i[clean] + lag] - img[i[clean]])[both].mean(axis=-1)
-      acc = out.setdefault(("else", lag), [0.0, 0])
-      acc[0] += float(step.sum())
-      acc[1] += int(step.size)
+    add(("across", lag), lo, hi)
+    # The control: the same pair shifted by one and two lags either way (same
+    # rows, same neighbourhood), where that spans no blend zone.
+    for d in (-2 * lag, -lag, lag, 2 * lag):
+      if 0 <= lo + d and hi + d < length and cum[hi + d] - cum[lo + d] == 0:
+        add(("else", lag), lo + d, hi + d)
 
 
 def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
@@ -116,8 +112,12 @@ def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
   between the two pixels just outside a blend zone (:func:`window_borders`),
   both missing: for feathered windows it spans the whole zone, so a tone
   change that the feathering spreads over the overlap still counts in full.
-  The steps *elsewhere* are differences at the same lags between missing
-  pixels whose span crosses no blend zone.
+  The steps *elsewhere* are its local control: the same pair of pixels
+  shifted along the axis by one and two zone widths either way (inside the
+  windows, same rows or columns, same neighbourhood), both missing, spanning
+  no blend zone. Comparing each border with its own neighbourhood keeps the
+  ratio near 1 for any seamless fill, smooth or textured, wherever the grid
+  lines happen to cross the clouds.
 
   Args:
     unit: ``[h, W, C]`` (or ``[h, W]``) restored values, 0…1 scale.
@@ -152,7 +152,7 @@ def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
 
 
 def block_ratio(steps: BlockSteps) -> Optional[float]:
-  """Mean step across window borders ÷ mean step elsewhere at the same lags.
+  """Mean step across window borders ÷ mean step of their local controls.
 
   About 1 when the fill is seamless; well above 1 when windows show as
   blocks of different tones. None without a border inside holes.
