@@ -9,7 +9,9 @@ and Landsat 7 Taizhou pairs, the ImageFusion series), 256² windows inside the
 256² window are listed as skipped), holes from the held-out real cloud masks
 per bucket 1–10 % … 50–60 % (as :mod:`benchmarks.quality`), and with
 probability ``--guide-cloud-prob`` clouds on the guide too (5–30 %).
-Both dates are scaled to 0…1 by :func:`training.scenes.read_scene`.
+Both dates are scaled to 0…1 by :func:`training.scenes.read_scene`; a guide on
+another grid (the NAIP dates are shifted by 1–3 m) is first resampled onto
+the target's (:func:`aligned_guide`).
 
 Methods (every one composited: known pixels kept):
 
@@ -82,6 +84,35 @@ def date_pairs(data: str) -> list[tuple[str, str, str]]:
   return out
 
 
+def aligned_guide(target_path: str, guide_path: str, bands: int):
+  """The guide date resampled onto the target's grid (``WarpedVRT``, nearest), read as a scene.
+
+  Dates of one place may sit on grids shifted by a fraction of a pixel (the
+  NAIP dates: 1–3 m on 5 m pixels, 723 or 724 rows); pixels outside the
+  guide's extent come out 0, i.e. no-data.
+  """
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  from rasterio.vrt import WarpedVRT  # pylint: disable=import-outside-toplevel
+  with rasterio.open(target_path) as t, rasterio.open(guide_path) as g:
+    if g.crs is None or t.crs is None:
+      return None
+    with WarpedVRT(g, crs=t.crs, transform=t.transform, width=t.width, height=t.height) as vrt:
+      data = vrt.read()
+      profile = {"driver": "GTiff", "count": data.shape[0], "height": t.height, "width": t.width,
+                 "dtype": data.dtype, "crs": t.crs, "transform": t.transform}
+  with MemoryFile() as mem:
+    with mem.open(**profile) as dst:
+      dst.write(data)
+    return read_scene(mem.name, bands)
+
+
+def _same_grid(a: str, b: str) -> bool:
+  import rasterio  # pylint: disable=import-outside-toplevel
+  with rasterio.open(a) as x, rasterio.open(b) as y:
+    return x.crs == y.crs and x.transform == y.transform and x.shape == y.shape
+
+
 def held_out_windows(data: str, bands: int) -> tuple[dict[str, list], list[str]]:
   """``({group: [(target, guide, y, x, target_img, guide_img)]}, skipped notes)``."""
   groups, skipped, cache = {}, [], {}
@@ -93,9 +124,11 @@ def held_out_windows(data: str, bands: int) -> tuple[dict[str, list], list[str]]
 
   for group, tp, gp in date_pairs(data):
     t, g = scene(tp), scene(gp)
-    if t.shape != g.shape:
-      skipped.append(f"{os.path.basename(tp)} / {os.path.basename(gp)}: grids differ {t.shape} vs {g.shape}")
-      continue
+    if t.shape != g.shape or not _same_grid(tp, gp):
+      g = aligned_guide(tp, gp, bands)
+      if g is None:
+        skipped.append(f"{os.path.basename(tp)} / {os.path.basename(gp)}: grids differ and are not georeferenced")
+        continue
     origins = crop_origins(t.valid & g.valid, SIZE, "val", stride=SIZE // 2)
     if not len(origins):
       skipped.append(f"{os.path.relpath(tp, data)}: its held-out strip ({t.shape[1]}×{t.shape[0]} scene) "

@@ -188,6 +188,7 @@ def score(out: np.ndarray, truth: np.ndarray, given: np.ndarray, hole: np.ndarra
       "hole_left_as_cloud": int((out[hole] == given[hole]).all(-1).sum()),
       "known_identical": bool(np.array_equal(out[keep], given[keep])),
       "nodata_identical": bool(np.array_equal(out[nodata], given[nodata])),
+      "nodata_changed_pixels": int((out[nodata] != given[nodata]).any(-1).sum()),
   }
 
 
@@ -311,7 +312,8 @@ def markdown(rows: list[dict], header: str) -> str:
           f"| {r['max_distance_to_known_px']:.0f} | {meth} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
           f"| {m['hole_ssim']:.3f} | {fmt(m['block'], '.2f')} ({fmt(r['truth_block'], '.2f')}) | {fmt(m['seam'], '.2f')} | {m['hole_zero_pixels']} "
           f"| {m['hole_flat15_pixels']} ({r['truth_flat15_pixels']}) "
-          f"| {'yes' if m['known_identical'] else 'NO'} / {'yes' if m['nodata_identical'] else 'NO'} "
+          f"| {'yes' if m['known_identical'] else 'NO'} / "
+          f"{'yes' if m['nodata_identical'] else 'NO: %d px changed' % m.get('nodata_changed_pixels', -1)} "
           f"| {r[meth + '_seconds']:.0f} |")
   return "\n".join(lines) + "\n"
 

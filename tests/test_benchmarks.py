@@ -114,3 +114,13 @@ def test_scene_clouds_hit_the_coverage_and_are_larger_than_a_window():
   assert abs(m.mean() - 0.34) < 0.01
   sizes = np.bincount(ndimage.label(m)[0].ravel())[1:]
   assert sizes.max() > 256 * 256
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "naip_5m")), reason=f"{SHARED} absent")
+def test_a_guide_on_a_shifted_grid_is_resampled_onto_the_targets():
+  target = os.path.join(SHARED, "naip_5m", "m_4709963_se_14_1_20120731.tif")  # 723 rows
+  guide = os.path.join(SHARED, "naip_5m", "m_4709963_se_14_1_20090818.tif")  # 724 rows, 2 m north
+  g = guided.aligned_guide(target, guide, 3)
+  assert g.image.shape == (723, 934, 3) and g.valid.mean() > 0.99
+  groups, _ = guided.held_out_windows(SHARED, 3)
+  assert len(groups["naip_5m"]) >= 12  # every NAIP pair, not only those on one grid
