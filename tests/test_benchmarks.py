@@ -124,3 +124,41 @@ def test_a_guide_on_a_shifted_grid_is_resampled_onto_the_targets():
   assert g.image.shape == (723, 934, 3) and g.valid.mean() > 0.99
   groups, _ = guided.held_out_windows(SHARED, 3)
   assert len(groups["naip_5m"]) >= 12  # every NAIP pair, not only those on one grid
+
+
+def _save_model(path, guided_inputs):
+  import tensorflow as tf
+  spec = lambda c: tf.TensorSpec([None, None, None, c], tf.float32)  # noqa: E731
+  mod = tf.Module()
+  if guided_inputs:
+    @tf.function(input_signature=[spec(3), spec(1), spec(3), spec(1), spec(3)])
+    def restore(image, mask, guide, guide_mask, context):
+      # Guide where the guide is clear, the context elsewhere.
+      return {"restored": guide * (1 - guide_mask) + context * guide_mask}
+  else:
+    @tf.function(input_signature=[spec(3), spec(1)])
+    def restore(image, mask):
+      return {"restored": image * 0 + 0.5}
+  mod.restore = restore
+  tf.saved_model.save(mod, path, signatures={"restore": restore})
+  return path
+
+
+def test_the_guided_model_hook_feeds_guide_guide_mask_and_context(tmp_path):
+  import argparse
+  g = _field(256, 256)
+  m = _hole()
+  gm = np.zeros_like(m)
+  gm[100:120, 100:120] = True
+  c = _case(g.copy(), g, m, gm)
+  fn = guided.ModelFiller(_save_model(str(tmp_path / "guided"), True), use_guide=True)
+  assert fn.guided and "context" in fn.inputs
+  out = fn(c)
+  np.testing.assert_array_equal(out[~m], g[~m])
+  clear = m & ~gm
+  np.testing.assert_allclose(out[clear], g[clear], atol=1e-6)  # the guide came through where clear
+  assert np.abs(out[gm] - g[gm]).mean() < 0.15 and out[gm].min() > 0.1  # a real fill, not the zeroed guide
+  plain = _save_model(str(tmp_path / "plain"), False)
+  fns, notes = guided.methods(argparse.Namespace(model=plain, unguided_model=plain))
+  assert "cloudfill_guided" not in fns and "cloudfill_unguided" in fns
+  assert any("takes no guide" in n for n in notes)
