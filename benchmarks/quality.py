@@ -54,6 +54,17 @@ def bucket_name(b):
   return f"{int(b[0] * 100)}-{int(b[1] * 100)}%"
 
 
+def usable_rasters(data: str, bands: int) -> list[str]:
+  """The data folder's rasters with at least ``bands`` bands (1-band pairs are left out)."""
+  import rasterio
+  out = []
+  for path in list_rasters(data):
+    with rasterio.open(path) as src:
+      if src.count >= bands:
+        out.append(path)
+  return out
+
+
 def validation_windows(data: str, bands: int, size: int):
   """All-valid ``size`` windows of the held-out strips, grouped by folder.
 
@@ -61,7 +72,7 @@ def validation_windows(data: str, bands: int, size: int):
     ``{group: [(path, y, x, image)]}``.
   """
   from training.bundle import _keep  # the training data set's own exclusions
-  scenes = read_scenes([f for f in list_rasters(data) if _keep(f)], bands)
+  scenes = read_scenes([f for f in usable_rasters(data, bands) if _keep(f)], bands)
   groups = {}
   for s in scenes:
     for y, x in crop_origins(s.valid, size, "val", stride=size // 2):

@@ -88,13 +88,14 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=args.reference, value_range=vrange))).with_outputs("dead", main="results")
+      reference_template=args.reference, value_range=vrange,
+      window=(card.window, card.overlap)))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
                | "JoinScenes" >> beam.CoGroupByKey()
                | "AssembleScenes" >> beam.ParDo(AssembleScenes(SceneWriteSpec(
                    output_dir=out, model_version=card.version, evaluate=args.evaluate,
-                   value_range=vrange))).with_outputs("dead", main="results"))
+                   value_range=vrange, window=(card.window, card.overlap)))).with_outputs("dead", main="results"))
 
   results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
   dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)

@@ -58,7 +58,7 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
   for r in records:
     counts[r["outcome"]] += 1
   restored = [r["metrics"] for r in records if r["outcome"] == RESTORED]
-  metric_keys = ("coverage", "holes", "largest_hole", "seam", "psnr", "ssim", "mae", "spectral_angle_deg")
+  metric_keys = ("coverage", "holes", "largest_hole", "seam", "block", "psnr", "ssim", "mae", "spectral_angle_deg")
   aggregates = {k: s for k in metric_keys if (s := _stats([m.get(k) for m in restored])) is not None}
   stages = sorted({k for m in restored for k in m.get("seconds", {})})
   timings = {k: _stats([m["seconds"].get(k) for m in restored if k in m.get("seconds", {})]) for k in stages}

@@ -66,7 +66,15 @@ def test_metrics_per_tile(sample_run):
     assert m["holes"] >= 1 and m["largest_hole"] > 0 and m["windows"] >= 1
     assert {"decode", "window_infer", "composite", "write"} <= set(m["seconds"])
     assert m["seam"] is not None and m["seam"] > 0
+    assert "block" in m and (m["block"] is None or m["block"] > 0)
     assert np.isfinite(m["psnr"]) and 0 < m["ssim"] <= 1 and m["mae"] > 0 and m["spectral_angle_deg"] >= 0
+
+
+def test_block_metric_sees_the_mean_fill_models_squares(sample_run):
+  # The fixture model fills each 64-pixel window with its own mean: flat squares.
+  blocks = [r["metrics"]["block"] for r in read_jsonl(os.path.join(sample_run, "metrics"))]
+  assert any(b is not None for b in blocks)
+  assert max(b for b in blocks if b is not None) > 1.5, blocks
 
 
 def test_rerun_writes_nothing_new(sample_run, mean_model):

@@ -1,6 +1,7 @@
 """Per-tile quality metrics.
 
-Always: mask coverage, number and size of holes, and a seam score. With a
+Always: mask coverage, number and size of holes, a seam score and (given the
+window grid) a block score. With a
 truth (``--reference`` or ``--evaluate``): PSNR, SSIM, MAE and spectral angle
 over the missing pixels, so figures are normalised by the mask count.
 All values are computed on the 0…1 scale the model sees.
@@ -8,10 +9,12 @@ All values are computed on the 0…1 scale the model sees.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from transforms.window import positions
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
@@ -51,6 +54,129 @@ def seam_score(unit: np.ndarray, mask: np.ndarray) -> Optional[float]:
   if across_v.size == 0 or inside_v.size == 0:
     return None
   return float(across_v.mean() / max(inside_v.mean(), 1e-6))
+
+
+def window_borders(length: int, size: int, stride: int) -> list[tuple[int, int]]:
+  """Blend zones between consecutive windows along one axis.
+
+  Each zone is ``(a, b)``: ``a`` the next window's start, ``b`` the previous
+  window's end (clipped to ``length``); both windows contribute to pixels
+  ``[a, b)`` (feathered), and ``a == b`` when windows only touch.
+
+  >>> window_borders(600, 256, 224)
+  [(224, 256), (344, 480)]
+  """
+  starts = positions(length, size, stride)
+  return [(s1, min(s0 + size, length)) for s0, s1 in zip(starts, starts[1:])]
+
+
+BlockSteps = dict[tuple[str, int], list[float]]
+"""``{("across" | "else", lag): [sum of steps, count]}``, see :func:`block_steps`."""
+
+
+def _axis_steps(img: np.ndarray, mask: np.ndarray, zones: Sequence[tuple[int, int]],
+                out: BlockSteps) -> None:
+  """Adds the steps along axis 0 of ``img [L, M, C]`` / ``mask [L, M]`` to ``out``."""
+  length = img.shape[0]
+  in_zone = np.zeros(length + 1, np.int64)  # in_zone[k]: step k (between k-1 and k) is in a zone
+  for a, b in zones:
+    in_zone[max(a, 1):min(b, length - 1) + 1] = 1
+  cum = np.cumsum(in_zone)
+
+  def add(key, lo, hi):
+    both = mask[lo] & mask[hi]
+    if both.any():
+      step = np.abs(img[hi][both] - img[lo][both]).mean(axis=-1)
+      acc = out.setdefault(key, [0.0, 0])
+      acc[0] += float(step.sum())
+      acc[1] += int(step.size)
+
+  for a, b in zones:
+    lo, hi, lag = a - 1, b, b - a + 1
+    if lo < 0 or hi >= length:
+      continue
+    add(("across", lag), lo, hi)
+    # The control: the same pair shifted by one and two lags either way (same
+    # rows, same neighbourhood), where that spans no blend zone.
+    for d in (-2 * lag, -lag, lag, 2 * lag):
+      if 0 <= lo + d and hi + d < length and cum[hi + d] - cum[lo + d] == 0:
+        add(("else", lag), lo + d, hi + d)
+
+
+def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
+                origin: tuple[int, int] = (0, 0), full_shape: Optional[tuple[int, int]] = None,
+                out: Optional[BlockSteps] = None) -> BlockSteps:
+  """Sums of steps across window borders and elsewhere inside holes.
+
+  A *step across a border* is the absolute difference (mean over bands)
+  between the two pixels just outside a blend zone (:func:`window_borders`),
+  both missing: for feathered windows it spans the whole zone, so a tone
+  change that the feathering spreads over the overlap still counts in full.
+  The steps *elsewhere* are its local control: the same pair of pixels
+  shifted along the axis by one and two zone widths either way (inside the
+  windows, same rows or columns, same neighbourhood), both missing, spanning
+  no blend zone. Comparing each border with its own neighbourhood keeps the
+  ratio near 1 for any seamless fill, smooth or textured, wherever the grid
+  lines happen to cross the clouds.
+
+  Args:
+    unit: ``[h, W, C]`` (or ``[h, W]``) restored values, 0…1 scale.
+    mask: ``[h, W]`` bool, True = missing.
+    size: Window side (the model card's ``window``).
+    stride: Window step, ``size - overlap``.
+    origin: ``(row, col)`` of ``unit``'s first pixel in the tile or scene (a
+      stripe of a streamed scene); steps that leave ``unit`` are not counted.
+    full_shape: ``(H, W)`` of the whole tile or scene whose window grid
+      applies; default: ``unit``'s own.
+    out: Sums to add to (several stripes of one scene).
+
+  Returns:
+    ``out`` (or a new dict) with the sums added; see :func:`block_score`.
+  """
+  img = unit[..., None] if unit.ndim == 2 else unit
+  img = img.astype(np.float32, copy=False)
+  out = {} if out is None else out
+  h, w = mask.shape
+  full_h, full_w = full_shape or (h, w)
+  y0, x0 = origin
+  for axis, (full, off, span) in enumerate(((full_h, y0, h), (full_w, x0, w))):
+    zones = [(a - off, b - off) for a, b in window_borders(full, size, stride)
+             if a - 1 - off >= 0 and b - off < span]
+    if not zones:
+      continue
+    if axis == 0:
+      _axis_steps(img, mask, zones, out)
+    else:
+      _axis_steps(np.swapaxes(img, 0, 1), mask.T, zones, out)
+  return out
+
+
+def block_ratio(steps: BlockSteps) -> Optional[float]:
+  """Mean step across window borders ÷ mean step of their local controls.
+
+  About 1 when the fill is seamless; well above 1 when windows show as
+  blocks of different tones. None without a border inside holes.
+  """
+  across_sum = across_n = expect = 0.0
+  for (kind, lag), (total, n) in steps.items():
+    other = steps.get(("else", lag))
+    if kind != "across" or not n or not other or not other[1]:
+      continue
+    across_sum += total
+    across_n += n
+    expect += n * other[0] / other[1]
+  if not across_n:
+    return None
+  return float(across_sum / max(expect, 1e-6 * across_n))
+
+
+def block_score(unit: np.ndarray, mask: np.ndarray, size: int, overlap: int) -> Optional[float]:
+  """The block metric of one tile restored with ``size`` windows overlapping by ``overlap``.
+
+  See :func:`block_steps` and :func:`block_ratio`. None when no window
+  border crosses a hole (a tile of one window).
+  """
+  return block_ratio(block_steps(unit, mask, size, size - overlap))
 
 
 def _ssim_map(a: np.ndarray, b: np.ndarray, win: int = 7) -> np.ndarray:

@@ -150,6 +150,7 @@ class SceneWriteSpec:
   model_version: str
   evaluate: bool = False
   value_range: Optional[tuple[float, float]] = None
+  window: Optional[tuple[int, int]] = None  # (size, overlap), for the block metric
 
 
 class AssembleScenes(beam.DoFn):
@@ -191,7 +192,7 @@ class AssembleScenes(beam.DoFn):
     profile = dict(ref.profile, descriptions=[ref.profile["descriptions"][i] for i in ref.band_index])
     pending = list(spills)
     loaded: list[WindowResult] = []
-    seams, quality, infer_seconds = [], [], 0.0
+    seams, quality, infer_seconds, blocks = [], [], 0.0, {}
     try:
       with gdal_env(), rasterio.open(ref.local_path) as src, \
           rasterio.open(tmp, "w", **tiff_write_kwargs(profile, h, w, c)) as dst:
@@ -210,6 +211,9 @@ class AssembleScenes(beam.DoFn):
             seam = metrics.seam_score(unit, m)
             if seam is not None:
               seams.append(seam)
+            if spec.window:
+              metrics.block_steps(unit, m, spec.window[0], spec.window[0] - spec.window[1],
+                                  origin=(r0, 0), full_shape=(h, w), out=blocks)
             if spec.evaluate:
               quality.append((int(m.sum()), metrics.quality(unit, to_unit(rows, *vrange), m)))
           else:
@@ -225,6 +229,8 @@ class AssembleScenes(beam.DoFn):
     measured = metrics.hole_stats(mask)
     measured.update(windows=len(spills), scene=True,
                     seam=float(np.mean(seams)) if seams else None)
+    if spec.window:
+      measured["block"] = metrics.block_ratio(blocks)
     if quality:
       n = np.array([q[0] for q in quality], np.float64)
       mse = float(np.sum(n * np.array([10 ** (-q[1]["psnr"] / 10) for q in quality])) / n.sum())

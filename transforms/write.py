@@ -36,6 +36,8 @@ class WriteSpec:
     reference_template: A clear acquisition of the same place per tile
       (``{stem}``, ``{dir}``): report the same figures against it.
     value_range: The 0…1 scaling, or None for the dtype's range.
+    window: ``(size, overlap)`` of the model's windows, for the block metric
+      (:func:`transforms.metrics.block_score`); None leaves it out.
   """
 
   output_dir: str
@@ -43,6 +45,7 @@ class WriteSpec:
   evaluate: bool = False
   reference_template: Optional[str] = None
   value_range: Optional[tuple[float, float]] = None
+  window: Optional[tuple[int, int]] = None
 
 
 def measure(item: RestoredTile, spec: WriteSpec) -> dict:
@@ -53,6 +56,8 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   out = metrics.hole_stats(tile.mask)
   out["windows"] = item.windows
   out["seam"] = metrics.seam_score(unit, tile.mask)
+  if spec.window:
+    out["block"] = metrics.block_score(unit, tile.mask, *spec.window)
   truth = None
   if spec.reference_template:
     ref_path = mask_path_for(tile.pair.image_path, spec.reference_template)

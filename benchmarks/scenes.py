@@ -1,0 +1,382 @@
+"""Whole scenes under clouds larger than a window: ``cloudfill run`` against GDAL FillNodata (issue 8).
+
+Scenes are real rasters from ``../shared/data`` (:data:`SCENES`): the Landsat
+8 L1 scene with its own zero-valued fill corner (kept as no-data, passed as
+``--nodata 0``), the same scene reflected out to 3000² (streamed by rows), a
+NAIP date, a Sentinel-2 L2A date and a Landsat 5 date. Holes are real cloud
+shapes (the UKIS reference masks, 512², scaled up so that single clouds span
+several hundred pixels, grown or shrunk to ``--coverage``). Pixels under the
+clouds are set to the dtype's maximum (a saturated cloud) in the input, so no
+method can read the truth there.
+
+Both methods fill the same holes: ``cloudfill run`` (subprocess, the
+worktree's console script, the scene's ``--bands``/``--value-range``/
+``--nodata``, plus ``--cloudfill-arg``), and GDAL FillNodata (per band, from
+the known valid pixels, search distance = the scene's diagonal). Per scene:
+
+* hole PSNR, SSIM, MAE on the *scene scale*: each band stretched between the
+  0.1 and 99.9 percentiles of its valid truth pixels (as the trainer scales
+  scenes), plus hole PSNR on the *value-range scale* cloudfill uses (the
+  dtype's range or ``--value-range``);
+* the block metric (:func:`transforms.metrics.block_score`, on the model's
+  window grid; ≈ 1 when seamless) and the seam score;
+* hole pixels left at 0 in every band, or left inside a flat 15×15 patch
+  (every band constant), beside the truth's own flat count;
+* whether known pixels and no-data pixels (including no-data under a cloud)
+  are bit-identical to the input.
+
+Run::
+
+  python -m benchmarks.scenes [--model DIR] [--scenes landsat8,naip] \
+      [--out benchmarks/results/scenes]
+
+Writes ``scenes.json``, ``scenes.md``, ``panel_{scene}.png`` (before /
+cloudfill / GDAL / truth) and, under ``--work`` (``runs/bench_scenes/``,
+ignored by git), each scene's inputs, outputs and cloudfill log. ``python -m benchmarks.scene_tiles`` is the 256² tiles mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from benchmarks import common, runner  # noqa: E402
+from transforms import metrics  # noqa: E402
+
+CLOUD_MASKS = ("ukis_landsat7.png", "ukis_sentinel2.png", "ukis_landsat5.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneSpec:
+  """One benchmark scene.
+
+  Attributes:
+    name: Short name (file stem).
+    path: Raster under the data folder.
+    bands: 1-based bands restored (``--bands``), or () for all.
+    value_range: ``--value-range`` for cloudfill, or None for the dtype's.
+    nodata: The scene's own fill value (no-data; ``--nodata``), or None.
+    pad_to: Reflect the scene out to ``(H, W)`` (a larger, streamed scene).
+    cloud_px: Side, in pixels, the 512² cloud mask is scaled to.
+    mask: Which UKIS mask.
+  """
+
+  name: str
+  path: str
+  bands: tuple[int, ...] = ()
+  value_range: Optional[tuple[float, float]] = None
+  nodata: Optional[float] = None
+  pad_to: Optional[tuple[int, int]] = None
+  cloud_px: int = 2048
+  mask: str = "ukis_landsat7.png"
+
+  def cloudfill_args(self) -> list[str]:
+    out = []
+    if self.bands:
+      out += ["--bands", ",".join(str(b) for b in self.bands)]
+    if self.value_range:
+      out += ["--value-range", f"{self.value_range[0]:g},{self.value_range[1]:g}"]
+    if self.nodata is not None:
+      out += ["--nodata", f"{self.nodata:g}"]
+    return out
+
+
+SCENES = {s.name: s for s in (
+    SceneSpec("landsat8", "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif", nodata=0, cloud_px=3072),
+    SceneSpec("landsat8_3000", "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif", nodata=0,
+              pad_to=(3000, 3000), cloud_px=4608, mask="ukis_sentinel2.png"),
+    SceneSpec("naip2019", "naip_5m/m_4709963_se_14_1_20190904.tif", bands=(1, 2, 3), cloud_px=3072,
+              mask="ukis_landsat5.png"),
+    SceneSpec("s2l2a_june", "multidate/s2l2a_T33UUP_20210617_RGBN.tif", bands=(1, 2, 3),
+              value_range=(0, 10000), cloud_px=2048),
+    SceneSpec("landsat5_nanjing", "multidate/landsat5_nanjing_20000503_6band.tif", bands=(3, 2, 1),
+              cloud_px=3072, mask="ukis_sentinel2.png"),
+)}
+
+
+def load_scene(spec: SceneSpec, data: str) -> tuple[np.ndarray, np.ndarray, dict]:
+  """``(image [H, W, C_all], valid [H, W], profile)``; valid = not the scene's fill value."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  with rasterio.open(os.path.join(data, spec.path)) as src:
+    img = np.moveaxis(src.read(), 0, -1)
+    profile = {"crs": src.crs, "transform": src.transform, "nodata": src.nodata, "dtype": src.dtypes[0]}
+  if spec.pad_to:
+    ph, pw = spec.pad_to[0] - img.shape[0], spec.pad_to[1] - img.shape[1]
+    img = np.pad(img, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode="reflect")
+  valid = np.ones(img.shape[:2], bool)
+  if spec.nodata is not None:
+    valid = ~(img == np.asarray(spec.nodata, img.dtype)).all(-1)
+  return img, valid, profile
+
+
+def cloud_mask(spec: SceneSpec, shape: tuple[int, int], valid: np.ndarray, coverage: float,
+               data: str, rng: np.random.Generator, tries: int = 24) -> np.ndarray:
+  """A real cloud shape scaled to ``spec.cloud_px``, cropped to ``shape``, covering ``coverage`` of the valid area.
+
+  Of ``tries`` random crops, the one whose own cover is nearest ``coverage``
+  is grown or shrunk to it (:func:`training.masks.fit_coverage`). Clouds
+  may lie over no-data too; the coverage counts valid pixels only.
+  """
+  import cv2  # pylint: disable=import-outside-toplevel
+  from training.masks import fit_coverage  # pylint: disable=import-outside-toplevel
+  src = cv2.imread(os.path.join(data, "cloud_masks", "ukis", spec.mask), cv2.IMREAD_GRAYSCALE) > 127
+  h, w = shape
+  side = max(spec.cloud_px, h, w)
+  big = cv2.resize(src.astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) > 0
+  best, best_gap = None, None
+  for _ in range(tries):
+    y = int(rng.integers(0, side - h + 1))
+    x = int(rng.integers(0, side - w + 1))
+    m = big[y:y + h, x:x + w]
+    gap = abs(float(m[valid].mean()) - coverage)
+    if best is None or gap < best_gap:
+      best, best_gap = np.ascontiguousarray(m), gap
+  target = coverage
+  for _ in range(4):
+    m = fit_coverage(best, min(0.99, target * valid.mean()), rng)
+    got = float(m[valid].mean())
+    if abs(got - coverage) < 0.005:
+      break
+    target *= coverage / max(got, 1e-3)
+  return m
+
+
+def scene_scale(truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-band ``(lo, hi)``: 0.1 and 99.9 percentiles of the valid truth pixels."""
+  v = truth[valid].astype(np.float64)
+  return np.percentile(v, 0.1, axis=0), np.percentile(v, 99.9, axis=0)
+
+
+def flat_pixels(img: np.ndarray, hole: np.ndarray, size: int = 15) -> int:
+  """Hole pixels at the centre of a ``size``² patch of hole pixels with every band constant."""
+  inside = ndimage.minimum_filter(hole.astype(np.uint8), size=size) > 0
+  flat = inside.copy()
+  for c in range(img.shape[-1]):
+    band = img[..., c].astype(np.float32)
+    flat &= ndimage.maximum_filter(band, size=size) == ndimage.minimum_filter(band, size=size)
+  return int(flat.sum())
+
+
+def score(out: np.ndarray, truth: np.ndarray, given: np.ndarray, hole: np.ndarray, valid: np.ndarray,
+          lo: np.ndarray, hi: np.ndarray, vrange: tuple[float, float], window: tuple[int, int]) -> dict:
+  """The figures of one method's output (``[H, W, C]`` in the input's dtype)."""
+  unit = ((out.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+  unit_t = ((truth.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+  q = metrics.quality(unit, unit_t, hole)
+  d = (out[hole].astype(np.float64) - truth[hole]) / (vrange[1] - vrange[0])
+  mse_v = float(np.mean(d ** 2))
+  keep = ~hole & valid
+  nodata = ~valid
+  return {
+      "hole_psnr": q["psnr"], "hole_ssim": q["ssim"], "hole_mae": q["mae"],
+      "hole_psnr_value_range": float(10 * np.log10(1 / mse_v)) if mse_v > 0 else float("inf"),
+      "block": metrics.block_score(unit, hole, *window),
+      "seam": metrics.seam_score(unit, hole),
+      "hole_zero_pixels": int((out[hole] == 0).all(-1).sum()),
+      "hole_flat15_pixels": flat_pixels(out, hole),
+      "hole_left_as_cloud": int((out[hole] == given[hole]).all(-1).sum()),
+      "known_identical": bool(np.array_equal(out[keep], given[keep])),
+      "nodata_identical": bool(np.array_equal(out[nodata], given[nodata])),
+      "nodata_changed_pixels": int((out[nodata] != given[nodata]).any(-1).sum()),
+  }
+
+
+def write_inputs(folder: str, name: str, given: np.ndarray, clouds: np.ndarray, profile: dict) -> tuple[str, str]:
+  """The cloudy input GeoTIFF (no no-data declared, as the source) and its mask PNG (255 = cloud)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+  os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
+  h, w, c = given.shape
+  kw = {"crs": profile["crs"], "transform": profile["transform"]} if profile["crs"] else {}
+  with rasterio.open(os.path.join(folder, "images", name + ".tif"), "w", driver="GTiff", height=h, width=w,
+                     count=c, dtype=given.dtype, nodata=profile["nodata"], compress="deflate", zlevel=1,
+                     tiled=True, blockxsize=256, blockysize=256, **kw) as dst:
+    dst.write(np.moveaxis(given, -1, 0))
+  Image.fromarray(clouds.astype(np.uint8) * 255).save(os.path.join(folder, "masks", name + ".png"))
+  return os.path.join(folder, "images", name + ".tif"), os.path.join(folder, "masks", "{stem}.png")
+
+
+def read_output(path: str) -> np.ndarray:
+  import rasterio  # pylint: disable=import-outside-toplevel
+  with rasterio.open(path) as src:
+    return np.moveaxis(src.read(), 0, -1)
+
+
+def panel(path: str, given, filled, gdal, truth, clouds, valid, lo, hi, bgr: bool = False,
+          width: int = 640) -> None:
+  """before (clouds white) | cloudfill | GDAL FillNodata | truth, each ``width`` px wide.
+
+  ``bgr``: the first three bands are blue, green, red (Landsat 8 B2, B3, B4).
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  rows = []
+  for label, img in (("before", given), ("cloudfill", filled), ("GDAL FillNodata", gdal), ("truth", truth)):
+    u = np.clip((img[..., :3].astype(np.float64) - lo[:3]) / (hi[:3] - lo[:3]), 0, 1)
+    u = np.ascontiguousarray(u)
+    if bgr:
+      u = u[..., ::-1]
+    if label == "before":
+      u[clouds & valid] = 1.0
+    u[~valid] = 0.0
+    im = Image.fromarray((u * 255).astype(np.uint8))
+    im = im.resize((width, int(round(width * img.shape[0] / img.shape[1]))), Image.BILINEAR)
+    ImageDraw.Draw(im).text((6, 4), label, fill=(255, 255, 0))
+    rows.append(np.asarray(im))
+  sep = np.full((rows[0].shape[0], 6, 3), 255, np.uint8)
+  Image.fromarray(np.concatenate([rows[0], sep, rows[1], sep, rows[2], sep, rows[3]], 1)).save(path)
+
+
+def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tuple[dict, dict]:
+  """Builds, restores (both ways) and scores one scene; returns (row, arrays for the panel)."""
+  img, valid, profile = load_scene(spec, args.data)
+  band_idx = [b - 1 for b in spec.bands] if spec.bands else list(range(img.shape[-1]))
+  clouds = cloud_mask(spec, img.shape[:2], valid, args.coverage, args.data, rng)
+  hole = clouds & valid
+  dtype = img.dtype
+  cloud_value = np.iinfo(dtype).max if dtype.kind in "iu" else 1.0
+  given = img.copy()
+  given[hole] = cloud_value
+  folder = os.path.join(args.work, spec.name)
+  images, masks = write_inputs(folder, spec.name, given, clouds, profile)
+  dist = ndimage.distance_transform_edt(hole)
+  row = {"scene": spec.name, "source": spec.path, "shape": list(img.shape), "dtype": str(dtype),
+         "bands": [b + 1 for b in band_idx], "reflected_to": list(spec.pad_to) if spec.pad_to else None,
+         "cloud_mask": spec.mask, "cloud_coverage_of_valid": float(hole.sum() / valid.sum()),
+         "nodata_pixels": int((~valid).sum()), "nodata_under_clouds": int((clouds & ~valid).sum()),
+         "largest_cloud_px": int(np.bincount(ndimage.label(hole)[0].ravel())[1:].max()),
+         "max_distance_to_known_px": float(dist.max())}
+  common.log(f"{spec.name}: {img.shape[1]}x{img.shape[0]}, clouds {row['cloud_coverage_of_valid']:.1%} "
+             f"of valid, up to {row['max_distance_to_known_px']:.0f} px from known ground")
+  run = runner.run_cloudfill(images, masks, os.path.join(folder, "out"), args.model,
+                             spec.cloudfill_args() + list(args.cloudfill_arg),
+                             log_path=os.path.join(folder, "cloudfill.log"))
+  row["cloudfill_command"] = " ".join(run["argv"])
+  row["cloudfill_seconds"] = run["seconds"]
+  row["cloudfill_exit"] = run["rc"]
+  out_path = os.path.join(folder, "out", "restored", spec.name + ".tif")
+  t = time.perf_counter()
+  gdal = runner.to_dtype(runner.gdal_fill(given[..., band_idx], ~clouds & valid), dtype)
+  row["gdal_seconds"] = round(time.perf_counter() - t, 2)
+  gdal = np.where(hole[..., None], gdal, given[..., band_idx])
+  truth, sub_given = img[..., band_idx], given[..., band_idx]
+  lo, hi = scene_scale(truth, valid)
+  vrange = spec.value_range or ((0.0, float(np.iinfo(dtype).max)) if dtype.kind in "iu" else (0.0, 1.0))
+  window = (int(card["window"]), int(card["overlap"]))
+  row["scale"] = {"scene_lo": lo.tolist(), "scene_hi": hi.tolist(), "value_range": list(vrange)}
+  row["truth_flat15_pixels"] = flat_pixels(truth, hole)
+  # The block metric of the truth itself under the same holes: what a perfect fill reads.
+  row["truth_block"] = metrics.block_score(((truth - lo) / (hi - lo)).astype(np.float32), hole, *window)
+  row["gdal"] = score(gdal, truth, sub_given, hole, valid, lo, hi, vrange, window)
+  arrays = {"given": sub_given, "gdal": gdal, "truth": truth, "clouds": clouds, "valid": valid, "lo": lo, "hi": hi}
+  if os.path.exists(out_path):
+    filled = read_output(out_path)
+    row["cloudfill"] = score(filled[..., band_idx] if filled.shape[-1] == img.shape[-1] else filled,
+                             truth, sub_given, hole, valid, lo, hi, vrange, window)
+    arrays["filled"] = filled[..., band_idx] if filled.shape[-1] == img.shape[-1] else filled
+    # The bands not restored must come through too.
+    rest = [i for i in range(img.shape[-1]) if i not in band_idx]
+    if rest and filled.shape[-1] == img.shape[-1]:
+      row["cloudfill"]["other_bands_identical"] = bool(np.array_equal(filled[..., rest], given[..., rest]))
+  else:
+    row["cloudfill"] = {"error": f"no output; exit {run['rc']}; see {folder}/cloudfill.log",
+                        "summary_counts": (run["summary"] or {}).get("counts")}
+  return row, arrays
+
+
+def markdown(rows: list[dict], header: str) -> str:
+  lines = [header, "",
+           "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
+           "| SSIM | block (truth) | seam | hole px at 0 | flat 15² px (truth) | known / no-data identical | seconds |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+  for r in rows:
+    for meth in ("cloudfill", "gdal"):
+      m = r[meth]
+      if "error" in m:
+        lines.append(f"| {r['scene']} | | | | {meth} | {m['error']} | | | | | | | | |")
+        continue
+      lines.append(
+          f"| {r['scene']} | {r['shape'][1]}×{r['shape'][0]} | {r['cloud_coverage_of_valid']:.0%} "
+          f"| {r['max_distance_to_known_px']:.0f} | {meth} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
+          f"| {m['hole_ssim']:.3f} | {fmt(m['block'], '.2f')} ({fmt(r['truth_block'], '.2f')}) | {fmt(m['seam'], '.2f')} | {m['hole_zero_pixels']} "
+          f"| {m['hole_flat15_pixels']} ({r['truth_flat15_pixels']}) "
+          f"| {'yes' if m['known_identical'] else 'NO'} / "
+          f"{'yes' if m['nodata_identical'] else 'NO: %d px changed' % m.get('nodata_changed_pixels', -1)} "
+          f"| {r[meth + '_seconds']:.0f} |")
+  return "\n".join(lines) + "\n"
+
+
+def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
+  """Writes ``scenes.md`` and ``scenes.json``; returns the Markdown."""
+  header = (f"Whole scenes under real cloud shapes scaled up ({args.coverage:.0%} of the valid area, seed "
+            f"{args.seed}); model {card.get('name')} {card.get('version')} (window {card['window']}, overlap "
+            f"{card['overlap']}). Hole PSNR on the scene scale = each band stretched between the 0.1 and 99.9 "
+            f"percentiles of its valid pixels; value-range scale = the range cloudfill maps to 0…1. Machine: "
+            f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']} at the start, "
+            f"{common.loadavg()} at the end.")
+  text = markdown(rows, header)
+  with open(os.path.join(args.out, "scenes.md"), "w", encoding="utf-8") as f:
+    f.write(text)
+  common.write_json(os.path.join(args.out, "scenes.json"),
+                    {"card": card, "seed": args.seed, "coverage": args.coverage, "machine": env,
+                     "loadavg_end": common.loadavg(), "scenes": rows})
+  return text
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+  p.add_argument("--model", default=None, help="SavedModel for cloudfill run (default: the packaged one)")
+  p.add_argument("--data", default=common.SHARED)
+  p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scenes"))
+  p.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_scenes"),
+                 help="inputs, outputs and logs of each scene (runs/ is ignored by git)")
+  p.add_argument("--scenes", default=",".join(SCENES), help=f"comma-separated, of {','.join(SCENES)}")
+  p.add_argument("--coverage", type=float, default=0.34, help="cloud cover of the valid area")
+  p.add_argument("--seed", type=int, default=8)
+  p.add_argument("--panel", default="landsat8", help="scene drawn as panel_{scene}.png")
+  p.add_argument("--cloudfill-arg", action="append", default=[],
+                 help="extra argument for cloudfill run (repeat; e.g. --cloudfill-arg=--max-fill-distance=400)")
+  args = p.parse_args(argv)
+  names = [n for n in args.scenes.split(",") if n]
+  unknown = [n for n in names if n not in SCENES]
+  if unknown:
+    p.error(f"unknown scenes {unknown}; known: {sorted(SCENES)}")
+  if not os.path.isdir(args.data):
+    print(f"data folder {args.data} is absent", file=sys.stderr)
+    return 2
+  os.makedirs(args.out, exist_ok=True)
+  card = runner.model_card(args.model)
+  env = common.machine()
+  rows = []
+  for i, name in enumerate(names):
+    rng = np.random.default_rng(args.seed + i)
+    row, arrays = run_scene(SCENES[name], args, card, rng)
+    rows.append(row)
+    cf, gd = row["cloudfill"], row["gdal"]
+    common.log(f"  cloudfill {cf.get('hole_psnr', float('nan')):.2f} dB block {cf.get('block')} "
+               f"({row['cloudfill_seconds']:.0f} s) | GDAL {gd['hole_psnr']:.2f} dB block {gd['block']} "
+               f"({row['gdal_seconds']:.0f} s)")
+    if name == args.panel and "filled" in arrays:
+      a = arrays
+      panel(os.path.join(args.out, f"panel_{name}.png"), a["given"], a["filled"], a["gdal"], a["truth"],
+            a["clouds"], a["valid"], a["lo"], a["hi"], bgr=name.startswith("landsat8"))
+    write_results(args, card, env, rows)  # after every scene: a long run leaves what it measured
+  text = write_results(args, card, env, rows)
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

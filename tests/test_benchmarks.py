@@ -1,0 +1,164 @@
+"""The benchmark instruments themselves: scoring, masks and the classical guided fills.
+
+Real GDAL (rasterio.fill) and real rasters; the model-free parts only, so
+these run in seconds. The benchmarks' own figures come from running them.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from benchmarks import guided, runner, scenes
+from benchmarks.common import SHARED
+
+
+def _field(h, w, seed=0):
+  rng = np.random.default_rng(seed)
+  f = ndimage.gaussian_filter(rng.standard_normal((h, w, 3)), (8, 8, 0))
+  return ((f - f.min()) / (f.max() - f.min())).astype(np.float32)
+
+
+def _case(target, guide, mask, guide_mask=None):
+  return {"image": target, "guide_image": guide, "mask": mask,
+          "guide_mask": np.zeros_like(mask) if guide_mask is None else guide_mask}
+
+
+def _hole(h=256, w=256):
+  m = np.zeros((h, w), bool)
+  m[60:190, 80:200] = True
+  return m
+
+
+def test_linear_fit_recovers_gain_and_offset():
+  g = _field(256, 256)
+  t = g * np.array([2.0, 0.5, 1.0]) + np.array([0.1, 0.2, -0.3])
+  a, b = guided.linear_fit(t, g, ~_hole())
+  np.testing.assert_allclose(a, [2.0, 0.5, 1.0], atol=1e-5)
+  np.testing.assert_allclose(b, [0.1, 0.2, -0.3], atol=1e-5)
+
+
+def test_guided_fills_beat_the_copy_under_radiometric_change_and_keep_known_pixels():
+  g = _field(256, 256)
+  t = (0.6 * g + 0.2).astype(np.float32)
+  m = _hole()
+  c = _case(t, g, m)
+  err = {name: float(np.abs(fn(c) - t)[m].mean()) for name, fn in
+         (("copy", guided.guide_copy), ("linear", guided.guide_linear),
+          ("residual", lambda c: guided.guide_linear(c, residual=True)), ("gdal", guided.gdal_unguided))}
+  assert err["linear"] < 1e-4 and err["residual"] < 1e-3
+  assert err["copy"] > 0.03 and err["gdal"] > 100 * err["linear"]
+  for fn in (guided.guide_copy, guided.guide_linear, guided.gdal_unguided):
+    out = fn(c)
+    np.testing.assert_array_equal(out[~m], t[~m])
+    assert np.isfinite(out).all()
+
+
+def test_guide_clouds_fall_back_to_an_unguided_fill():
+  g = _field(256, 256)
+  t = (0.6 * g + 0.2).astype(np.float32)
+  m = _hole()
+  gm = np.zeros_like(m)
+  gm[100:150, 100:150] = True  # the guide is cloudy inside the target's hole
+  out = guided.guide_copy(_case(t, np.where(gm[..., None], 0.0, g), m, gm))
+  # No guide pixel under the guide's cloud: never its zeros, a fill from around instead.
+  assert out[100:150, 100:150].min() > 0.15
+
+
+def test_gdal_fill_fills_every_pixel_however_far():
+  img = np.zeros((300, 300, 2), np.uint16)
+  img[:, :20] = 1000
+  known = np.zeros((300, 300), bool)
+  known[:, :20] = True
+  out = runner.gdal_fill(img, known)
+  assert (out == 1000).all()  # 280 px from any known pixel and still filled
+
+
+def test_score_flags_changed_known_and_nodata_pixels_and_zero_fills():
+  truth = (_field(300, 300) * 1000 + 5000).astype(np.uint16)
+  valid = np.ones((300, 300), bool)
+  valid[:40, 250:] = False
+  truth[~valid] = 0
+  clouds = _hole(300, 300)
+  hole = clouds & valid
+  given = truth.copy()
+  given[hole] = 65535
+  lo, hi = scenes.scene_scale(truth, valid)
+  good = truth.copy()
+  s = scenes.score(good, truth, given, hole, valid, lo, hi, (0, 65535), (256, 32))
+  assert s["known_identical"] and s["nodata_identical"] and s["hole_psnr"] == float("inf")
+  assert s["hole_zero_pixels"] == 0 and s["hole_left_as_cloud"] == 0
+  bad = truth.copy()
+  bad[hole] = 0
+  bad[0, 0] += 1
+  bad[5, 260] = 7
+  s = scenes.score(bad, truth, given, hole, valid, lo, hi, (0, 65535), (256, 32))
+  assert not s["known_identical"] and not s["nodata_identical"]
+  assert s["hole_zero_pixels"] == int(hole.sum()) and s["hole_flat15_pixels"] > 0
+
+
+def test_flat_pixels_counts_constant_patches_only():
+  img = _field(100, 100)
+  hole = np.ones((100, 100), bool)
+  assert scenes.flat_pixels(img, hole) == 0
+  img[20:60, 20:60] = 0.5
+  assert scenes.flat_pixels(img, hole) == (40 - 14) ** 2
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "cloud_masks")), reason=f"{SHARED} absent")
+def test_scene_clouds_hit_the_coverage_and_are_larger_than_a_window():
+  spec = scenes.SCENES["landsat5_nanjing"]
+  valid = np.ones((800, 800), bool)
+  m = scenes.cloud_mask(spec, (800, 800), valid, 0.34, SHARED, np.random.default_rng(12))
+  assert abs(m.mean() - 0.34) < 0.01
+  sizes = np.bincount(ndimage.label(m)[0].ravel())[1:]
+  assert sizes.max() > 256 * 256
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "naip_5m")), reason=f"{SHARED} absent")
+def test_a_guide_on_a_shifted_grid_is_resampled_onto_the_targets():
+  target = os.path.join(SHARED, "naip_5m", "m_4709963_se_14_1_20120731.tif")  # 723 rows
+  guide = os.path.join(SHARED, "naip_5m", "m_4709963_se_14_1_20090818.tif")  # 724 rows, 2 m north
+  g = guided.aligned_guide(target, guide, 3)
+  assert g.image.shape == (723, 934, 3) and g.valid.mean() > 0.99
+  groups, _ = guided.held_out_windows(SHARED, 3)
+  assert len(groups["naip_5m"]) >= 12  # every NAIP pair, not only those on one grid
+
+
+def _save_model(path, guided_inputs):
+  import tensorflow as tf
+  spec = lambda c: tf.TensorSpec([None, None, None, c], tf.float32)  # noqa: E731
+  mod = tf.Module()
+  if guided_inputs:
+    @tf.function(input_signature=[spec(3), spec(1), spec(3), spec(1), spec(3)])
+    def restore(image, mask, guide, guide_mask, context):
+      # Guide where the guide is clear, the context elsewhere.
+      return {"restored": guide * (1 - guide_mask) + context * guide_mask}
+  else:
+    @tf.function(input_signature=[spec(3), spec(1)])
+    def restore(image, mask):
+      return {"restored": image * 0 + 0.5}
+  mod.restore = restore
+  tf.saved_model.save(mod, path, signatures={"restore": restore})
+  return path
+
+
+def test_the_guided_model_hook_feeds_guide_guide_mask_and_context(tmp_path):
+  import argparse
+  g = _field(256, 256)
+  m = _hole()
+  gm = np.zeros_like(m)
+  gm[100:120, 100:120] = True
+  c = _case(g.copy(), g, m, gm)
+  fn = guided.ModelFiller(_save_model(str(tmp_path / "guided"), True), use_guide=True)
+  assert fn.guided and "context" in fn.inputs
+  out = fn(c)
+  np.testing.assert_array_equal(out[~m], g[~m])
+  clear = m & ~gm
+  np.testing.assert_allclose(out[clear], g[clear], atol=1e-6)  # the guide came through where clear
+  assert np.abs(out[gm] - g[gm]).mean() < 0.15 and out[gm].min() > 0.1  # a real fill, not the zeroed guide
+  plain = _save_model(str(tmp_path / "plain"), False)
+  fns, notes = guided.methods(argparse.Namespace(model=plain, unguided_model=plain))
+  assert "cloudfill_guided" not in fns and "cloudfill_unguided" in fns
+  assert any("takes no guide" in n for n in notes)

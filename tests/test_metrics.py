@@ -1,0 +1,109 @@
+"""The block metric: window-sized squares of different tones read well above 1, seamless fills about 1.
+
+Fills are assembled by the pipeline's own cutter and compositor
+(:func:`transforms.window.cut`, :func:`transforms.composite.composite`), so the
+blend zones are the ones a real run produces.
+"""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from transforms import metrics
+from transforms.composite import composite, sparsify
+from transforms.records import Tile, TilePair
+from transforms.window import WindowSpec, cut, to_unit
+
+
+def _field(h, w, seed=0, sigma=20.0):
+  """A smooth 0…1 field ``[h, w, 3]`` (stands in for a fill: fills of large clouds are smooth)."""
+  rng = np.random.default_rng(seed)
+  f = ndimage.gaussian_filter(rng.standard_normal((h, w, 3)), (sigma, sigma, 0))
+  f = (f - f.min()) / (f.max() - f.min())
+  return (0.4 + 0.2 * f).astype(np.float32)
+
+
+def _cloud(h, w):
+  """One large cloud (an ellipse) over most of the tile, plus a small one."""
+  yy, xx = np.mgrid[:h, :w]
+  m = ((yy - h / 2) / (0.42 * h)) ** 2 + ((xx - w / 2) / (0.42 * w)) ** 2 < 1
+  m |= (yy - 40) ** 2 + (xx - 40) ** 2 < 25 ** 2
+  return m
+
+
+def _restore(truth, mask, spec, per_window):
+  """Runs the cutter and compositor with ``per_window(window) -> [size, size, 3]`` as the model."""
+  img = np.rint(truth * 65535).astype(np.uint16)
+  tile = Tile(pair=TilePair("t.tif", "t", None), image=img, mask=mask,
+              profile={"dtype": "uint16", "nodata": None})
+  results = []
+  for k, win in enumerate(cut(tile, spec)):
+    win.restored = per_window(k, win).astype(np.float32)
+    results.append(sparsify(win, spec.overlap))
+  return to_unit(composite(img, mask, results), 0, 65535)
+
+
+@pytest.mark.parametrize("size,overlap", [(256, 32), (128, 0)])
+def test_seamless_fill_reads_about_one(size, overlap):
+  h, w = 700, 650
+  truth, mask = _field(h, w), _cloud(h, w)
+  spec = WindowSpec(size=size, overlap=overlap)
+  # Every window returns the true ground: the fill is seamless by construction.
+  out = _restore(truth, mask, spec,
+                 lambda k, win: np.pad(truth[win.y:win.y + size, win.x:win.x + size],
+                                       ((0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0))))
+  score = metrics.block_score(out, mask, size, overlap)
+  assert score is not None and 0.85 < score < 1.15, score
+
+
+@pytest.mark.parametrize("size,overlap", [(256, 32), (128, 0)])
+def test_window_sized_tones_read_well_above_one(size, overlap):
+  h, w = 700, 650
+  truth, mask = _field(h, w), _cloud(h, w)
+  spec = WindowSpec(size=size, overlap=overlap)
+  tones = np.random.default_rng(3).uniform(-0.08, 0.08, 64)
+  # The ground's texture, but each window shifted by its own tone (today's failure).
+  out = _restore(truth, mask, spec,
+                 lambda k, win: np.clip(win.image * 0 + np.pad(
+                     truth[win.y:win.y + size, win.x:win.x + size],
+                     ((0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0)))
+                     + tones[k], 0, 1))
+  score = metrics.block_score(out, mask, size, overlap)
+  assert score is not None and score > 1.5, score
+
+
+def test_a_black_window_reads_well_above_one():
+  h, w = 700, 650
+  truth, mask = _field(h, w), _cloud(h, w)
+  spec = WindowSpec(size=256, overlap=32)
+  center = (h // 2 - 128, w // 2 - 128)
+
+  def model(k, win):
+    crop = truth[win.y:win.y + 256, win.x:win.x + 256]
+    crop = np.pad(crop, ((0, 256 - crop.shape[0]), (0, 256 - crop.shape[1]), (0, 0)))
+    near = abs(win.y - center[0]) < 130 and abs(win.x - center[1]) < 130
+    return np.zeros_like(crop) if near else crop
+
+  score = metrics.block_score(_restore(truth, mask, spec, model), mask, 256, 32)
+  assert score is not None and score > 3, score
+
+
+def test_stripes_add_up_to_about_the_whole():
+  h, w = 700, 650
+  truth, mask = _field(h, w, seed=5), _cloud(h, w)
+  tones = np.random.default_rng(4).uniform(-0.05, 0.05, (h, w, 1)).astype(np.float32)
+  out = np.where(mask[..., None], truth + tones * 0 + 0.03 * (np.arange(w) // 224 % 2)[None, :, None], truth)
+  whole = metrics.block_ratio(metrics.block_steps(out, mask, 256, 224))
+  sums = {}
+  for r0 in range(0, h, 300):
+    r1 = min(h, r0 + 300)
+    metrics.block_steps(out[r0:r1], mask[r0:r1], 256, 224, origin=(r0, 0), full_shape=(h, w), out=sums)
+  striped = metrics.block_ratio(sums)
+  assert whole > 1.3 and abs(striped - whole) / whole < 0.1, (whole, striped)
+
+
+def test_no_border_inside_holes_gives_none():
+  mask = np.zeros((200, 200), bool)
+  mask[50:100, 50:100] = True
+  assert metrics.block_score(_field(200, 200), mask, 256, 32) is None
+  assert metrics.window_borders(200, 256, 224) == []
