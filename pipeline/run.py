@@ -27,7 +27,7 @@ from transforms.decode import Decode, DecodeSpec
 from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
-from transforms.match import MatchPairs
+from transforms.match import MatchPairs, check_template
 from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, SpillRef
 from transforms.window import CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
@@ -59,12 +59,16 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                   dilate=args.dilate, nodata=args.nodata)
   vrange = tuple(args.value_range) if args.value_range else None
 
-  matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
+  if args.reference:
+    check_template(args.reference, "--reference")
+  matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since,
+                                      output_dir=out)
   todo = matched["pairs"] | "Incremental" >> Incremental(
       output_dir=out, model_version=card.version, overwrite=args.overwrite)
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
-      nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels))
+      nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
+      max_pixels=args.max_pixels, value_range=vrange))
   # Tiles and large scenes share one output and one windowing step, so that
   # windows stream straight into RunInference (a Flatten here could be
   # materialised by the DirectRunner, holding every window in memory).

@@ -42,6 +42,11 @@ class TilePair:
   mtime: float = 0.0
   size_bytes: int = 0
 
+  @property
+  def name(self) -> str:
+    """The image's file name: names its output and keys its tile (unique in a run)."""
+    return self.image_path.rstrip("/").rsplit("/", 1)[-1]
+
 
 @dataclasses.dataclass
 class Tile:
@@ -66,7 +71,7 @@ class Tile:
 
   @property
   def key(self) -> str:
-    return self.pair.stem
+    return self.pair.name
 
 
 @dataclasses.dataclass

@@ -73,7 +73,7 @@ class SceneRef:
 
   @property
   def key(self) -> str:
-    return self.pair.stem
+    return self.pair.name
 
   @property
   def shape(self) -> tuple[int, int]:
