@@ -15,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import counters
-from transforms.records import DeadLetter, RestoredTile, Window, WindowResult
+from transforms.records import DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
 from transforms.window import feather, from_unit, value_range
 
 DEAD = "dead"
@@ -119,7 +119,13 @@ class CompositeTiles(beam.DoFn):
   def process(self, joined):
     _, groups = joined
     results = list(groups["windows"])
-    for tile in groups["tile"]:  # Exactly one: keys are unique stems.
+    failures = [r for r in results if isinstance(r, WindowFailure)]
+    for tile in groups["tile"]:  # Exactly one: keys are unique file names.
+      if failures:  # Inference failed for some of its windows (see transforms.infer).
+        counters.inc("failed_infer")
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
+            tile.pair.image_path, "infer", f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        continue
       start = time.perf_counter()
       try:
         restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))

@@ -60,6 +60,18 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
       f.write(data)
 
 
+def delete_folder(folder: str) -> None:
+  """Deletes ``folder`` and what is in it, its name taken literally (never a glob)."""
+  if FileSystems.get_scheme(folder) is None:
+    import shutil  # pylint: disable=import-outside-toplevel
+    shutil.rmtree(folder, ignore_errors=True)
+    return
+  literal = "".join(f"[{c}]" if c in "[?*" else c for c in folder.rstrip("/"))
+  found = FileSystems.match([literal + "/**"])[0].metadata_list
+  if found:
+    FileSystems.delete([m.path for m in found])
+
+
 def exists(path: str) -> bool:
   return FileSystems.exists(path)
 

@@ -126,6 +126,25 @@ class WindowResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class WindowFailure:
+  """A window whose inference failed; its tile becomes an ``infer`` dead letter.
+
+  It travels where the window's :class:`WindowResult` (or, for large scenes,
+  its ``SpillRef``) would have gone.
+
+  Attributes:
+    y, x: The window's top-left corner in the tile.
+    reason: Why (the exception, in one line).
+    scene: True for a window of a large scene (it joins the scene's spills).
+  """
+
+  y: int
+  x: int
+  reason: str
+  scene: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class DeadLetter:
   """An input that did not end restored, and why.
 
