@@ -162,18 +162,18 @@ def acquire(output_dir: str, run_id: str, options=None, ttl_s: float = DEFAULT_T
   path = lock_path(output_dir)
   body = json.dumps(_content(run_id, ttl_s)).encode()
   for _ in range(3):
+    holder = _read(path)  # Looked at first: a storage without preconditions still sees a live lock.
+    if holder is not None:
+      why = _stale(holder)
+      if why is None:
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(holder.get("started", 0)))
+        raise LockHeld(f"another run ({holder.get('run_id')}, pid {holder.get('pid')} on "
+                       f"{holder.get('host')}, started {started}) is writing into {output_dir}; "
+                       f"wait for it, or remove {path} if that run is dead")
+      logging.getLogger(__name__).warning("taking over the stale run lock %s (%s)", path, why)
+      if (_read(path) or {}).get("run_id") == holder.get("run_id"):  # Not taken over meanwhile.
+        _delete(path)
+      continue
     if _create_exclusive(path, body, options):
       return RunLock(path=path, run_id=run_id)
-    holder = _read(path)
-    if holder is None:
-      continue  # Released meanwhile: try again.
-    why = _stale(holder)
-    if why is None:
-      started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(holder.get("started", 0)))
-      raise LockHeld(f"another run ({holder.get('run_id')}, pid {holder.get('pid')} on "
-                     f"{holder.get('host')}, started {started}) is writing into {output_dir}; "
-                     f"wait for it, or remove {path} if that run is dead")
-    logging.getLogger(__name__).warning("taking over the stale run lock %s (%s)", path, why)
-    if (_read(path) or {}).get("run_id") == holder.get("run_id"):  # Not taken over meanwhile.
-      _delete(path)
   raise LockHeld(f"could not take the run lock {path}: other runs keep taking it")

@@ -143,3 +143,30 @@ def test_bad_flag_values_exit_2_in_one_line_before_any_work(small_inputs, mean_m
   assert status == 2
   assert len(err) == 1 and phrase in err[0], err
   assert not (d / "out").exists() and not (d / "out[1]").exists(), "a refused run wrote something"
+
+
+@pytest.mark.slow
+def test_object_storage_locks_are_exclusive():
+  """gs:// (ifGenerationMatch=0) and s3:// (If-None-Match: *) against real protocol servers."""
+  from apache_beam.io.filesystems import FileSystems
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  from tests.servers import gcs_emulator, s3_server
+  with gcs_emulator("cf-lock"):
+    lock = runlock.acquire("gs://cf-lock/out", "gcs-1")
+    with pytest.raises(runlock.LockHeld, match="another run \\(gcs-1"):
+      runlock.acquire("gs://cf-lock/out", "gcs-2")
+    lock.release()
+    assert not FileSystems.exists(lock.path)
+    runlock.acquire("gs://cf-lock/out", "gcs-2").release()
+  with s3_server("cf-lock") as s3:
+    options = PipelineOptions(s3["beam_args"])
+    FileSystems.set_options(options)
+    lock = runlock.acquire("s3://cf-lock/out", "s3-1", options)
+    with pytest.raises(runlock.LockHeld, match="another run \\(s3-1"):
+      runlock.acquire("s3://cf-lock/out", "s3-2", options)
+    # The create itself is conditional (moto honours If-None-Match; the GCS
+    # emulator ignores ifGenerationMatch, so only the look-first check is tested there).
+    assert not runlock._create_exclusive(lock.path, b"{}", options)  # pylint: disable=protected-access
+    lock.release()
+    runlock.acquire("s3://cf-lock/out", "s3-2", options).release()
