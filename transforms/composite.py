@@ -129,9 +129,10 @@ class CompositeTiles(beam.DoFn):
       start = time.perf_counter()
       try:
         restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
-      except (ValueError, MemoryError) as e:
+      except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "composite", str(e)))
+        reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "composite", reason))
         continue
       tile.timings["window_infer"] = float(sum(r.seconds for r in results))
       tile.timings["composite"] = time.perf_counter() - start

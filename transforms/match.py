@@ -26,15 +26,20 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
 def check_template(template: str, flag: str = "--masks") -> str:
-  """Returns ``template`` when its placeholders are only ``{stem}``, ``{dir}``, ``{date}``.
+  """Returns ``template`` when its placeholders are only ``{stem}`` and ``{dir}``
+  (``{date}`` is filled from ``--date`` before the run starts).
 
   Raises:
-    ValueError: another placeholder (``{0}``, ``{name}``, ``{stem.__class__}``).
+    ValueError: another placeholder (``{0}``, ``{name}``, ``{stem.__class__}``),
+      or ``{date}`` left without ``--date``.
   """
-  bad = [m.group(0) for m in _PLACEHOLDER.finditer(template) if m.group(1) not in TEMPLATE_FIELDS]
+  names = [m.group(1) for m in _PLACEHOLDER.finditer(template)]
+  bad = [n for n in names if n not in TEMPLATE_FIELDS]
   if bad:
-    raise ValueError(f"{flag} {template!r}: unknown placeholder {bad[0]}; "
+    raise ValueError(f"{flag} {template!r}: unknown placeholder {{{bad[0]}}}; "
                      "a template may hold only {stem}, {dir} and {date}")
+  if "date" in names:
+    raise ValueError(f"{flag} {template!r} has {{date}} but no --date was given")
   return template
 
 
@@ -126,9 +131,15 @@ class PairWithMask(beam.DoFn):
     self._output = output_dir
 
   def process(self, meta) -> Iterator:
+    counters.inc("matched")
+    try:
+      yield from self._pair(meta)
+    except Exception as e:  # pylint: disable=broad-except
+      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(meta.path, "match", f"{type(e).__name__}: {e}"))
+
+  def _pair(self, meta) -> Iterator:
     path = meta.path
     stem, ext = split_ext(path)
-    counters.inc("matched")
     if ext.lower() not in IMAGE_EXTS:
       yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
           path, "match", f"unsupported extension {ext!r}; expected one of {IMAGE_EXTS}"))
