@@ -177,8 +177,11 @@ def decode_pil_file(path: str, ext: str, max_pixels: int, palette: str = "rgb",
 
 def _decode_png16(src, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   """A 16-bit colour PNG through GDAL's PNG driver (Pillow would make it 8-bit)."""
+  import warnings  # pylint: disable=import-outside-toplevel
+
   import rasterio  # pylint: disable=import-outside-toplevel
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)  # A PNG never is.
   try:
     if isinstance(src, bytes):
       with MemoryFile(src) as mem, mem.open() as ds:
