@@ -274,3 +274,26 @@ def test_second_run_is_incremental(hostile, first_run):
   summary = read_summary(str(out))
   assert summary["counts"] == {"restored": 0, "skipped": len(GOOD), "failed": len(BAD)}
   assert {n: os.path.getmtime(out / "restored" / n) for n in GOOD} == before
+
+
+@pytest.mark.parametrize("backend", ["native", "tfx"])
+def test_a_failing_batch_fails_only_its_tiles(tmp_path, failing_model, backend):
+  """RunInference's exception handling, on both backends: the batch the model
+  raises on becomes ``infer`` dead letters for its tile; the others are restored."""
+  rng = np.random.default_rng(1)
+  for name in ("ok1", "ok2", "bad"):
+    a = rng.integers(1000, 9000, (64, 64, 3)).astype(np.uint16)
+    m = cloud_mask(64, 64, seed=len(name))
+    if name == "bad":
+      a[~m] = 65535  # Known values of 1.0: the test model raises on them.
+    write_geotiff(str(tmp_path / "img" / f"{name}.tif"), a)
+    write_png(str(tmp_path / "mask" / f"{name}.png"), m.astype(np.uint8) * 255)
+  out = tmp_path / "out"
+  proc = cloudfill_subprocess("--images", str(tmp_path / "img" / "*.tif"), "--masks",
+                              str(tmp_path / "mask" / "{stem}.png"), "--output", str(out),
+                              "--model", failing_model, "--max-batch-size", "1", "--backend", backend)
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  assert read_summary(str(out))["counts"] == {"restored": 2, "skipped": 0, "failed": 1}
+  (dead,) = read_jsonl(str(out / "failed"))
+  assert dead["stage"] == "infer" and dead["path"].endswith("bad.tif")
+  assert "test model refuses this batch" in dead["reason"], dead["reason"]
