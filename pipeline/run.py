@@ -61,8 +61,11 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                   dilate=args.dilate, nodata=args.nodata)
   vrange = tuple(args.value_range) if args.value_range else None
 
-  if args.reference:
-    check_template(args.reference, "--reference")
+  reference = args.reference
+  if reference:
+    if args.date:  # As --images and --masks (pipeline.options).
+      reference = reference.replace("{date}", args.date)
+    check_template(reference, "--reference")
   matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since,
                                       output_dir=out)
   todo = matched["pairs"] | "Incremental" >> Incremental(
@@ -94,7 +97,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=args.reference, value_range=vrange))).with_outputs("dead", main="results")
+      reference_template=reference, value_range=vrange))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
                | "JoinScenes" >> beam.CoGroupByKey()
