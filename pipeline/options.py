@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
   m.add_argument("--scene-pixels", type=int, default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
                       "(default 4194304 = 2048x2048).")
+  m.add_argument("--max-pixels", type=int, default=None,
+                 help="Refuse images and masks whose header says more pixels than this, before "
+                      "decoding (default 268435456 = 16384x16384).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_int_list, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -115,6 +118,7 @@ DEFAULTS: dict[str, Any] = {
     "max_batch_size": 16, "max_batch_duration_secs": None, "large_model": False,
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
     "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
+    "max_pixels": 16384 * 16384,
 }
 
 

@@ -17,17 +17,19 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.runners.runner import PipelineState
 
 from model_loader import locate
 from model_loader.contract import ModelCard
 from pipeline import options as cli_options
+from pipeline import runlock
 from pipeline import summary as summary_lib
 from transforms.composite import CompositeTiles
 from transforms.decode import Decode, DecodeSpec
 from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
-from transforms.match import MatchPairs
+from transforms.match import MatchPairs, check_template
 from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, SpillRef
 from transforms.window import CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
@@ -59,12 +61,19 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                   dilate=args.dilate, nodata=args.nodata)
   vrange = tuple(args.value_range) if args.value_range else None
 
-  matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
+  reference = args.reference
+  if reference:
+    if args.date:  # As --images and --masks (pipeline.options).
+      reference = reference.replace("{date}", args.date)
+    check_template(reference, "--reference")
+  matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since,
+                                      output_dir=out)
   todo = matched["pairs"] | "Incremental" >> Incremental(
       output_dir=out, model_version=card.version, overwrite=args.overwrite)
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
-      nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels))
+      nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
+      max_pixels=args.max_pixels, value_range=vrange))
   # Tiles and large scenes share one output and one windowing step, so that
   # windows stream straight into RunInference (a Flatten here could be
   # materialised by the DirectRunner, holding every window in memory).
@@ -79,7 +88,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
       max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
       model_copies=args.model_copies, accelerator=args.accelerator))
   tile_windows, scene_spills = inferred | "SplitScenes" >> beam.Partition(
-      lambda kv, _: int(isinstance(kv[1], SpillRef)), 2)
+      lambda kv, _: int(isinstance(kv[1], SpillRef) or getattr(kv[1], "scene", False)), 2)
   tiles, scene_refs = decoded.tiles | "SplitTileKinds" >> beam.Partition(
       lambda t, _: int(isinstance(t, SceneRef)), 2)
   keyed_tiles = tiles | "KeyTiles" >> beam.Map(lambda t: (t.key, t))
@@ -88,7 +97,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=args.reference, value_range=vrange,
+      reference_template=reference, value_range=vrange,
       window=(card.window, card.overlap)))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
@@ -146,11 +155,44 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
   card = locate.read_card(model_uri)
   if args.bands and len(args.bands) != card.bands:
     raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
+  check_output(args.output)
   check_model_early(model_uri, card)
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)
-  build(p, args, card, model_uri, new_run_id())
-  return p.run()
+  run_id = new_run_id()
+  build(p, args, card, model_uri, run_id)
+  lock = None if _graph_only(pipeline_options) else runlock.acquire(args.output, run_id, pipeline_options)
+  try:
+    result = p.run()
+  except BaseException:
+    if lock:
+      lock.release()
+    raise
+  if lock and PipelineState.is_terminal(result.state):  # Finished here (a local runner).
+    lock.release()
+  return result
+
+
+def check_output(output: str) -> None:
+  """Refuses an ``--output`` that Beam's file sinks cannot write under.
+
+  Raises:
+    ValueError: the path holds a glob character (``[``, ``?``, ``*``):
+      Beam's text sink matches its own temporary files by pattern and fails.
+  """
+  bad = sorted({c for c in output if c in "[?*"})
+  if bad:
+    raise ValueError(f"--output {output!r} holds the glob character(s) {' '.join(bad)}, under which "
+                     "Beam's file sinks cannot finish; choose a folder name without them")
+
+
+def _graph_only(options: PipelineOptions) -> bool:
+  """Dataflow ``--dry_run`` or ``--template_location``: the job is only built, so no lock."""
+  # pylint: disable=import-outside-toplevel
+  from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
+  if "Dataflow" not in str(options.view_as(StandardOptions).runner or ""):
+    return False
+  return bool(options.view_as(TestOptions).dry_run or options.view_as(GoogleCloudOptions).template_location)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

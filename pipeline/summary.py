@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional
 import apache_beam as beam
 import numpy as np
 
+from pipeline import runlock
 from transforms.raster_io import write_bytes_atomic
 from transforms.records import FAILED, OUTCOMES, RESTORED, SKIPPED, DeadLetter, TilePair, TileResult
 
@@ -97,7 +98,8 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   ``beam-temp-*`` folders under ``metrics/`` and ``failed/``, and the window
   spills of scenes never assembled (``.work/``; a finished run has removed its
   own). Names holding ``keep`` (the current run's id) are left alone. One run
-  at a time may write into an output folder.
+  at a time writes into an output folder (:mod:`pipeline.runlock`), so what
+  is left is an interrupted run's.
 
   Returns:
     The paths deleted.
@@ -110,7 +112,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   from apache_beam.io.filesystems import FileSystems
   subdirs = ("metrics", "failed")
   if FileSystems.get_scheme(output_dir) is None:
-    root = os.path.abspath(output_dir)
+    root = glob.escape(os.path.abspath(output_dir))  # Its name is literal, not a pattern.
     patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp")]
     patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
@@ -150,6 +152,7 @@ class WriteSummary(beam.DoFn):
                                             len(stale), stale[:5])
     except Exception as e:  # pylint: disable=broad-except
       logging.getLogger(__name__).warning("could not remove stale temporary files: %s", e)
+    runlock.RunLock(runlock.lock_path(self._output), self._run_id).release()  # Only if still ours.
     yield summary
 
 

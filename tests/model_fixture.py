@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import Optional
 
 from model_loader.contract import (ASSET_NAME, EXAMPLE_FEATURES, OUTPUT_RESTORED,
                                    SIGNATURE_RESTORE, SIGNATURE_SERVING, ModelCard)
 
 
 def make_mean_fill_model(path: str, *, bands: int = 3, window: int = 64, overlap: int = 8,
-                         version: str = "test-mean-1", scale: float = 1.0) -> str:
+                         version: str = "test-mean-1", scale: float = 1.0,
+                         fail_above: Optional[float] = None) -> str:
   """Writes the model to ``path``; ``scale`` != 1 multiplies the output
-  (a model that returns wrong values), and returns ``path``."""
+  (a model that returns wrong values); ``fail_above`` makes a batch with a
+  known value above it raise (a model that fails on some inputs). Returns ``path``."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   class MeanFill(tf.Module):
 
     def _restore(self, image, mask):
       known = 1.0 - mask
+      if fail_above is not None:
+        tf.debugging.assert_less_equal(tf.reduce_max(image * known), tf.constant(fail_above, tf.float32),
+                                       message="test model refuses this batch")
       mean = tf.reduce_sum(image * known, axis=[1, 2], keepdims=True) / tf.maximum(
           tf.reduce_sum(known, axis=[1, 2], keepdims=True), 1.0)
       return (image * known + mean * mask) * scale

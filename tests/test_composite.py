@@ -71,5 +71,5 @@ def test_composite_transform(pipeline):
          | beam.ParDo(CompositeTiles()).with_outputs("dead", main="tiles"))
   assert_that(out.tiles | beam.Map(lambda r: (r.tile.key, int(r.restored[15, 15, 0]), r.windows,
                                               bool(np.array_equal(r.restored[~mask], tile.image[~mask])))),
-              equal_to([("t", 32768, 1, True)]), label="composited")
+              equal_to([("t.tif", 32768, 1, True)]), label="composited")
   assert_that(out.dead, equal_to([]), label="no dead letters")

@@ -36,12 +36,15 @@ def test_match_pairs_masks_and_dead_letters(pipeline, tmp_path):
               label="dead letters")
 
 
-def test_same_stem_twice_keeps_one(pipeline, tmp_path):
+def test_same_output_name_twice_keeps_one(pipeline, tmp_path):
+  # x/t.tif and y/t.tif would both write restored/t.tif; y/t.png writes
+  # restored/t.png: a different output, so it is kept (issue 9, item 9).
   write_geotiff(str(tmp_path / "x" / "t.tif"), np.zeros((4, 4, 3), np.uint8))
+  write_geotiff(str(tmp_path / "y" / "t.tif"), np.zeros((4, 4, 3), np.uint8))
   write_png(str(tmp_path / "y" / "t.png"), np.zeros((4, 4, 3), np.uint8))
   out = pipeline | MatchPairs(pattern=str(tmp_path / "*" / "t.*"))
-  assert_that(out["pairs"] | beam.Map(lambda p: os.path.basename(os.path.dirname(p.image_path))),
-              equal_to(["x"]), label="first path wins")
+  assert_that(out["pairs"] | beam.Map(lambda p: os.path.relpath(p.image_path, str(tmp_path))),
+              equal_to(["x/t.tif", "y/t.png"]), label="first path wins")
   assert_that(out["dead"] | beam.Map(lambda d: d.reason.startswith("same output name")),
               equal_to([True]), label="the other is dead")
 
@@ -56,7 +59,7 @@ def test_decode_transform_tiles_and_refusals(pipeline, tmp_path):
   pairs = [TilePair(str(tmp_path / "ok.tif"), "ok", str(tmp_path / "ok_m.png")),
            TilePair(str(tmp_path / "ok.tif"), "clear", str(tmp_path / "clear_m.png"))]
   out = pipeline | beam.Create(pairs) | Decode(DecodeSpec(model_bands=3))
-  assert_that(out.tiles | beam.Map(lambda t: (t.key, t.image.shape, int(t.mask.sum()), t.profile["dtype"])),
+  assert_that(out.tiles | beam.Map(lambda t: (t.pair.stem, t.image.shape, int(t.mask.sum()), t.profile["dtype"])),
               equal_to([("ok", (8, 8, 3), 4, "uint16")]), label="tiles")
   assert_that(out.dead | beam.Map(lambda d: (d.outcome, d.stage)), equal_to([("skipped", "validate")]),
               label="clear tile skipped")

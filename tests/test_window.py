@@ -68,7 +68,7 @@ def test_cut_windows_transform(pipeline):
   out = (pipeline | beam.Create([_tile(128, 128, mask)])
          | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), ""))
          | beam.Map(lambda w: (w.tile_key, w.y, w.x, w.tile_shape)))
-  assert_that(out, equal_to([("x", y, x, (128, 128)) for y in (0, 48, 64) for x in (0, 48, 64)]),
+  assert_that(out, equal_to([("x.tif", y, x, (128, 128)) for y in (0, 48, 64) for x in (0, 48, 64)]),
               label="windows with holes")
 
 

@@ -15,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import counters
-from transforms.records import DeadLetter, RestoredTile, Window, WindowResult
+from transforms.records import DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
 from transforms.window import feather, from_unit, value_range
 
 DEAD = "dead"
@@ -119,13 +119,20 @@ class CompositeTiles(beam.DoFn):
   def process(self, joined):
     _, groups = joined
     results = list(groups["windows"])
-    for tile in groups["tile"]:  # Exactly one: keys are unique stems.
+    failures = [r for r in results if isinstance(r, WindowFailure)]
+    for tile in groups["tile"]:  # Exactly one: keys are unique file names.
+      if failures:  # Inference failed for some of its windows (see transforms.infer).
+        counters.inc("failed_infer")
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
+            tile.pair.image_path, "infer", f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        continue
       start = time.perf_counter()
       try:
         restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
-      except (ValueError, MemoryError) as e:
+      except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "composite", str(e)))
+        reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "composite", reason))
         continue
       tile.timings["window_infer"] = float(sum(r.seconds for r in results))
       tile.timings["composite"] = time.perf_counter() - start

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
 import time
 from typing import Iterator, Optional, Sequence, Union
 
@@ -11,14 +11,15 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import counters, masks, scenes
-from transforms.raster_io import (SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, decode_raster, local_copy,
-                                  read_bytes, split_ext, tiff_profile)
+from transforms import counters, masks, raster_open, scenes
+from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, select_bands, split_ext
 from transforms.records import FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
 DEAD = "dead"
 # Remote TIFFs smaller than this are decoded from their bytes, never as scenes.
 SMALL_REMOTE_BYTES = 64 << 20
+# --max-pixels by default: 16384² (a whole Sentinel-2 or Landsat scene fits).
+DEFAULT_MAX_PIXELS = 16384 * 16384
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,42 +32,56 @@ class DecodeSpec:
     model_bands: How many bands the model takes; other counts are refused.
     nan_as_missing: Treat NaN pixels of float input as missing instead of
       refusing the tile.
-    max_pixels: Refuse tiles larger than this (height * width).
+    max_pixels: Refuse images and masks whose header says more pixels than
+      this (height * width), before decoding (``--max-pixels``).
     scene_pixels: GeoTIFFs larger than this take the streamed large-scene
       path (:mod:`transforms.scenes`).
+    value_range: ``--value-range`` (LO, HI), or None. Float input without
+      it must hold known values in 0…1 (the default range), else it is refused.
   """
 
   mask: masks.MaskSpec = masks.MaskSpec()
   bands: Sequence[int] = ()
   model_bands: Optional[int] = None
   nan_as_missing: bool = False
-  max_pixels: int = 32_768 * 32_768
+  max_pixels: int = DEFAULT_MAX_PIXELS
   scene_pixels: int = 2048 * 2048
+  value_range: Optional[tuple[float, float]] = None
+
+  def __post_init__(self):
+    bad = [b for b in self.bands if not isinstance(b, int) or b < 1]
+    if bad:
+      raise ValueError(f"--bands are 1-based band numbers; got {bad}")
+    if len(set(self.bands)) != len(self.bands):
+      raise ValueError(f"--bands repeats a band: {list(self.bands)}")
+    if self.max_pixels is None or self.max_pixels < 1:
+      raise ValueError(f"--max-pixels must be a positive number of pixels, got {self.max_pixels}")
+    if self.value_range is not None:
+      lo, hi = (float(v) for v in self.value_range)
+      if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        raise ValueError(f"--value-range must be two finite numbers LO,HI with LO < HI, got {lo},{hi}")
 
 
-def _read_mask(pair: TilePair, h: int, w: int) -> Optional[np.ndarray]:
+def _read_mask(pair: TilePair, h: int, w: int, spec: DecodeSpec) -> Optional[np.ndarray]:
   if not pair.mask_path:
     return None
-  _, mext = split_ext(pair.mask_path)
   try:
-    mask_values, _ = decode_raster(read_bytes(pair.mask_path), mext)
+    return raster_open.read_mask_file(pair.mask_path, 0, spec.max_pixels, SMALL_REMOTE_BYTES, (h, w))
   except DecodeError as e:
     raise DecodeError(f"mask {pair.mask_path}: {e}") from e
-  if mask_values.shape[:2] != (h, w):
-    raise ValueError(f"mask is {mask_values.shape[1]}x{mask_values.shape[0]} "
-                     f"but the image is {w}x{h}")
-  return mask_values
 
 
 def _check_size_dtype(profile: dict, h: int, w: int, spec: DecodeSpec) -> None:
   if profile["dtype"] not in SUPPORTED_DTYPES:
     raise DecodeError(f"unsupported dtype {profile['dtype']}; supported: {SUPPORTED_DTYPES}")
   if h * w > spec.max_pixels:
-    raise ValueError(f"{w}x{h} pixels exceeds the limit of {spec.max_pixels}")
+    raise ValueError(f"{w}x{h} pixels exceeds the limit of {spec.max_pixels} (--max-pixels)")
 
 
 def _band_index(count: int, spec: DecodeSpec) -> tuple[int, ...]:
   """0-based bands to restore, after removing a probability band."""
+  if spec.mask.band is not None and not 1 <= spec.mask.band <= count:
+    raise ValueError(f"mask band {spec.mask.band} out of range: the image has {count} bands")
   keep = [i for i in range(count) if spec.mask.band is None or i != spec.mask.band - 1]
   if spec.bands:
     bad = [b for b in spec.bands if not 1 <= b <= len(keep)]
@@ -95,13 +110,26 @@ def _with_nan(values: np.ndarray, mask: np.ndarray, spec: DecodeSpec, where: str
   return mask
 
 
+def _check_float(values: np.ndarray, mask: np.ndarray, spec: DecodeSpec, where: str = "") -> None:
+  """Known float values must be finite and, without ``--value-range``, in 0…1.
+
+  ``values`` is ``[H, W, C]`` (the bands to restore), ``mask`` ``[H, W]``.
+  """
+  known = values[~mask]
+  if not np.isfinite(known).all():
+    raise ValueError(f"infinite values outside the mask{where}")
+  if spec.value_range is None and known.size and (known.min() < 0.0 or known.max() > 1.0):
+    raise ValueError(f"float values span {float(known.min()):g}…{float(known.max()):g}{where}, "
+                     "outside the default 0…1: pass --value-range LO,HI")
+
+
 def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> scenes.SceneRef:
   """Validates a large GeoTIFF by rows and returns it by reference."""
   import rasterio  # pylint: disable=import-outside-toplevel
   h, w = profile["height"], profile["width"]
   _check_size_dtype(profile, h, w, spec)
   band_index = _band_index(profile["count"], spec)
-  mask_values = _read_mask(pair, h, w)
+  mask_values = _read_mask(pair, h, w, spec)
   mask = np.zeros((h, w), bool)
   with scenes.gdal_env(), rasterio.open(local) as src:
     for r0 in range(0, h, scenes.STRIPE_ROWS):
@@ -111,70 +139,101 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       _, m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
         m = _with_nan(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
+        _check_float(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
       mask[r0:r1] = m
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
-  return scenes.SceneRef(pair=pair, local_path=local, profile=profile, band_index=band_index,
-                         packed_mask=np.packbits(mask, axis=None))
+  return scenes.SceneRef(pair=pair, local_path=local, profile=select_bands(profile, band_index),
+                         band_index=band_index, packed_mask=np.packbits(mask, axis=None))
 
 
-def _maybe_scene(pair: TilePair, ext: str, spec: DecodeSpec) -> Optional[scenes.SceneRef]:
-  """A SceneRef when the GeoTIFF's header says it is larger than ``scene_pixels``.
+def _decode_tiff(pair: TilePair, ext: str, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef, tuple]:
+  """A TIFF from its path: the header is checked before any pixel is read.
 
-  Remote files under ``SMALL_REMOTE_BYTES`` are never scenes (they are
-  decoded whole); others are probed from a local path (object-storage files
-  are streamed to a temporary copy first).
+  Returns a SceneRef for GeoTIFFs over ``scene_pixels`` (remote files under
+  ``SMALL_REMOTE_BYTES`` never are), else ``(image [H, W, C], profile)``.
   """
   import rasterio  # pylint: disable=import-outside-toplevel
-  remote = FileSystems.get_scheme(pair.image_path) is not None
-  if remote and 0 < pair.size_bytes < SMALL_REMOTE_BYTES:
-    return None  # Decoded whole from its bytes; the pixel limit still applies.
-  local, temp = local_copy(pair.image_path)
+  opener = raster_open.OpenTiff(pair.image_path, pair.size_bytes, spec.max_pixels, SMALL_REMOTE_BYTES)
+  keep_copy = False
   try:
-    try:
-      with rasterio.open(local) as src:
-        profile = tiff_profile(src, ext)
-    except rasterio.errors.RasterioError as e:
-      raise DecodeError(f"not a readable TIFF: {e}") from e
-    if profile["height"] * profile["width"] <= spec.scene_pixels:
-      if temp:
-        os.remove(local)
-      return None
-    try:
-      return _open_scene(pair, local, profile, spec)
-    except rasterio.errors.RasterioError as e:  # E.g. a truncated scene: its rows fail to read.
-      raise DecodeError(f"not a readable TIFF: {e.__cause__ or e}") from e
-  except BaseException:
-    if temp and os.path.exists(local):
-      os.remove(local)
-    raise
+    with opener as src:
+      profile = raster_open.tiff_header(src, ext, spec.max_pixels)
+      _check_size_dtype(profile, profile["height"], profile["width"], spec)
+      if (spec.scene_pixels and opener.local_path
+          and profile["height"] * profile["width"] > spec.scene_pixels):
+        try:
+          scene = _open_scene(pair, opener.local_path, profile, spec)
+        except rasterio.errors.RasterioError as e:  # E.g. a truncated scene: its rows fail to read.
+          raise DecodeError(f"not a readable TIFF: {e.__cause__ or e}") from e
+        keep_copy = True
+        return scene
+      try:
+        arr = src.read()  # [C, H, W]
+      except rasterio.errors.RasterioError as e:
+        raise DecodeError(f"not a readable TIFF: {e}") from e
+    return np.ascontiguousarray(np.moveaxis(arr, 0, -1)), profile
+  finally:
+    if not keep_copy:
+      opener.remove_temp()
 
 
 def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef]:
   """Reads and validates one pair; large GeoTIFFs come back by reference.
 
+  Nothing is opened before the image and mask are known to be regular files,
+  and no pixel is decoded before the header's pixel count is checked.
+
   Raises:
     DecodeError: the bytes are not a usable raster.
     ValueError: the tile cannot be restored as asked (the message says why).
   """
+  raster_open.check_regular(pair.image_path)
+  if pair.mask_path:
+    try:
+      raster_open.check_regular(pair.mask_path)
+    except DecodeError as e:
+      raise DecodeError(f"mask: {e}") from e
   _, ext = split_ext(pair.image_path)
-  if ext.lower() in TIFF_EXTS and spec.scene_pixels:
-    scene = _maybe_scene(pair, ext, spec)
-    if scene is not None:
-      return scene
-  image, profile = decode_raster(read_bytes(pair.image_path), ext)
+  if ext.lower() in raster_open.JPEG_EXTS:
+    raise ValueError("JPEG input is refused: it is lossy, so writing the restored tile back as "
+                     "JPEG would change every known pixel; convert it to PNG or TIFF first")
+  if ext.lower() in TIFF_EXTS:
+    decoded = _decode_tiff(pair, ext, spec)
+    if isinstance(decoded, scenes.SceneRef):
+      return decoded
+    image, profile = decoded
+  else:
+    image, profile = raster_open.decode_pil_file(pair.image_path, ext, spec.max_pixels)
   h, w, _ = image.shape
   _check_size_dtype(profile, h, w, spec)
   band_index = _band_index(image.shape[2], spec)
-  mask_values = _read_mask(pair, h, w)
+  mask_values = _read_mask(pair, h, w, spec)
   _, mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
   image = np.ascontiguousarray(image[:, :, band_index])
-  profile = dict(profile, descriptions=[profile["descriptions"][i] for i in band_index])
+  profile = select_bands(dict(profile, descriptions=[profile["descriptions"][i] for i in band_index]),
+                         band_index)
   if image.dtype.kind == "f":
     mask = _with_nan(image, mask, spec)
-    if not np.isfinite(image[~mask]).all():
-      raise ValueError("infinite values outside the mask")
+    _check_float(image, mask, spec)
   return Tile(pair=pair, image=image, mask=mask, profile=profile)
+
+
+def refusal(e: Exception) -> tuple[str, str]:
+  """(stage, reason) of a per-input failure while reading and validating.
+
+  Any exception of one input's decoding is that input's failure (a hostile
+  file may make any library raise anything); it never ends the run.
+  """
+  if isinstance(e, DecodeError):
+    return "decode", str(e)
+  if isinstance(e, MemoryError):
+    return "validate", f"out of memory decoding it: {e}"
+  if isinstance(e, ValueError):
+    return "validate", str(e)
+  if isinstance(e, OSError):
+    return "decode", f"cannot read it: {e}"
+  return "decode", f"{type(e).__name__}: {e}"
 
 
 class DecodeTiles(beam.DoFn):
@@ -193,13 +252,10 @@ class DecodeTiles(beam.DoFn):
     start = time.perf_counter()
     try:
       tile = decode_pair(pair, self._spec)
-    except DecodeError as e:
-      counters.inc("failed_decode")
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(pair.image_path, "decode", str(e)))
-      return
-    except (ValueError, MemoryError) as e:
-      counters.inc("failed_validate")
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(pair.image_path, "validate", str(e)))
+    except Exception as e:  # pylint: disable=broad-except
+      stage, reason = refusal(e)
+      counters.inc(f"failed_{stage}")
+      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(pair.image_path, stage, reason))
       return
     if isinstance(tile, scenes.SceneRef):
       missing, total = int(np.unpackbits(tile.packed_mask).sum()), tile.shape[0] * tile.shape[1]

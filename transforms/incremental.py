@@ -10,13 +10,14 @@ writes nothing, and a nightly run over a growing prefix does only new tiles.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
-from transforms.raster_io import read_bytes, read_tags, split_ext
+from transforms.raster_io import read_tags_at, split_ext
 from transforms.records import TilePair
 
 TAG_MODEL_VERSION = "CLOUDFILL_MODEL_VERSION"
@@ -37,16 +38,20 @@ def provenance_tags(pair: TilePair, model_version: str) -> dict[str, str]:
 
 
 def is_up_to_date(pair: TilePair, output_dir: str, model_version: str) -> bool:
+  """True when ``pair``'s output exists, was made by ``model_version`` from an
+  input no older than ``pair``'s.
+
+  The output path is checked literally (never as a glob: ``a?.tif`` must not
+  find ``ab.tif``), and only its tags are read. An output without cloudfill's
+  tags (a JPEG, a file not made by cloudfill, a truncated one, a directory)
+  is never up to date: it is redone.
+  """
   out = output_path(output_dir, pair.image_path)
-  found = FileSystems.match([out])[0].metadata_list
-  if not found:
+  if not FileSystems.exists(out):
     return False
-  ext = split_ext(out)[1]
-  tags = read_tags(read_bytes(out), ext)
+  tags = read_tags_at(out)
   if TAG_MODEL_VERSION not in tags:
-    if ext.lower() in (".jpg", ".jpeg"):  # JPEG keeps no tags: compare times only.
-      return found[0].last_updated_in_seconds >= pair.mtime
-    return False  # Unreadable (e.g. truncated) or not made by cloudfill: redo it.
+    return False
   try:
     source_mtime = float(tags.get(TAG_SOURCE_MTIME, "nan"))
   except ValueError:
@@ -63,7 +68,14 @@ class SkipUpToDate(beam.DoFn):
     self._overwrite = overwrite
 
   def process(self, pair: TilePair) -> Iterator:
-    if not self._overwrite and is_up_to_date(pair, self._output, self._version):
+    try:
+      current = not self._overwrite and is_up_to_date(pair, self._output, self._version)
+    except Exception as e:  # pylint: disable=broad-except
+      # The check could not be made (e.g. storage refused it): redo the tile.
+      logging.getLogger(__name__).warning("cannot check the output of %s, redoing it: %s",
+                                          pair.image_path, e)
+      current = False
+    if current:
       counters.inc("skipped_up_to_date")
       yield beam.pvalue.TaggedOutput(UP_TO_DATE, pair)
     else:

@@ -23,7 +23,7 @@ from apache_beam.ml.inference.base import RunInference
 from model_loader import native, tfx
 from transforms import counters, scenes
 from transforms.composite import sparsify
-from transforms.records import Window
+from transforms.records import Window, WindowFailure
 
 BACKENDS = ("native", "tfx")
 
@@ -73,12 +73,25 @@ def _finish(win: Window, restored, overlap: int):
   return win.tile_key, result
 
 
+def _failed(win: Window, reason: str):
+  """``(tile_key, WindowFailure)`` for a window whose inference failed."""
+  counters.inc("failed_infer_windows")
+  return win.tile_key, WindowFailure(y=win.y, x=win.x, reason=reason, scene=bool(win.spill_to))
+
+
+def _one_line(e) -> str:
+  return " ".join(f"{type(e).__name__}: {e}".split())[:500]
+
+
 class _FromPrediction(beam.DoFn):
   def __init__(self, overlap: int):
     self._overlap = overlap
 
   def process(self, prediction):
-    yield _finish(prediction.example, prediction.inference, self._overlap)
+    try:
+      yield _finish(prediction.example, prediction.inference, self._overlap)
+    except Exception as e:  # pylint: disable=broad-except
+      yield _failed(prediction.example, f"the model's output was unusable: {_one_line(e)}")
 
 
 class _FromTfxPrediction(beam.DoFn):
@@ -87,7 +100,40 @@ class _FromTfxPrediction(beam.DoFn):
 
   def process(self, keyed):
     win, log = keyed
-    yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap)
+    try:
+      yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap)
+    except Exception as e:  # pylint: disable=broad-except
+      yield _failed(win, f"the model's output was unusable: {_one_line(e)}")
+
+
+class _FromFailedBatch(beam.DoFn):
+  """``(batch, error)`` of RunInference's dead-letter output -> a
+  :class:`WindowFailure` per window of the batch."""
+
+  def process(self, failed):
+    batch, error = failed
+    if isinstance(error, tuple) and len(error) >= 3:  # (type, repr, traceback lines) from Beam.
+      text = "".join(error[2]) if isinstance(error[2], (list, tuple)) else str(error[2])
+      name = getattr(error[0], "__name__", str(error[0]))
+      at = text.rfind(name + ":")
+      reason = " ".join((text[at:] if at >= 0 else str(error[1])).split())[:500]
+    else:
+      reason = _one_line(error)
+    for element in batch:
+      win = element[0] if isinstance(element, tuple) else element
+      yield _failed(win, f"inference failed for its batch: {reason}")
+
+
+def run_inference_safely(windows, inference: RunInference, to_results: beam.DoFn):
+  """Windows through ``inference`` with exception handling: a batch that
+  raises becomes a :class:`WindowFailure` per window instead of ending the run.
+
+  Returns one PCollection of ``(tile_key, WindowResult | SpillRef | WindowFailure)``.
+  """
+  main, dlq = windows | "RunInference" >> inference.with_exception_handling()
+  good = main | "Sparsify" >> beam.ParDo(to_results)
+  bad = dlq.failed_inferences | "FailedBatches" >> beam.ParDo(_FromFailedBatch())
+  return (good, bad) | "WithFailures" >> beam.Flatten()
 
 
 @dataclasses.dataclass
@@ -105,15 +151,11 @@ class Infer(beam.PTransform):
           s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
           max_batch_duration_secs=s.max_batch_duration_secs, large_model=s.large_model,
           model_copies=s.model_copies, accelerator=s.accelerator)
-      return (windows
-              | "RunInference" >> RunInference(handler)
-              | "Sparsify" >> beam.ParDo(_FromPrediction(s.overlap)))
+      return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap))
     handler = tfx.create_handler(s.model_uri, min_batch_size=s.min_batch_size,
                                  max_batch_size=s.max_batch_size, large_model=s.large_model)
     inference = RunInference(handler)
     if s.accelerator:
       inference = inference.with_resource_hints(accelerator=s.accelerator)
-    return (windows
-            | "ToExample" >> beam.Map(lambda w: (w, tfx.serialize_example(w.image, w.mask)))
-            | "RunInference" >> inference
-            | "Sparsify" >> beam.ParDo(_FromTfxPrediction(s.overlap)))
+    examples = windows | "ToExample" >> beam.Map(lambda w: (w, tfx.serialize_example(w.image, w.mask)))
+    return run_inference_safely(examples, inference, _FromTfxPrediction(s.overlap))

@@ -9,6 +9,7 @@ pixels to cover cloud edges and halos.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 import numpy as np
@@ -38,6 +39,12 @@ class MaskSpec:
   def __post_init__(self):
     if not (self.source in ("file", "nodata") or self.source.startswith("band:")):
       raise ValueError(f"mask source must be file, nodata or band:K, got {self.source!r}")
+    if self.source.startswith("band:"):
+      k = self.source.split(":", 1)[1]
+      if not (k.isdigit() and int(k) >= 1):
+        raise ValueError(f"mask source band:K needs a 1-based band number K, got {self.source!r}")
+    if self.threshold is not None and not math.isfinite(self.threshold):
+      raise ValueError(f"--mask-threshold must be a finite number, got {self.threshold}")
     if self.dilate < 0:
       raise ValueError("dilate must be >= 0")
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import posixpath
+import re
 from typing import Iterator, Optional
 
 import apache_beam as beam
@@ -18,6 +21,43 @@ DEAD = "dead"
 IMAGE_EXTS = TIFF_EXTS + PIL_EXTS
 
 
+TEMPLATE_FIELDS = ("stem", "dir", "date")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def check_template(template: str, flag: str = "--masks") -> str:
+  """Returns ``template`` when its placeholders are only ``{stem}`` and ``{dir}``
+  (``{date}`` is filled from ``--date`` before the run starts).
+
+  Raises:
+    ValueError: another placeholder (``{0}``, ``{name}``, ``{stem.__class__}``),
+      or ``{date}`` left without ``--date``.
+  """
+  names = [m.group(1) for m in _PLACEHOLDER.finditer(template)]
+  bad = [n for n in names if n not in TEMPLATE_FIELDS]
+  if bad:
+    raise ValueError(f"{flag} {template!r}: unknown placeholder {{{bad[0]}}}; "
+                     "a template may hold only {stem}, {dir} and {date}")
+  if "date" in names:
+    raise ValueError(f"{flag} {template!r} has {{date}} but no --date was given")
+  return template
+
+
+def fill_template(template: str, **values: str) -> str:
+  """Substitutes ``{stem}``, ``{dir}``, ``{date}`` literally: nothing is evaluated
+  (unlike ``str.format``), and any other ``{…}`` is refused.
+
+  >>> fill_template("{dir}/{stem}.png", stem="a", dir="/x")
+  '/x/a.png'
+  """
+  def sub(m: re.Match) -> str:
+    name = m.group(1)
+    if name not in TEMPLATE_FIELDS or values.get(name) is None:
+      raise ValueError(f"template {template!r}: no value for {m.group(0)}")
+    return values[name]
+  return _PLACEHOLDER.sub(sub, template)
+
+
 def mask_path_for(image_path: str, template: str) -> str:
   """Fills ``{stem}`` and ``{dir}`` of a mask template for one image.
 
@@ -27,34 +67,50 @@ def mask_path_for(image_path: str, template: str) -> str:
   '/data/x/t1_mask.tif'
   """
   stem, _ = split_ext(image_path)
-  folder = posixpath.dirname(image_path) if "://" in image_path else _local_dir(image_path)
-  return template.format(stem=stem, dir=folder)
+  folder = posixpath.dirname(image_path) if "://" in image_path else os.path.dirname(image_path)
+  return fill_template(template, stem=stem, dir=folder)
 
 
-def _local_dir(path: str) -> str:
-  import os  # pylint: disable=import-outside-toplevel
-  return os.path.dirname(path)
+def glob_escape(path: str) -> str:
+  """``path`` as a Beam match pattern that matches only itself (``[``, ``?``, ``*`` escaped)."""
+  return "".join(f"[{c}]" if c in "[?*" else c for c in path)
 
 
-def unreadable_local_matches(pattern: str) -> list[DeadLetter]:
+def inside(path: str, folder: str) -> bool:
+  """True when ``path`` is ``folder`` or lies under it (local paths resolved)."""
+  if FileSystems.get_scheme(path) is None and FileSystems.get_scheme(folder) is None:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+  folder = folder.rstrip("/")
+  return path == folder or path.startswith(folder + "/")
+
+
+def unreadable_local_matches(pattern: str, exclude: Optional[str] = None) -> list[DeadLetter]:
   """Local paths ``pattern`` matches that Beam's matcher silently drops.
 
-  Beam skips any entry it cannot stat: broken symlinks and symlink loops would
-  vanish from the run without a trace. They are dead letters instead.
+  Beam skips any entry it cannot stat and any directory: broken symlinks,
+  symlink loops, and directories (or symlinks to directories) named like
+  images would vanish from the run without a trace. They are dead letters
+  instead (the output tree ``exclude`` aside).
   """
   if FileSystems.get_scheme(pattern) is not None:
     return []
-  # pylint: disable=import-outside-toplevel
-  import os
-  import re
-
-  from apache_beam.io.filesystem import FileSystem
+  from apache_beam.io.filesystem import FileSystem  # pylint: disable=import-outside-toplevel
   prefix = re.match(r"^[^[*?]*", pattern).group(0)
   if prefix == pattern:
+    if os.path.isdir(pattern):
+      return [DeadLetter(pattern, "match", "a directory, not a file")]
     return []
   regex = re.compile(FileSystem.translate_pattern(pattern))
   dead = []
-  for base, _, files in os.walk(os.path.dirname(prefix) or "."):  # As Beam lists: links not followed.
+  for base, dirs, files in os.walk(os.path.dirname(prefix) or "."):  # As Beam lists: links not followed.
+    if exclude and inside(base, exclude):
+      dirs[:] = []
+      continue
+    for name in sorted(dirs):
+      path = os.path.join(base, name)
+      if regex.match(path) and not (exclude and inside(path, exclude)):
+        dead.append(DeadLetter(path, "match", "a directory (or a symlink to one), not a file"))
     for name in sorted(files):
       path = os.path.join(base, name)
       if not regex.match(path):
@@ -70,13 +126,20 @@ def unreadable_local_matches(pattern: str) -> list[DeadLetter]:
 class PairWithMask(beam.DoFn):
   """``FileMetadata`` -> :class:`TilePair`, or a dead letter (tag ``dead``)."""
 
-  def __init__(self, mask_template: Optional[str]):
+  def __init__(self, mask_template: Optional[str], output_dir: Optional[str] = None):
     self._template = mask_template
+    self._output = output_dir
 
   def process(self, meta) -> Iterator:
+    counters.inc("matched")
+    try:
+      yield from self._pair(meta)
+    except Exception as e:  # pylint: disable=broad-except
+      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(meta.path, "match", f"{type(e).__name__}: {e}"))
+
+  def _pair(self, meta) -> Iterator:
     path = meta.path
     stem, ext = split_ext(path)
-    counters.inc("matched")
     if ext.lower() not in IMAGE_EXTS:
       yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
           path, "match", f"unsupported extension {ext!r}; expected one of {IMAGE_EXTS}"))
@@ -92,14 +155,20 @@ class PairWithMask(beam.DoFn):
       if not found:
         yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(path, "match", f"mask not found: {mask_path}"))
         return
+      if self._output and inside(mask_path, FileSystems.join(self._output, "restored")):
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
+            path, "match", f"its mask {mask_path} lies in the output's restored/ folder, where "
+                           "restored tiles are written: refused so no input is overwritten"))
+        return
     yield TilePair(image_path=path, stem=stem, mask_path=mask_path,
                    mtime=float(getattr(meta, "last_updated_in_seconds", 0.0) or 0.0),
                    size_bytes=int(meta.size_in_bytes or 0))
 
 
 class FirstPerStem(beam.DoFn):
-  """One input per output name: of several images with the same stem, the
-  first path (sorted) wins and the others are dead letters."""
+  """One input per output name (``restored/{stem}{ext}``): of several images
+  with the same file name, the first path (sorted) wins and the others are
+  dead letters. ``a.tif`` and ``a.png`` have different outputs: both stay."""
 
   def process(self, grouped):
     _, pairs = grouped
@@ -109,6 +178,13 @@ class FirstPerStem(beam.DoFn):
       counters.inc("failed_duplicate_stem")
       yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
           other.image_path, "match", f"same output name as {pairs[0].image_path}"))
+
+
+def _not_inside(meta, output_dir: Optional[str]) -> bool:
+  if output_dir and inside(meta.path, output_dir):
+    logging.getLogger(__name__).info("not an input: %s lies in the output folder", meta.path)
+    return False
+  return True
 
 
 @dataclasses.dataclass
@@ -124,23 +200,33 @@ class MatchPairs(beam.PTransform):
     mask_template: Where each image's mask is (``{stem}``, ``{dir}``), or None
       when masks come from the image itself.
     since: Only images modified at or after this time (epoch seconds).
+    output_dir: The run's output folder: inputs under it are not matched
+      (a re-run never takes in its own outputs), and masks in its
+      ``restored/`` are refused.
   """
 
   pattern: str
   mask_template: Optional[str] = None
   since: Optional[float] = None
+  output_dir: Optional[str] = None
+
+  def __post_init__(self):
+    if self.mask_template:
+      check_template(self.mask_template)
 
   def expand(self, pbegin):
-    since = self.since
+    since, output = self.since, self.output_dir
     metas = (pbegin
              | "MatchFiles" >> fileio.MatchFiles(self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
              | "Since" >> beam.Filter(lambda m: since is None or (m.last_updated_in_seconds or 0) >= since)
+             | "NotOutput" >> beam.Filter(_not_inside, output)
              | "Reshuffle" >> beam.Reshuffle())
-    paired = metas | "Pair" >> beam.ParDo(PairWithMask(self.mask_template)).with_outputs(DEAD, main="pairs")
+    paired = metas | "Pair" >> beam.ParDo(PairWithMask(self.mask_template, output)).with_outputs(
+        DEAD, main="pairs")
     unique = (paired.pairs
-              | "ByStem" >> beam.Map(lambda p: (p.stem, p))
+              | "ByStem" >> beam.Map(lambda p: (p.name, p))
               | "GroupByStem" >> beam.GroupByKey()
               | "FirstPerStem" >> beam.ParDo(FirstPerStem()).with_outputs(DEAD, main="pairs"))
-    unreadable = pbegin | "Unreadable" >> beam.Create(unreadable_local_matches(self.pattern))
+    unreadable = pbegin | "Unreadable" >> beam.Create(unreadable_local_matches(self.pattern, output))
     dead = (paired[DEAD], unique[DEAD], unreadable) | "FlattenDead" >> beam.Flatten()
     return {"pairs": unique.pairs, DEAD: dead}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import struct
 import tempfile
 import uuid
 from typing import Any, Optional
@@ -59,6 +60,18 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
       f.write(data)
 
 
+def delete_folder(folder: str) -> None:
+  """Deletes ``folder`` and what is in it, its name taken literally (never a glob)."""
+  if FileSystems.get_scheme(folder) is None:
+    import shutil  # pylint: disable=import-outside-toplevel
+    shutil.rmtree(folder, ignore_errors=True)
+    return
+  literal = "".join(f"[{c}]" if c in "[?*" else c for c in folder.rstrip("/"))
+  found = FileSystems.match([literal + "/**"])[0].metadata_list
+  if found:
+    FileSystems.delete([m.path for m in found])
+
+
 def exists(path: str) -> bool:
   return FileSystems.exists(path)
 
@@ -75,7 +88,7 @@ def decode_raster(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   if ext in TIFF_EXTS:
     return _decode_tiff(data, ext)
   if ext in PIL_EXTS:
-    return _decode_pil(data, ext)
+    return decode_pil(data, ext)
   raise DecodeError(f"unsupported file extension {ext!r}; expected one of "
                     f"{TIFF_EXTS + PIL_EXTS}")
 
@@ -94,11 +107,23 @@ def _decode_tiff(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   return np.ascontiguousarray(np.moveaxis(arr, 0, -1)), profile
 
 
+# Metadata domains GDAL manages itself (rewritten on every write).
+_GDAL_DOMAINS = ("IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "SUBDATASETS", "RPC")
+
+
 def tiff_profile(src, ext: str) -> dict[str, Any]:
-  """The profile of an open rasterio dataset (see :class:`records.Tile`)."""
+  """The profile of an open rasterio dataset (see :class:`records.Tile`).
+
+  Besides CRS, transform, no-data and descriptions it keeps what a GeoTIFF
+  may carry and an output must not lose: ground control points (``gcps``:
+  ``[row, col, x, y, z, id, info]`` each, in ``gcp_crs``), RPCs, per-band
+  ``band_meta`` (scale, offset, unit, tags) and namespaced tag domains
+  (``tag_domains``).
+  """
   if len(set(src.dtypes)) != 1:
     raise DecodeError(f"bands of mixed dtypes {src.dtypes}")
-  return {
+  gcps, gcp_crs = src.gcps
+  profile = {
       "driver": "GTiff",
       "dtype": src.dtypes[0],
       "nodata": src.nodata,
@@ -111,6 +136,30 @@ def tiff_profile(src, ext: str) -> dict[str, Any]:
       "width": src.width,
       "count": src.count,
   }
+  if gcps:
+    profile["gcps"] = [[g.row, g.col, g.x, g.y, g.z, g.id, g.info] for g in gcps]
+    profile["gcp_crs"] = gcp_crs.to_wkt() if gcp_crs else None
+    profile["transform"] = None  # The GCPs are the georeferencing.
+  if src.rpcs:
+    profile["rpcs"] = src.rpcs.to_gdal()
+  profile["band_meta"] = [
+      {"scale": src.scales[i], "offset": src.offsets[i], "unit": src.units[i],
+       "tags": dict(src.tags(i + 1))} for i in range(src.count)]
+  domains = {}
+  for ns in src.tag_namespaces() or []:
+    if ns and ns not in _GDAL_DOMAINS and not ns.startswith("xml:"):
+      domains[ns] = dict(src.tags(ns=ns))
+  if domains:
+    profile["tag_domains"] = domains
+  return profile
+
+
+def select_bands(profile: dict[str, Any], band_index) -> dict[str, Any]:
+  """The profile with its per-band metadata (``band_meta``) for ``band_index`` only."""
+  meta = profile.get("band_meta")
+  if not meta:
+    return profile
+  return dict(profile, band_meta=[meta[i] for i in band_index])
 
 
 def local_copy(path: str) -> tuple[str, bool]:
@@ -142,18 +191,25 @@ def upload_file_atomic(local_path: str, dest: str) -> None:
   os.remove(local_path)
 
 
-def _decode_pil(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
+def decode_pil(data: bytes, ext: str, palette: str = "rgb") -> tuple[np.ndarray, dict[str, Any]]:
+  """PNG/JPEG bytes to ``[H, W, C]``; ``palette="index"`` keeps a palette
+  image's indices (masks) instead of its colours."""
   from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(io.BytesIO(data)) as im:
       im.load()
-      if im.mode == "P":
+      fmt = im.format
+      if im.mode in ("P", "PA") and palette == "index":
+        if im.mode == "PA":
+          im = im.getchannel(0)
+      elif im.mode in ("P", "PA"):
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
       elif im.mode in ("1",):
         im = im.convert("L")
       arr = np.asarray(im)
-      fmt = im.format
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+  except Image.DecompressionBombError as e:
+    raise ValueError(f"header claims too many pixels: {e}") from e
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as e:
     raise DecodeError(f"not a readable {ext} image: {e}") from e
   if arr.dtype == np.int32:  # Pillow's "I" mode for 16-bit PNGs.
     arr = arr.astype(np.uint16)
@@ -187,7 +243,7 @@ def tiff_write_kwargs(profile: dict[str, Any], h: int, w: int, c: int) -> dict[s
     kwargs.update(tiled=True, blockxsize=256, blockysize=256)
   if profile.get("crs"):
     kwargs["crs"] = profile["crs"]
-  if profile.get("transform"):
+  if profile.get("transform") and not profile.get("gcps"):
     kwargs["transform"] = Affine(*profile["transform"])
   if profile.get("nodata") is not None:
     kwargs["nodata"] = profile["nodata"]
@@ -197,10 +253,34 @@ def tiff_write_kwargs(profile: dict[str, Any], h: int, w: int, c: int) -> dict[s
 
 
 def finish_tiff(dst, profile: dict[str, Any], tags: dict[str, str]) -> None:
-  """Band descriptions and tags of an output GeoTIFF open for writing."""
+  """Band descriptions, tags and the rest of the input's metadata (see
+  :func:`tiff_profile`) on an output GeoTIFF open for writing."""
+  from rasterio.control import GroundControlPoint  # pylint: disable=import-outside-toplevel
+  from rasterio.crs import CRS  # pylint: disable=import-outside-toplevel
   for i, d in enumerate(profile.get("descriptions") or [], start=1):
     if d and i <= dst.count:
       dst.set_band_description(i, d)
+  if profile.get("gcps"):
+    gcps = [GroundControlPoint(row=g[0], col=g[1], x=g[2], y=g[3], z=g[4], id=g[5], info=g[6])
+            for g in profile["gcps"]]
+    dst.gcps = (gcps, CRS.from_wkt(profile["gcp_crs"]) if profile.get("gcp_crs") else None)
+  if profile.get("rpcs"):
+    from rasterio.rpc import RPC  # pylint: disable=import-outside-toplevel
+    dst.rpcs = RPC.from_gdal(profile["rpcs"])
+  meta = (profile.get("band_meta") or [])[:dst.count]
+  if meta and len(meta) == dst.count:
+    if any(m["scale"] not in (None, 1.0) for m in meta):
+      dst.scales = [1.0 if m["scale"] is None else m["scale"] for m in meta]
+    if any(m["offset"] not in (None, 0.0) for m in meta):
+      dst.offsets = [0.0 if m["offset"] is None else m["offset"] for m in meta]
+    if any(m["unit"] for m in meta):
+      dst.units = [m["unit"] or "" for m in meta]
+    for i, m in enumerate(meta, start=1):
+      if m["tags"]:
+        dst.update_tags(i, **m["tags"])
+  for ns, values in (profile.get("tag_domains") or {}).items():
+    if values:
+      dst.update_tags(ns=ns, **values)
   all_tags = {k: v for k, v in (profile.get("tags") or {}).items()}
   all_tags.update(tags)
   if all_tags:
@@ -221,6 +301,8 @@ def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
 def _encode_pil(image: np.ndarray, profile: dict[str, Any],
                 tags: dict[str, str]) -> bytes:
   from PIL import Image, PngImagePlugin  # pylint: disable=import-outside-toplevel
+  if profile["ext"].lower() == ".png" and image.dtype == np.uint16 and image.shape[2] > 1:
+    return _encode_png16(image, tags)
   arr = image[:, :, 0] if image.shape[2] == 1 else image
   im = Image.fromarray(arr)
   buf = io.BytesIO()
@@ -233,6 +315,50 @@ def _encode_pil(image: np.ndarray, profile: dict[str, Any],
   else:
     im.save(buf, format="JPEG", quality=95)
   return buf.getvalue()
+
+
+def _encode_png16(image: np.ndarray, tags: dict[str, str]) -> bytes:
+  """16-bit colour PNG through GDAL (Pillow cannot write 48/64-bit PNG);
+  tags become PNG text chunks, as Pillow writes them."""
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  from rasterio.errors import NotGeoreferencedWarning  # pylint: disable=import-outside-toplevel
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  h, w, c = image.shape
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    with MemoryFile() as mem:
+      with mem.open(driver="PNG", height=h, width=w, count=c, dtype="uint16",
+                    WRITE_METADATA_AS_TEXT="YES") as dst:
+        dst.write(np.moveaxis(image, -1, 0))
+        if tags:
+          dst.update_tags(**{k: str(v) for k, v in tags.items()})
+      return mem.read()
+
+
+def read_tags_at(path: str) -> dict[str, str]:
+  """The metadata tags of a raster file (TIFF tags, PNG text); {} when it is
+  not a regular, readable raster. Local files are read from their path (the
+  header and tags only)."""
+  import stat  # pylint: disable=import-outside-toplevel
+  ext = split_ext(path)[1].lower()
+  if FileSystems.get_scheme(path) is not None:
+    return read_tags(read_bytes(path), ext)
+  try:
+    if not stat.S_ISREG(os.stat(path).st_mode):
+      return {}
+    if ext in TIFF_EXTS:
+      import rasterio  # pylint: disable=import-outside-toplevel
+      with rasterio.open(path) as src:
+        return dict(src.tags())
+    if ext == ".png":
+      from PIL import Image  # pylint: disable=import-outside-toplevel
+      with Image.open(path) as im:
+        im.load()
+        return {k: str(v) for k, v in getattr(im, "text", {}).items()}
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  return {}
 
 
 def read_tags(data: bytes, ext: str) -> dict[str, str]:

@@ -42,6 +42,11 @@ class TilePair:
   mtime: float = 0.0
   size_bytes: int = 0
 
+  @property
+  def name(self) -> str:
+    """The image's file name: names its output and keys its tile (unique in a run)."""
+    return self.image_path.rstrip("/").rsplit("/", 1)[-1]
+
 
 @dataclasses.dataclass
 class Tile:
@@ -66,7 +71,7 @@ class Tile:
 
   @property
   def key(self) -> str:
-    return self.pair.stem
+    return self.pair.name
 
 
 @dataclasses.dataclass
@@ -118,6 +123,25 @@ class WindowResult:
   values: np.ndarray
   weights: np.ndarray
   seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowFailure:
+  """A window whose inference failed; its tile becomes an ``infer`` dead letter.
+
+  It travels where the window's :class:`WindowResult` (or, for large scenes,
+  its ``SpillRef``) would have gone.
+
+  Attributes:
+    y, x: The window's top-left corner in the tile.
+    reason: Why (the exception, in one line).
+    scene: True for a window of a large scene (it joins the scene's spills).
+  """
+
+  y: int
+  x: int
+  reason: str
+  scene: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,9 +34,9 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import counters, metrics
 from transforms.composite import composite
 from transforms.incremental import output_path, provenance_tags
-from transforms.raster_io import (finish_tiff, read_bytes, tiff_write_kwargs, upload_file_atomic,
+from transforms.raster_io import (delete_folder, finish_tiff, read_bytes, tiff_write_kwargs, upload_file_atomic,
                                   write_bytes_atomic)
-from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowResult
+from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowFailure, WindowResult
 from transforms.window import WindowSpec, cut_rows, to_unit, value_range
 
 DEAD = "dead"
@@ -73,7 +73,7 @@ class SceneRef:
 
   @property
   def key(self) -> str:
-    return self.pair.stem
+    return self.pair.name
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -167,10 +167,18 @@ class AssembleScenes(beam.DoFn):
   def process(self, joined) -> Iterator:
     _, groups = joined
     spills = sorted(groups["spills"], key=lambda s: (s.y, s.x))
+    failures = [s for s in spills if isinstance(s, WindowFailure)]
     for ref in groups["scene"]:
+      if failures:  # Inference failed for some of its windows (see transforms.infer).
+        self._cleanup(ref)
+        counters.inc("failed_infer")
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
+            ref.pair.image_path, "infer", f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        continue
       try:
         yield self._assemble(ref, spills)
       except Exception as e:  # pylint: disable=broad-except
+        self._cleanup(ref)
         counters.inc("failed_write")
         yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(ref.pair.image_path, "write",
                                                         f"{type(e).__name__}: {e}"))
@@ -246,14 +254,8 @@ class AssembleScenes(beam.DoFn):
                       output=dest, metrics=measured)
 
   def _cleanup(self, ref: SceneRef) -> None:
-    folder = spill_dir(self._spec.output_dir, ref.key)
     try:
-      if FileSystems.exists(folder) or FileSystems.get_scheme(folder) is not None:
-        found = FileSystems.match([folder.rstrip("/") + "/*"])[0].metadata_list
-        if found:
-          FileSystems.delete([m.path for m in found])
-        if FileSystems.get_scheme(folder) is None and os.path.isdir(folder):
-          os.rmdir(folder)
+      delete_folder(spill_dir(self._spec.output_dir, ref.key))
     except Exception:  # pylint: disable=broad-except
       pass  # Left-over spills are overwritten by the next run.
     remove_local_copy(ref)

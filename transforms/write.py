@@ -18,6 +18,7 @@ from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
 from transforms.raster_io import (DecodeError, decode_raster, encode_raster, read_bytes, split_ext,
                                   write_bytes_atomic)
+from transforms.raster_open import check_regular
 from transforms.records import RESTORED, DeadLetter, RestoredTile, TileResult
 from transforms.window import to_unit, value_range
 
@@ -61,6 +62,7 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   truth = None
   if spec.reference_template:
     ref_path = mask_path_for(tile.pair.image_path, spec.reference_template)
+    check_regular(ref_path)  # A FIFO would block the read forever.
     ref, _ = decode_raster(read_bytes(ref_path), split_ext(ref_path)[1])
     if ref.shape != item.restored.shape:
       raise ValueError(f"reference {ref_path} is {ref.shape}, the tile {item.restored.shape}")

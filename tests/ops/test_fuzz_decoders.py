@@ -139,3 +139,44 @@ def test_scene_path_dead_letters_any_mutated_tiff(tmp_path):
     _dead_letter_or(SceneRef, list(dofn.process(_pair(tmp_path, image, mask))))  # Must not raise.
 
   check()
+
+
+def _png16() -> bytes:
+  """A 16-bit RGB PNG (decoded by GDAL's PNG driver, not Pillow)."""
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  a = np.random.default_rng(3).integers(0, 65535, (3, 32, 32)).astype(np.uint16)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+    with MemoryFile() as mem:
+      with mem.open(driver="PNG", height=32, width=32, count=3, dtype="uint16") as dst:
+        dst.write(a)
+      return mem.read()
+
+
+SEEDS[".png16"] = [_png16()]
+
+
+def test_png_images_of_8_and_16_bits_dead_letter_when_mutated(tmp_path):
+  """Mutated 8-bit and 16-bit RGB PNG images (issue 9: the header is read
+  before decoding, 16-bit goes through GDAL): a tile or a dead letter."""
+  dofn = DecodeTiles(DecodeSpec(mask=MaskSpec(source="file"), model_bands=3))
+  mask = SEEDS[".png"][0]
+
+  @FUZZ
+  @given(image=st.one_of(mutated(".png16"), mutated(".png")))
+  def check(image):
+    image_path, mask_path = str(tmp_path / "t.png"), str(tmp_path / "t_mask.png")
+    with open(image_path, "wb") as f:
+      f.write(image)
+    with open(mask_path, "wb") as f:
+      f.write(mask)
+    pair = TilePair(image_path=image_path, stem="t", mask_path=mask_path, size_bytes=len(image))
+    out = list(dofn.process(pair))  # Must not raise.
+    _dead_letter_or(Tile, out)
+    if isinstance(out[0], Tile) and out[0].image.dtype == np.uint16:
+      assert out[0].image.shape[2] == 3
+
+  check()
