@@ -56,7 +56,8 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
   """
   out = args.output
   mask = MaskSpec(source=args.mask_source, threshold=args.mask_threshold,
-                  dilate=args.dilate, nodata=args.nodata)
+                  dilate=args.dilate, nodata=args.nodata, bits=tuple(getattr(args, "mask_bits", None) or ()),
+                  values=tuple(getattr(args, "mask_values", None) or ()))
   vrange = tuple(args.value_range) if args.value_range else None
 
   matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
