@@ -24,6 +24,7 @@ from pipeline import options as cli_options
 from pipeline import summary as summary_lib
 from transforms.composite import CompositeTiles
 from transforms.decode import Decode, DecodeSpec
+from transforms.geotiff_out import TiffSpec
 from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
@@ -59,6 +60,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                   dilate=args.dilate, nodata=args.nodata, bits=tuple(getattr(args, "mask_bits", None) or ()),
                   values=tuple(getattr(args, "mask_values", None) or ()))
   vrange = tuple(args.value_range) if args.value_range else None
+  tiff = TiffSpec(cog=bool(getattr(args, "cog", False)), options=tuple(getattr(args, "co", None) or ()))
 
   matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
   todo = matched["pairs"] | "Incremental" >> Incremental(
@@ -89,13 +91,13 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=args.reference, value_range=vrange))).with_outputs("dead", main="results")
+      reference_template=args.reference, value_range=vrange, tiff=tiff))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
                | "JoinScenes" >> beam.CoGroupByKey()
                | "AssembleScenes" >> beam.ParDo(AssembleScenes(SceneWriteSpec(
                    output_dir=out, model_version=card.version, evaluate=args.evaluate,
-                   value_range=vrange))).with_outputs("dead", main="results"))
+                   value_range=vrange, tiff=tiff))).with_outputs("dead", main="results"))
 
   results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
   dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)

@@ -110,6 +110,9 @@ def tiff_profile(src, ext: str) -> dict[str, Any]:
       "height": src.height,
       "width": src.width,
       "count": src.count,
+      # Kept on output unless --cog/--co say otherwise (transforms.geotiff_out).
+      "compress": src.compression.value if src.compression else None,
+      "overviews": list(src.overviews(1)) if src.count else [],
   }
 
 

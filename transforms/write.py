@@ -1,27 +1,37 @@
-"""Stage 6: write each restored tile and measure it.
+"""Stage 6: write each restored tile and its provenance, and measure it.
 
 Output names are deterministic (``restored/{stem}{ext}``), in the input's
 format, dtype and band count, with its georeferencing, no-data value and band
-descriptions. Writes are atomic (see :mod:`transforms.raster_io`).
+descriptions; GeoTIFFs keep the input's compression and overviews, or are laid
+out as ``--cog``/``--co`` say (:mod:`transforms.geotiff_out`). Beside each,
+``provenance/{stem}.tif`` says where each pixel came from
+(:mod:`transforms.provenance`); it is written first, so a finished output
+always has one. Writes are atomic (see :mod:`transforms.raster_io`).
+
+Metrics are on the 0…1 scale of ``--value-range`` (see :mod:`transforms.metrics`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Iterator, Optional
 
 import apache_beam as beam
+import numpy as np
 
-from transforms import counters, metrics
+from transforms import counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
-from transforms.raster_io import (DecodeError, decode_raster, encode_raster, read_bytes, split_ext,
-                                  write_bytes_atomic)
+from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes,
+                                  split_ext, write_bytes_atomic)
 from transforms.records import RESTORED, DeadLetter, RestoredTile, TileResult
 from transforms.window import to_unit, value_range
 
 DEAD = "dead"
+# Warn when more than this share of a tile's known pixels is outside --value-range.
+OUTSIDE_WARN = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +46,7 @@ class WriteSpec:
     reference_template: A clear acquisition of the same place per tile
       (``{stem}``, ``{dir}``): report the same figures against it.
     value_range: The 0…1 scaling, or None for the dtype's range.
+    tiff: How GeoTIFF outputs are laid out (``--cog``, ``--co``).
   """
 
   output_dir: str
@@ -43,6 +54,34 @@ class WriteSpec:
   evaluate: bool = False
   reference_template: Optional[str] = None
   value_range: Optional[tuple[float, float]] = None
+  tiff: geotiff_out.TiffSpec = geotiff_out.TiffSpec()
+
+
+def outside_range(image: np.ndarray, mask: np.ndarray, vrange: tuple[float, float],
+                  nodata: Optional[float] = None) -> float:
+  """Share of the known (unmasked, not no-data) pixel values outside ``vrange``."""
+  known = ~mask & ~provenance.nodata_pixels(image, nodata)
+  values = image[known]
+  if values.size == 0:
+    return 0.0
+  lo, hi = vrange
+  return float(np.mean((values < lo) | (values > hi)))
+
+
+def encode_output(item: RestoredTile, spec: WriteSpec, tags: dict) -> bytes:
+  """The restored tile's bytes: GeoTIFF laid out per ``spec.tiff``, else the input's format."""
+  profile = item.tile.profile
+  if profile["ext"].lower() in TIFF_EXTS:
+    return geotiff_out.encode(item.restored, profile, tags, spec.tiff)
+  return encode_raster(item.restored, profile, tags)
+
+
+def provenance_of(item: RestoredTile) -> np.ndarray:
+  """The engine's provenance classes, or classes derived from the mask."""
+  tile = item.tile
+  if item.provenance is not None:
+    return provenance.check(item.provenance, tile.mask.shape)
+  return provenance.derive(item.restored, tile.mask, tile.profile.get("nodata"))
 
 
 def measure(item: RestoredTile, spec: WriteSpec) -> dict:
@@ -52,6 +91,13 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   unit = to_unit(item.restored, lo, hi)
   out = metrics.hole_stats(tile.mask)
   out["windows"] = item.windows
+  out["value_scale"] = [lo, hi]
+  out["outside_value_range"] = outside_range(tile.image, tile.mask, (lo, hi), tile.profile.get("nodata"))
+  if out["outside_value_range"] > OUTSIDE_WARN:
+    counters.inc("tiles_outside_value_range")
+    logging.getLogger(__name__).warning(
+        "%s: %.1f %% of the known pixels are outside the value range %g…%g (--value-range)",
+        tile.pair.image_path, 100 * out["outside_value_range"], lo, hi)
   out["seam"] = metrics.seam_score(unit, tile.mask)
   truth = None
   if spec.reference_template:
@@ -78,7 +124,10 @@ class WriteTiles(beam.DoFn):
     start = time.perf_counter()
     path = output_path(self._spec.output_dir, tile.pair.image_path)
     try:
-      data = encode_raster(item.restored, tile.profile, provenance_tags(tile.pair, self._spec.model_version))
+      classes = provenance_of(item)
+      write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path),
+                         provenance.encode(classes, tile.profile))
+      data = encode_output(item, self._spec, provenance_tags(tile.pair, self._spec.model_version))
       write_bytes_atomic(path, data)
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
@@ -89,10 +138,12 @@ class WriteTiles(beam.DoFn):
       measured = measure(item, self._spec)
     except (ValueError, DecodeError, OSError) as e:
       measured = {"metrics_error": str(e)}
+    measured["provenance"] = {provenance.CLASSES[int(k)]: int(n)
+                              for k, n in zip(*np.unique(classes, return_counts=True))}
     measured["seconds"] = {k: round(v, 6) for k, v in tile.timings.items()}
     counters.inc("restored")
     counters.record("write_ms", 1000 * tile.timings["write"])
-    counters.record("coverage_permille", 1000 * measured["coverage"])
+    counters.record("coverage_permille", 1000 * measured.get("coverage", 0.0))
     yield TileResult(path=tile.pair.image_path, stem=tile.pair.stem, outcome=RESTORED,
                      output=path, metrics=measured)
 
