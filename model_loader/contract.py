@@ -53,6 +53,9 @@ class ModelCard:
       standardises each tile by its known pixels' mean and spread.
     trained_on: Data the weights were trained on (provenance).
     metrics: Validation figures recorded at export (free-form).
+    weights_sha256: SHA-256 of the weights (hex; see ``training.export``), or
+      "" for cards written before it existed. Restored tiles carry it, and the
+      incremental check redoes tiles made by other weights under one version.
   """
 
   name: str
@@ -64,6 +67,7 @@ class ModelCard:
   normalization: str = "unit"
   trained_on: Sequence[str] = ()
   metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+  weights_sha256: str = ""
 
   def to_json(self) -> str:
     d = dataclasses.asdict(self)

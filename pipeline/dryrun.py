@@ -58,7 +58,7 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
       out.append(Planned(REFUSE, path, f"mask not found: {mask}"))
       continue
     pair = TilePair(image_path=path, stem=stem, mask_path=mask, mtime=mtime)
-    if not args.overwrite and is_up_to_date(pair, args.output, card.version):
+    if not args.overwrite and is_up_to_date(pair, args.output, card.version, card.weights_sha256):
       out.append(Planned(SKIP, path, f"up to date (model {card.version})"))
       continue
     if preflight.scheme(path) is None:

@@ -123,6 +123,8 @@ def check_card(card, model_uri: str) -> None:
     value = getattr(card, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
       bad(name, f"an integer >= {low}")
+  if not isinstance(card.weights_sha256, str):
+    bad("weights_sha256", "a hex string")
   if card.overlap * 2 >= card.window:
     bad("overlap", f"less than half the window ({card.window})")
 

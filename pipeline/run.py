@@ -64,7 +64,8 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
 
   matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since)
   todo = matched["pairs"] | "Incremental" >> Incremental(
-      output_dir=out, model_version=card.version, overwrite=args.overwrite)
+      output_dir=out, model_version=card.version, overwrite=args.overwrite,
+      weights_sha256=card.weights_sha256)
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
       nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels))
@@ -91,13 +92,15 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=args.reference, value_range=vrange, tiff=tiff))).with_outputs("dead", main="results")
+      reference_template=args.reference, value_range=vrange, tiff=tiff,
+      weights_sha256=card.weights_sha256))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
                | "JoinScenes" >> beam.CoGroupByKey()
                | "AssembleScenes" >> beam.ParDo(AssembleScenes(SceneWriteSpec(
                    output_dir=out, model_version=card.version, evaluate=args.evaluate,
-                   value_range=vrange, tiff=tiff))).with_outputs("dead", main="results"))
+                   value_range=vrange, tiff=tiff, weights_sha256=card.weights_sha256)))
+               .with_outputs("dead", main="results"))
 
   results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
   dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)

@@ -9,15 +9,24 @@ session loader (``CreateModelHandler``) loads that, whereas a plain
 Command line (``cloudfill export``)::
 
   cloudfill export --weights runs/x/generator.weights.h5 \
-      --config runs/x/generator.json --out model_loader/default_model \
-      --version 1.0 [--tflite runs/x/tflite --data /work/shared/data]
+      --config runs/x/generator.json --out runs/x/model \
+      [--version 1.0] [--overwrite] [--tflite runs/x/tflite --data DIR]
+
+``--out`` is required, and an existing non-empty ``--out`` is refused unless
+``--overwrite`` is given (so the shipped ``model_loader/default_model`` is
+never replaced by accident). ``--version`` defaults to ``w`` + the first 12
+hex digits of the weights' SHA-256; the full hash is the card's
+``weights_sha256``, which restored tiles carry and the incremental check
+compares, so other weights never pass for up to date.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import sys
 import shutil
 import tempfile
 from typing import Iterable, Optional, Sequence
@@ -28,6 +37,7 @@ import tensorflow as tf
 
 from model_loader import contract
 from model_loader.contract import ModelCard
+from training.defaults import default_data_dir
 
 
 def _restore_fn(generator):
@@ -179,6 +189,29 @@ def load_generator(config_path: str, weights_path: str) -> keras.Model:
   return g
 
 
+def weights_sha256(generator: keras.Model) -> str:
+  """SHA-256 (hex) of a model's weights: every array's dtype, shape and bytes, in order."""
+  h = hashlib.sha256()
+  for w in generator.get_weights():
+    a = np.ascontiguousarray(w)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+class _UsageError(Exception):
+  pass
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+  """Refuses to replace an existing model (or any non-empty folder) without --overwrite."""
+  if os.path.isfile(out):
+    raise _UsageError(f"--out {out} is a file")
+  if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    what = "a model" if os.path.exists(os.path.join(out, "saved_model.pb")) else "a non-empty folder"
+    raise _UsageError(f"--out {out} already holds {what}; pass --overwrite to replace it")
+
+
 def _parse(argv: Optional[Sequence[str]]):
   p = argparse.ArgumentParser(
       prog="cloudfill export",
@@ -190,9 +223,13 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--weights", help="weights file (overrides --run)")
   p.add_argument("--untrained", action="store_true",
                  help="export a freshly initialised generator")
-  p.add_argument("--out", default="model_loader/default_model")
+  p.add_argument("--out", required=True,
+                 help="SavedModel directory to write (required; refused if it exists, see --overwrite)")
+  p.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out")
   p.add_argument("--name", default="cloudfill-pconv")
-  p.add_argument("--version", default="0-untrained")
+  p.add_argument("--version", default=None,
+                 help="model version (default: w + 12 hex digits of the weights' SHA-256)")
   p.add_argument("--bands", type=int, default=3)
   p.add_argument("--window", type=int, default=256)
   p.add_argument("--overlap", type=int, default=32)
@@ -201,15 +238,21 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="provenance; default: the run's trained_on.json")
   p.add_argument("--tflite", metavar="DIR",
                  help="also write float16 and INT8 TFLite models here")
-  p.add_argument("--data", default="/work/shared/data",
-                 help="training data for the INT8 representative set")
+  p.add_argument("--data", default=default_data_dir(),
+                 help="training data for the INT8 representative set (default: "
+                      "$CLOUDFILL_SHARED_DATA or ../shared/data, here %(default)s)")
   p.add_argument("--rep-samples", type=int, default=32)
   return p.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """``cloudfill export`` entry point."""
+  """``cloudfill export`` entry point; 2 (one line) for bad usage."""
   args = _parse(argv)
+  try:
+    _check_out(args.out, args.overwrite)
+  except _UsageError as e:
+    print(f"cloudfill export: {e}", file=sys.stderr)
+    return 2
   trained_on, metrics, bands = [], {}, args.bands
   if args.untrained:
     from training.generator import build_generator
@@ -233,10 +276,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.metrics:
     with open(args.metrics) as f:
       metrics.update(json.load(f))
-  card = ModelCard(name=args.name, version=args.version, bands=bands,
+  digest = weights_sha256(gen)
+  card = ModelCard(name=args.name, version=args.version or f"w{digest[:12]}", bands=bands,
                    window=args.window, overlap=args.overlap,
                    pad_multiple=gen.multiple, trained_on=tuple(trained_on),
-                   metrics=metrics)
+                   metrics=metrics, weights_sha256=digest)
   export_saved_model(gen, card, args.out)
   print(f"SavedModel written to {args.out}")
   if args.tflite:

@@ -25,13 +25,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from training.defaults import DEFAULT_TRAIN_MINUTES, default_data_dir
+
 
 def _parse(argv):
   p = argparse.ArgumentParser(prog="cloudfill train",
                               description=__doc__.split("\n\n")[0])
   a = p.add_argument
-  a("--data", default="/work/shared/data",
-    help="folder or glob of GeoTIFF/PNG scenes or tiles")
+  a("--data", default=default_data_dir(),
+    help="folder or glob of GeoTIFF/PNG scenes or tiles (default: $CLOUDFILL_SHARED_DATA "
+         "or ../shared/data beside the repository, here %(default)s)")
   a("--cloud-masks", default=None,
     help="folder of real cloud masks (default: <data>/cloud_masks)")
   a("--out", default="runs/train", help="run directory")
@@ -41,8 +44,9 @@ def _parse(argv):
   a("--val-tiles", type=int, default=32)
   a("--batch", type=int, default=16, help="global batch size")
   a("--steps", type=int, default=0, help="stop after this many steps")
-  a("--minutes", type=float, default=0.0,
-    help="stop after this much wall time (the LR schedule follows it)")
+  a("--minutes", type=float, default=None,
+    help="stop after this much wall time (the LR schedule follows it); "
+         f"default {DEFAULT_TRAIN_MINUTES:g} when --steps is not given either")
   a("--lr", type=float, default=5e-4)
   a("--lr-min", type=float, default=0.02,
     help="final LR as a fraction of --lr (cosine decay)")
@@ -69,7 +73,10 @@ def _parse(argv):
   a("--image-every", type=int, default=1000)
   a("--log-every", type=int, default=10)
   a("--no-progress", action="store_true", help="no tqdm bar")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.minutes is None:  # Never train forever by default.
+    args.minutes = 0.0 if args.steps else DEFAULT_TRAIN_MINUTES
+  return args
 
 
 def _grid(target, masked, output):

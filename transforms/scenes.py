@@ -151,6 +151,7 @@ class SceneWriteSpec:
   evaluate: bool = False
   value_range: Optional[tuple[float, float]] = None
   tiff: geotiff_out.TiffSpec = geotiff_out.TiffSpec()
+  weights_sha256: str = ""
 
 
 class AssembleScenes(beam.DoFn):
@@ -219,7 +220,7 @@ class AssembleScenes(beam.DoFn):
           dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
           prov.write(r0, provenance.derive(out, m, ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
-        finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version))
+        finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version, spec.weights_sha256))
       geotiff_out.finish_file(tmp, profile, spec.tiff)
       prov.finish(provenance.provenance_path(spec.output_dir, ref.pair.image_path))
       upload_file_atomic(tmp, dest)

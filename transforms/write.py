@@ -47,6 +47,7 @@ class WriteSpec:
       (``{stem}``, ``{dir}``): report the same figures against it.
     value_range: The 0…1 scaling, or None for the dtype's range.
     tiff: How GeoTIFF outputs are laid out (``--cog``, ``--co``).
+    weights_sha256: The model's weights hash, recorded beside its version.
   """
 
   output_dir: str
@@ -55,6 +56,7 @@ class WriteSpec:
   reference_template: Optional[str] = None
   value_range: Optional[tuple[float, float]] = None
   tiff: geotiff_out.TiffSpec = geotiff_out.TiffSpec()
+  weights_sha256: str = ""
 
 
 def outside_range(image: np.ndarray, mask: np.ndarray, vrange: tuple[float, float],
@@ -127,7 +129,8 @@ class WriteTiles(beam.DoFn):
       classes = provenance_of(item)
       write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path),
                          provenance.encode(classes, tile.profile))
-      data = encode_output(item, self._spec, provenance_tags(tile.pair, self._spec.model_version))
+      data = encode_output(item, self._spec, provenance_tags(tile.pair, self._spec.model_version,
+                                                                     self._spec.weights_sha256))
       write_bytes_atomic(path, data)
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
