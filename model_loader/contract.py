@@ -72,6 +72,9 @@ class ModelCard:
     guided: The model uses ``guide``/``guide_mask``.
     context: How the pipeline computes ``context`` (``"push_pull"``), or
       None for models without that input.
+    weights_sha256: SHA-256 of the weights (hex; see ``training.export``), or
+      "" for cards written before it existed. Restored tiles carry it, and the
+      incremental check redoes tiles made by other weights under one version.
   """
 
   name: str
@@ -94,6 +97,8 @@ class ModelCard:
                        f"{list(ALL_INPUTS)}, got {list(self.inputs)}")
     if self.guided and not {INPUT_GUIDE, INPUT_GUIDE_MASK} <= set(self.inputs):
       raise ValueError(f"{ASSET_NAME}: a guided model must take guide and guide_mask")
+
+  weights_sha256: str = ""
 
   @property
   def takes_context(self) -> bool:

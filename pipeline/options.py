@@ -1,8 +1,10 @@
 """The ``cloudfill run`` command line: our flags, then Beam's.
 
-Flags not known here are Beam pipeline options (``--runner``, ``--project``,
-``--direct_running_mode`` …). A ``--config`` YAML profile (see ``configs/``)
-sets defaults; flags given on the command line win over it.
+Flags not known here must be Beam pipeline options (``--runner``,
+``--project``, ``--direct_running_mode`` …): anything else is a usage error
+with a suggestion (:mod:`pipeline.usage`). A ``--config`` YAML profile (see
+``configs/``) sets defaults, typed and checked like the flags; flags given on
+the command line win over it. Every problem raises :class:`UsageError`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,80 @@ import datetime as dt
 import os
 from typing import Any, Optional, Sequence
 
+import math
+
 import yaml
 
 import configs
+from pipeline.usage import OneLineParser, UsageError, check_beam_args
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
 
 
 def _int_list(text: str) -> list[int]:
   try:
-    return [int(t) for t in text.split(",") if t.strip()]
+    return [int(t) for t in str(text).split(",") if t.strip()]
   except ValueError as e:
     raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
 
 
+def _bands(text: str) -> list[int]:
+  out = _int_list(text)
+  if not out or min(out) < 1:
+    raise argparse.ArgumentTypeError(f"bands are 1-based positive integers, got {text!r}")
+  return out
+
+
+def _bits(text: str) -> list[int]:
+  out = _int_list(text)
+  if not out or not all(0 <= b < 64 for b in out):
+    raise argparse.ArgumentTypeError(f"bits are 0…63, got {text!r}")
+  return out
+
+
 def _range(text: str) -> tuple[float, float]:
-  parts = text.split(",")
-  if len(parts) != 2:
-    raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}")
-  return float(parts[0]), float(parts[1])
+  parts = str(text).split(",")
+  try:
+    lo, hi = (float(v) for v in parts)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from e
+  if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+    raise argparse.ArgumentTypeError(f"expected finite LO < HI, got {text!r}")
+  return lo, hi
+
+
+def _finite(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
+  if not math.isfinite(value):
+    raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+  return value
+
+
+def _nodata(text: str) -> float:
+  try:
+    return float(text)  # NaN is a legitimate no-data value.
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
+
+
+def _count(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from e
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+  return value
+
+
+def _creation_option(text: str) -> str:
+  name, sep, value = str(text).partition("=")
+  if not sep or not name.strip() or not value.strip():
+    raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+  return f"{name.strip().upper()}={value.strip()}"
 
 
 def _date(text: str) -> str:
@@ -46,9 +103,10 @@ def _since(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
+  p = OneLineParser(
       prog="cloudfill run",
-      description="Restore cloud gaps in satellite tiles. Unknown flags are Beam pipeline options.")
+      description="Restore cloud gaps in satellite tiles. Other flags must be Beam pipeline "
+                  "options (--runner, --project, …); anything else is refused.")
   io = p.add_argument_group("inputs and outputs")
   io.add_argument("--images", required=True,
                   help="Glob of images on any Beam filesystem (local, gs://, s3://); "
@@ -68,21 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
   m.add_argument("--mask-source", default=None,
                  help="file (default with --masks), nodata (the image's no-data value), "
                       "or band:K (band K of the image is a cloud probability).")
-  m.add_argument("--mask-threshold", type=float, default=None,
+  m.add_argument("--mask-threshold", type=_finite, default=None,
                  help="Mask/probability values above this are missing (default: any non-zero).")
-  m.add_argument("--dilate", type=int, default=None, help="Grow masks by N pixels.")
-  m.add_argument("--nodata", type=float, default=None,
+  m.add_argument("--mask-bits", type=_bits, default=None,
+                 help="Integer QA mask: pixels with any of these bits set are missing, e.g. 1,3,4 "
+                      "(Landsat Collection 2 QA_PIXEL dilated cloud, cloud, cloud shadow).")
+  m.add_argument("--mask-values", type=_int_list, default=None,
+                 help="Class mask: pixels with one of these values are missing, e.g. 3,8,9,10 "
+                      "(Sentinel-2 SCL cloud shadow, cloud medium/high probability, cirrus).")
+  m.add_argument("--dilate", type=_count, default=None, help="Grow masks by N pixels.")
+  m.add_argument("--nodata", type=_nodata, default=None,
                  help="No-data value when the image declares none (for --mask-source nodata).")
   m.add_argument("--nan-as-missing", action="store_true", default=None,
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
-  m.add_argument("--scene-pixels", type=int, default=None,
+  m.add_argument("--scene-pixels", type=_count, default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
                       "(default 4194304 = 2048x2048).")
   m.add_argument("--max-pixels", type=int, default=None,
                  help="Refuse images and masks whose header says more pixels than this, before "
                       "decoding (default 268435456 = 16384x16384).")
   b = p.add_argument_group("bands and values")
-  b.add_argument("--bands", type=_int_list, default=None, help="1-based bands to restore, e.g. 4,3,2.")
+  b.add_argument("--bands", type=_bands, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
                  help="LO,HI mapped to the model's 0…1 (default: the dtype's range).")
   i = p.add_argument_group("inference")
@@ -109,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Template of a clear acquisition per tile ({stem}, {dir}) to score against.")
   o.add_argument("--no-report", action="store_true", default=None,
                  help="Do not write the HTML report after the run.")
+  o.add_argument("--dry-run", action="store_true", default=False,
+                 help="List what would be restored, skipped or refused, and write nothing "
+                      "(local inputs and output).")
+  o.add_argument("-q", "--quiet", action="store_true", default=False,
+                 help="Print only errors and the final counts.")
+  o.add_argument("-v", "--verbose", action="count", default=0,
+                 help="More logging (-v: Beam and cloudfill INFO; -vv: also TensorFlow's start-up).")
+  w = p.add_argument_group("GeoTIFF output")
+  w.add_argument("--cog", action="store_true", default=None,
+                 help="Write restored GeoTIFFs as Cloud-Optimized GeoTIFFs (GDAL's COG driver: "
+                      "tiled, internal overviews, LAYOUT=COG).")
+  w.add_argument("--co", action="append", type=_creation_option, default=None, metavar="NAME=VALUE",
+                 help="GDAL creation option, repeatable (e.g. --co COMPRESS=ZSTD --co PREDICTOR=2). "
+                      "Without it the input's compression and overviews are kept.")
   return p
 
 
@@ -119,34 +197,130 @@ DEFAULTS: dict[str, Any] = {
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
     "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
     "max_pixels": 16384 * 16384,
+    "mask_bits": None, "mask_values": None, "cog": False, "co": None,
 }
+
+# How a config value is checked and converted: the flag's own converter.
+_CONFIG_TYPES: dict[str, Any] = {
+    "mask_threshold": _finite, "dilate": _count, "nodata": _nodata, "bands": _bands,
+    "value_range": _range, "min_batch_size": _count, "max_batch_size": _count,
+    "max_batch_duration_secs": _count, "model_copies": _count, "scene_pixels": _count,
+    "mask_bits": _bits, "mask_values": _int_list, "co": _creation_option, "max_pixels": _count,
+}
+_CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog")
+_CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model")
+EXPECT_KEYS = ("dtypes", "bands", "band_names", "value_ranges")
+
+
+def _config_value(path: str, key: str, value: Any) -> Any:
+  """One ``run:`` value of a profile, checked as its flag would be."""
+  where = f"config {path}: {key}"
+  if key in _CONFIG_BOOLS:
+    if not isinstance(value, bool):
+      raise UsageError(f"{where} must be true or false, got {value!r}")
+    return value
+  if key in _CONFIG_STRINGS:
+    if not isinstance(value, str):
+      raise UsageError(f"{where} must be a string, got {value!r}")
+    if key == "backend" and value not in ("native", "tfx"):
+      raise UsageError(f"{where} must be native or tfx, got {value!r}")
+    return value
+  convert = _CONFIG_TYPES[key]
+  if isinstance(value, bool) or (isinstance(value, dict) and key != "co"):
+    raise UsageError(f"{where} has the wrong type: {value!r}")
+  try:
+    if key == "co":  # [NAME=VALUE, ...] or {NAME: VALUE}
+      items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else value
+      return [convert(str(i)) for i in ([items] if isinstance(items, str) else items)]
+    if isinstance(value, list):
+      value = ",".join(str(v) for v in value)
+    return convert(str(value))
+  except (argparse.ArgumentTypeError, TypeError, AttributeError) as e:
+    raise UsageError(f"{where}: {e}") from e
+
+
+def _expectations(path: str, data: Any) -> dict[str, Any]:
+  """The profile's ``expect:`` section: what its inputs look like."""
+  if data is None:
+    return {}
+  if not isinstance(data, dict) or set(data) - set(EXPECT_KEYS):
+    raise UsageError(f"config {path}: expect: takes {', '.join(EXPECT_KEYS)}")
+  out: dict[str, Any] = {}
+  if "dtypes" in data:
+    if not isinstance(data["dtypes"], list) or not all(isinstance(d, str) for d in data["dtypes"]):
+      raise UsageError(f"config {path}: expect.dtypes must be a list of dtype names")
+    out["dtypes"] = tuple(data["dtypes"])
+  if "bands" in data:
+    if isinstance(data["bands"], bool) or not isinstance(data["bands"], int) or data["bands"] < 1:
+      raise UsageError(f"config {path}: expect.bands must be a band count")
+    out["bands"] = data["bands"]
+  if "band_names" in data:
+    out["band_names"] = tuple(str(b) for b in data["band_names"])
+  if "value_ranges" in data:
+    ranges = data["value_ranges"]
+    if not isinstance(ranges, dict):
+      raise UsageError(f"config {path}: expect.value_ranges maps a dtype to [LO, HI]")
+    try:
+      out["value_ranges"] = {str(k): _range(",".join(str(x) for x in v)) for k, v in ranges.items()}
+    except (argparse.ArgumentTypeError, TypeError) as e:
+      raise UsageError(f"config {path}: expect.value_ranges: {e}") from e
+  return out
+
+
+def profile_names() -> list[str]:
+  return sorted(n[:-5] for n in os.listdir(CONFIG_DIR) if n.endswith(".yaml"))
+
+
+def _config_path(name_or_path: str) -> str:
+  if os.path.exists(name_or_path):
+    if not os.path.isfile(name_or_path):
+      raise UsageError(f"config {name_or_path!r} is not a file")
+    return name_or_path
+  candidate = os.path.join(CONFIG_DIR, name_or_path + ("" if name_or_path.endswith(".yaml") else ".yaml"))
+  if os.sep in name_or_path or not os.path.isfile(candidate):
+    raise UsageError(f"config {name_or_path!r} not found: neither a file nor a profile "
+                     f"({', '.join(profile_names())})")
+  return candidate
+
+
+def read_config(name_or_path: Optional[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+  """A YAML profile's ``run:`` settings (flag names with ``-`` or ``_``) and ``expect:``.
+
+  Raises:
+    UsageError: missing, unreadable, not YAML, unknown keys, wrong types.
+  """
+  if not name_or_path:
+    return {}, {}
+  path = _config_path(name_or_path)
+  try:
+    with open(path, encoding="utf-8") as f:
+      data = yaml.safe_load(f) or {}
+  except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    raise UsageError(f"config {path}: cannot be read as YAML: {str(e).splitlines()[0]}") from e
+  if not isinstance(data, dict) or set(data) - {"run", "expect"}:
+    raise UsageError(f"config {path}: expected a mapping with run: (and expect:)")
+  run = data.get("run") or {}
+  if not isinstance(run, dict):
+    raise UsageError(f"config {path}: run: must be a mapping of flag names to values")
+  settings = {str(k).replace("-", "_"): v for k, v in run.items()}
+  unknown = set(settings) - set(DEFAULTS) - {"masks", "model"}
+  if unknown:
+    raise UsageError(f"config {path}: unknown keys {sorted(unknown)}")
+  settings = {k: (None if v is None else _config_value(path, k, v)) for k, v in settings.items()}
+  return settings, _expectations(path, data.get("expect"))
 
 
 def load_config(name_or_path: Optional[str]) -> dict[str, Any]:
-  """Reads a YAML profile; keys are flag names with ``-`` or ``_``."""
-  if not name_or_path:
-    return {}
-  path = name_or_path
-  if not os.path.exists(path):
-    candidate = os.path.join(CONFIG_DIR, name_or_path + ("" if name_or_path.endswith(".yaml") else ".yaml"))
-    if not os.path.exists(candidate):
-      raise FileNotFoundError(f"config {name_or_path!r} not found (looked in {CONFIG_DIR})")
-    path = candidate
-  with open(path, encoding="utf-8") as f:
-    data = yaml.safe_load(f) or {}
-  settings = {k.replace("-", "_"): v for k, v in (data.get("run") or {}).items()}
-  unknown = set(settings) - set(DEFAULTS) - {"masks", "model"}
-  if unknown:
-    raise ValueError(f"config {path}: unknown keys {sorted(unknown)}")
-  if settings.get("value_range") is not None:
-    settings["value_range"] = tuple(float(v) for v in settings["value_range"])
-  return settings
+  """A YAML profile's ``run:`` settings (see :func:`read_config`)."""
+  return read_config(name_or_path)[0]
 
 
 def parse(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]:
   """Parses our flags (config defaults under command-line values) and Beam's."""
-  args, beam_args = build_parser().parse_known_args(argv)
-  config = load_config(args.config)
+  parser = build_parser()
+  args, beam_args = parser.parse_known_args(argv)
+  check_beam_args(beam_args, [s for s in parser._option_string_actions if s.startswith("--")])  # pylint: disable=protected-access
+  config, args.expect = read_config(args.config)
   for key, default in DEFAULTS.items():
     if getattr(args, key) is None:
       setattr(args, key, config.get(key, default))
@@ -156,11 +330,17 @@ def parse(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]
   if args.mask_source is None:
     args.mask_source = "file" if args.masks else "nodata"
   if args.mask_source == "file" and not args.masks:
-    raise SystemExit("cloudfill run: --mask-source file needs --masks TEMPLATE")
+    raise UsageError("--mask-source file needs --masks TEMPLATE")
+  if args.mask_bits and args.mask_values:
+    raise UsageError("--mask-bits and --mask-values are two ways to read one mask: give one")
+  if (args.mask_bits or args.mask_values) and args.mask_source == "nodata":
+    raise UsageError("--mask-bits/--mask-values read a mask file (--masks) or a band (--mask-source band:K)")
+  if args.cog and args.co and any(c.split("=", 1)[0] in ("TILED", "BLOCKXSIZE", "BLOCKYSIZE") for c in args.co):
+    raise UsageError("--cog lays out its own tiles: use --co BLOCKSIZE=N instead of TILED/BLOCKXSIZE")
   if args.date:
     args.images = args.images.replace("{date}", args.date)
     if args.masks:
       args.masks = args.masks.replace("{date}", args.date)
   elif "{date}" in args.images:
-    raise SystemExit("cloudfill run: --images has {date} but no --date was given")
+    raise UsageError("--images has {date} but no --date was given")
   return args, beam_args

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import report_layers as layers
 from pipeline import summary as summary_lib
 from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext, write_bytes_atomic
 from transforms.records import FAILED, OUTCOMES, RESTORED
@@ -77,6 +78,7 @@ td.path { word-break: break-all; }
 .tile figcaption { font-size: 0.8em; color: #555; }
 .tile img { border: 1px solid #ccc; image-rendering: auto; }
 .tile .info { font-size: 0.85em; flex: 1; min-width: 14em; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.2em 0 0.6em; vertical-align: middle; }
 .note { background: #f6f6f6; border-left: 3px solid #bbb; padding: 0.4em 0.8em; font-size: 0.9em; }
 .warn { border-left-color: #d08000; }
 </style>
@@ -358,16 +360,29 @@ def largest_holes(results: Sequence[dict[str, Any]], n: int) -> list[dict[str, A
   return sorted(restored, key=key)[:n]
 
 
-def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE) -> dict[str, Any]:
-  """Before (input, restored pixels overlaid) and after (output) PNGs of one tile.
+def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE,
+                    output_dir: Optional[str] = None) -> dict[str, Any]:
+  """Before (input, restored pixels overlaid), after (output, restored area
+  outlined) and provenance PNGs of one tile.
 
-  The overlay marks the pixels the run changed (input != output in any band),
-  which are the tile's missing pixels after any dilation; a generated value
-  equal to the input's by chance is not marked.
+  The restored area is the provenance layer's generated pixels when the run
+  wrote one, else the pixels the run changed (input != output in any band; a
+  generated value equal to the input's by chance is then not marked). The
+  stretch uses observed pixels only, never no-data. A large scene with an
+  engine preview (``preview/{stem}.png``) shows that preview instead.
 
   Returns:
-    ``{"before": bytes, "after": bytes, "note": str, "changed": fraction}``.
+    ``{"before": bytes, "after": bytes, "provenance": bytes or None,
+    "note": str, "changed": fraction, "shape": (h, w)}``.
   """
+  if output_dir and (row.get("metrics") or {}).get("scene"):
+    png = layers.preview_bytes(output_dir, row)
+    if png is not None:
+      from PIL import Image  # pylint: disable=import-outside-toplevel
+      with Image.open(io.BytesIO(png)) as im:
+        shape = (im.height, im.width)
+      return {"before": None, "after": png, "provenance": None, "shape": shape, "changed": 0.0,
+              "note": "large scene: the engine's preview"}
   before, info = _read_preview(row["path"], max_side)
   after, _ = _read_preview(row["output"], max_side)
   if before.shape != after.shape:
@@ -380,15 +395,19 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE) -> dict[str
     changed = np.any(before != after, axis=2)
   if before.dtype.kind == "f":
     changed &= ~(np.isnan(before) & np.isnan(after)).all(axis=2)
+  classes = layers.read_provenance(output_dir, row, before.shape[:2]) if output_dir else None
+  if classes is not None:
+    changed = np.isin(classes, (1, 2))
   bands, note = display_bands(info["descriptions"], before.shape[2])
-  valid = ~changed
-  if info.get("nodata") is not None:
-    valid &= ~np.all(before == np.asarray(info["nodata"], before.dtype), axis=2)
+  valid = layers.stretch_pixels(before, changed, info.get("nodata"))
+  if classes is not None:
+    valid &= classes == 0
   lo, hi = stretch(before, valid)
   if lossy:
     note += f"; JPEG output: pixels changed by more than {JPEG_TOLERANCE} DN are marked"
   return {"before": _png(overlay(to_rgb8(before, bands, lo, hi), changed)),
-          "after": _png(to_rgb8(after, bands, lo, hi)),
+          "after": _png(layers.draw_outline(to_rgb8(after, bands, lo, hi), changed)),
+          "provenance": _png(layers.provenance_rgb(classes)) if classes is not None else None,
           "note": note, "changed": float(changed.mean()), "shape": before.shape[:2]}
 
 
@@ -463,9 +482,15 @@ def _metric_lines(m: dict[str, Any]) -> str:
   keys = [("coverage", "coverage", lambda v: f"{v * 100:.1f} %"),
           ("holes", "holes", _fmt), ("largest_hole", "largest hole (px)", _fmt),
           ("windows", "windows", _fmt), ("seam", "seam", _fmt),
-          ("psnr", "PSNR (dB)", _fmt), ("ssim", "SSIM", _fmt), ("mae", "MAE", _fmt)]
+          ("psnr", "PSNR (dB)", _fmt), ("ssim", "SSIM", _fmt), ("mae", "MAE", _fmt),
+          ("psnr_stretched", "PSNR, stretched scale (dB)", _fmt)]
   rows = [f"<tr><td>{label}</td><td class=\"num\">{f(m[k])}</td></tr>"
           for k, label, f in keys if m.get(k) is not None]
+  scale = m.get("value_scale")
+  if scale and m.get("psnr") is not None:
+    rows.append(f'<tr><td colspan="2" class="meta">PSNR, MAE on the 0…1 scale of {_fmt(scale[0])}…'
+                f"{_fmt(scale[1])} (--value-range); stretched: each band between the 0.1 and 99.9 "
+                "percentiles of the tile's known pixels, as in the README's benchmark</td></tr>")
   return "<table>" + "".join(rows) + "</table>"
 
 
@@ -494,12 +519,19 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
   notes = sorted({t["note"] for t in thumbs})
   for t in thumbs:
     m = t["row"].get("metrics", {})
+    size = f'width="{t["shape"][1]}" height="{t["shape"][0]}"'
+    before = (f'<figure><img src="{_e(t["before"])}" {size} alt="input with restored pixels overlaid">'
+              f"<figcaption>before: input, restored pixels in magenta</figcaption></figure>"
+              if t.get("before") else "")
+    after_caption = ("after: restored output, restored area outlined in magenta" if t.get("before")
+                     else "large scene: the engine's preview")
+    prov = (f'<figure><img src="{_e(t["provenance"])}" {size} alt="provenance layer">'
+            f"<figcaption>provenance</figcaption>{layers.legend_html()}</figure>"
+            if t.get("provenance") else "")
     tiles.append(
-        f'<div class="tile"><figure><img src="{_e(t["before"])}" width="{t["shape"][1]}" '
-        f'height="{t["shape"][0]}" alt="input with restored pixels overlaid">'
-        f"<figcaption>before: input, restored pixels in magenta</figcaption></figure>"
-        f'<figure><img src="{_e(t["after"])}" width="{t["shape"][1]}" height="{t["shape"][0]}" '
-        f'alt="restored output"><figcaption>after: restored output</figcaption></figure>'
+        f'<div class="tile">{before}'
+        f'<figure><img src="{_e(t["after"])}" {size} '
+        f'alt="restored output"><figcaption>{after_caption}</figcaption></figure>{prov}'
         f'<div class="info"><div class="path"><code>{_e(t["row"].get("stem") or t["row"]["path"])}'
         f"</code></div>{_metric_lines(m)}<div class=\"meta\">{t['changed'] * 100:.1f} % of "
         f"preview pixels changed</div></div></div>")
@@ -509,7 +541,7 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
   if thumbs:
     thumb_note = (f'<p class="note">The {len(thumbs)} of {thumb_total} restored tiles with the largest '
                   "single hole. Each tile has one 2–98 percentile stretch per band, computed on its "
-                  "unchanged pixels and shared by both images; previews are decimated to at most "
+                  "observed pixels (never no-data) and shared by both images; previews are decimated to at most "
                   f"{THUMB_SIDE} pixels a side. Bands: {_e('; '.join(notes))}.</p>")
   if thumb_errors:
     thumb_note += ('<p class="note warn">Could not preview: '
@@ -551,12 +583,14 @@ def write_report(output_dir: str, max_thumbnails: int = 6) -> str:
   chosen = largest_holes(run["results"], max_thumbnails)
   for i, row in enumerate(chosen):
     try:
-      t = make_thumbnails(row)
+      t = make_thumbnails(row, output_dir=output_dir)
     except Exception as e:  # pylint: disable=broad-except  (a preview must not sink the report)
       errors.append(f"{row.get('path')}: {type(e).__name__}: {e}")
       continue
     refs = {}
-    for which in ("before", "after"):
+    for which in ("before", "after", "provenance"):
+      if t.get(which) is None:
+        continue
       name = f"tile{i:02d}_{which}.png"
       write_bytes_atomic(_join(output_dir, REPORT_DIR, name), t[which])
       refs[which] = f"{REPORT_DIR}/{name}"

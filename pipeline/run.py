@@ -26,6 +26,7 @@ from pipeline import runlock
 from pipeline import summary as summary_lib
 from transforms.composite import CompositeTiles
 from transforms.decode import Decode, DecodeSpec
+from transforms.geotiff_out import TiffSpec
 from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
@@ -58,8 +59,10 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
   """
   out = args.output
   mask = MaskSpec(source=args.mask_source, threshold=args.mask_threshold,
-                  dilate=args.dilate, nodata=args.nodata)
+                  dilate=args.dilate, nodata=args.nodata, bits=tuple(getattr(args, "mask_bits", None) or ()),
+                  values=tuple(getattr(args, "mask_values", None) or ()))
   vrange = tuple(args.value_range) if args.value_range else None
+  tiff = TiffSpec(cog=bool(getattr(args, "cog", False)), options=tuple(getattr(args, "co", None) or ()))
 
   reference = args.reference
   if reference:
@@ -69,7 +72,8 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
   matched = p | "Match" >> MatchPairs(pattern=args.images, mask_template=args.masks, since=args.since,
                                       output_dir=out)
   todo = matched["pairs"] | "Incremental" >> Incremental(
-      output_dir=out, model_version=card.version, overwrite=args.overwrite)
+      output_dir=out, model_version=card.version, overwrite=args.overwrite,
+      weights_sha256=card.weights_sha256)
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
       nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
@@ -97,14 +101,17 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
   written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(WriteSpec(
       output_dir=out, model_version=card.version, evaluate=args.evaluate,
-      reference_template=reference, value_range=vrange,
+      reference_template=reference, value_range=vrange, tiff=tiff,
+      weights_sha256=card.weights_sha256,
       window=(card.window, card.overlap)))).with_outputs("dead", main="results")
   assembled = ({"scene": scene_refs | "KeyScenes" >> beam.Map(lambda s: (s.key, s)),
                 "spills": scene_spills}
                | "JoinScenes" >> beam.CoGroupByKey()
                | "AssembleScenes" >> beam.ParDo(AssembleScenes(SceneWriteSpec(
                    output_dir=out, model_version=card.version, evaluate=args.evaluate,
-                   value_range=vrange, window=(card.window, card.overlap)))).with_outputs("dead", main="results"))
+                   value_range=vrange, tiff=tiff, weights_sha256=card.weights_sha256,
+                   window=(card.window, card.overlap))))
+               .with_outputs("dead", main="results"))
 
   results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
   dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)

@@ -12,7 +12,7 @@ def test_config_profile_sets_defaults_and_flags_win(tmp_path):
   assert beam_args == ["--runner", "DirectRunner"]
   cfg = tmp_path / "c.yaml"
   cfg.write_text("run:\n  bogus_key: 1\n")
-  with pytest.raises(ValueError, match="unknown keys"):
+  with pytest.raises(options.UsageError, match="unknown keys"):
     options.parse(["--images", "a", "--masks", "m", "--output", "o", "--config", str(cfg)])
 
 
@@ -20,14 +20,14 @@ def test_date_fills_images_and_masks_and_is_required_when_templated():
   args, _ = options.parse(["--images", "gs://a/{date}/*.tif", "--masks", "gs://a/{date}/m/{stem}.png",
                            "--output", "o", "--date", "2026-11-24"])
   assert args.images == "gs://a/2026-11-24/*.tif" and args.masks == "gs://a/2026-11-24/m/{stem}.png"
-  with pytest.raises(SystemExit):
+  with pytest.raises(options.UsageError):
     options.parse(["--images", "gs://a/{date}/*.tif", "--masks", "m", "--output", "o"])
 
 
 def test_mask_source_defaults_to_nodata_without_masks():
   args, _ = options.parse(["--images", "a", "--output", "o"])
   assert args.mask_source == "nodata"
-  with pytest.raises(SystemExit):
+  with pytest.raises(options.UsageError):
     options.parse(["--images", "a", "--output", "o", "--mask-source", "file"])
 
 

@@ -207,7 +207,8 @@ def test_report_command_rewrites_it(run_dir):
   shutil.rmtree(os.path.join(run_dir, "report"))
   assert report.main([run_dir, "--thumbnails", "1"]) == 0
   pngs = sorted(os.listdir(os.path.join(run_dir, "report")))
-  assert pngs == ["coverage.png", "quality.png", "tile00_after.png", "tile00_before.png", "timings.png"]
+  assert pngs == ["coverage.png", "quality.png", "tile00_after.png", "tile00_before.png", "tile00_provenance.png",
+                  "timings.png"]
   assert report.main([run_dir]) == 0  # Back to the default: both restored tiles.
 
 
@@ -224,8 +225,8 @@ def test_report_loads_in_headless_chromium(run_dir):
   finally:
     browser.close()
   assert state["title"].startswith("cloudfill report")
-  # 3 figures (coverage, timings, quality) and before/after of both restored tiles.
-  assert len(state["images"]) == 3 + 2 * 2, state["images"]
+  # 3 figures (coverage, timings, quality) and before/after/provenance of both restored tiles.
+  assert len(state["images"]) == 3 + 3 * 2, state["images"]
   broken = [i for i in state["images"] if not i["complete"] or i["width"] <= 0]
   assert not broken, f"images that did not load: {broken}"
   assert state["counts"] == dict(summary["counts"], matched=summary["matched"])
@@ -295,7 +296,8 @@ def test_report_without_matplotlib(run_dir, tmp_path, monkeypatch):
     page = f.read()
   assert "no histograms" in page and 'id="count-restored" data-count="2"' in page
   assert sorted(os.listdir(copy / "report")) == [
-      "tile00_after.png", "tile00_before.png", "tile01_after.png", "tile01_before.png"]
+      "tile00_after.png", "tile00_before.png", "tile00_provenance.png",
+      "tile01_after.png", "tile01_before.png", "tile01_provenance.png"]
 
 
 def _hole(h, w):

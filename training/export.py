@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from model_loader import contract
 from model_loader.contract import ModelCard
+from training.defaults import default_data_dir
 
 
 V2_INPUTS = contract.ALL_INPUTS
@@ -240,8 +241,9 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="provenance; default: the run's trained_on.json")
   p.add_argument("--tflite", metavar="DIR",
                  help="also write float16 and INT8 TFLite models here")
-  p.add_argument("--data", default=None,
-                 help="training data for the INT8 representative set (default: ../shared/data)")
+  p.add_argument("--data", default=default_data_dir(),
+                 help="training data for the INT8 representative set (default: "
+                      "$CLOUDFILL_SHARED_DATA or ../shared/data, here %(default)s)")
   p.add_argument("--rep-samples", type=int, default=32)
   return p.parse_args(argv)
 
@@ -293,12 +295,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   card = ModelCard(name=args.name, version=args.version or f"sha-{digest[:12]}", bands=bands,
                    window=args.window, overlap=args.overlap,
                    pad_multiple=gen.multiple, trained_on=tuple(trained_on),
-                   metrics=metrics, inputs=V2_INPUTS, guided=True, context="push_pull")
+                   metrics=metrics, inputs=V2_INPUTS, guided=True, context="push_pull",
+                   weights_sha256=digest)
   export_saved_model(gen, card, args.out)
   print(f"SavedModel written to {args.out} (version {card.version})")
   if args.tflite:
-    from training.train import DEFAULT_DATA
-    reps = representative_inputs(args.data or DEFAULT_DATA, bands, args.window,
+    reps = representative_inputs(args.data, bands, args.window,
                                  args.rep_samples)
     for kind, path in export_tflite(gen, card, args.tflite, reps).items():
       print(f"TFLite {kind}: {path} ({os.path.getsize(path) / 1e6:.2f} MB)")

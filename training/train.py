@@ -29,10 +29,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-DEFAULT_DATA = os.environ.get(
-    "CLOUDFILL_SHARED_DATA",
-    os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                 "shared", "data"))
+from training.defaults import DEFAULT_TRAIN_MINUTES, default_data_dir
+
+DEFAULT_DATA = default_data_dir()
 
 
 def _parse(argv):
@@ -40,7 +39,8 @@ def _parse(argv):
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   a = p.add_argument
   a("--data", default=DEFAULT_DATA,
-    help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz")
+    help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz "
+         "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)")
   a("--out", default="runs/train", help="run directory")
   a("--bands", type=int, default=3)
   a("--crop", type=int, default=128, help="training crop side")
@@ -49,7 +49,8 @@ def _parse(argv):
   a("--val-tiles", type=int, default=48, help="validation windows per set (guided, unguided)")
   a("--batch", type=int, default=16)
   a("--steps", type=int, default=0, help="stop after this many steps (0: --minutes decides)")
-  a("--minutes", type=float, default=10.0, help="stop after this much wall time")
+  a("--minutes", type=float, default=DEFAULT_TRAIN_MINUTES,
+    help="stop after this much wall time (ignored with --steps)")
   a("--lr", type=float, default=1e-3)
   a("--tv-weight", type=float, default=0.01)
   a("--gan", choices=("none", "hinge", "lsgan"), default="none")
@@ -136,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   import keras  # pylint: disable=import-outside-toplevel
   from training import tb  # pylint: disable=import-outside-toplevel
   from training.discriminator import MultiScaleDiscriminator  # pylint: disable=import-outside-toplevel
-  from training.generator import build_generator, CloudfillGenerator  # pylint: disable=import-outside-toplevel
+  from training.generator import build_generator  # pylint: disable=import-outside-toplevel
   from training.trainer import Trainer, TrainSpec, cosine_lr, set_mixed_precision  # pylint: disable=import-outside-toplevel
 
   gpu = any(d.platform == "gpu" for d in jax.devices())

@@ -23,6 +23,7 @@ from transforms.records import TilePair
 TAG_MODEL_VERSION = "CLOUDFILL_MODEL_VERSION"
 TAG_SOURCE_MTIME = "CLOUDFILL_SOURCE_MTIME"
 TAG_SOURCE = "CLOUDFILL_SOURCE"
+TAG_WEIGHTS = "CLOUDFILL_MODEL_WEIGHTS_SHA256"
 UP_TO_DATE = "up_to_date"
 
 
@@ -32,14 +33,17 @@ def output_path(output_dir: str, image_path: str) -> str:
   return FileSystems.join(output_dir, "restored", stem + ext)
 
 
-def provenance_tags(pair: TilePair, model_version: str) -> dict[str, str]:
-  return {TAG_MODEL_VERSION: model_version, TAG_SOURCE_MTIME: repr(pair.mtime),
+def provenance_tags(pair: TilePair, model_version: str, weights_sha256: str = "") -> dict[str, str]:
+  tags = {TAG_MODEL_VERSION: model_version, TAG_SOURCE_MTIME: repr(pair.mtime),
           TAG_SOURCE: pair.image_path}
+  if weights_sha256:
+    tags[TAG_WEIGHTS] = weights_sha256
+  return tags
 
 
-def is_up_to_date(pair: TilePair, output_dir: str, model_version: str) -> bool:
-  """True when ``pair``'s output exists, was made by ``model_version`` from an
-  input no older than ``pair``'s.
+def is_up_to_date(pair: TilePair, output_dir: str, model_version: str, weights_sha256: str = "") -> bool:
+  """True when ``pair``'s output exists, was made by ``model_version`` (and,
+  when given, weights ``weights_sha256``) from an input no older than ``pair``'s.
 
   The output path is checked literally (never as a glob: ``a?.tif`` must not
   find ``ab.tif``), and only its tags are read. An output without cloudfill's
@@ -56,20 +60,24 @@ def is_up_to_date(pair: TilePair, output_dir: str, model_version: str) -> bool:
     source_mtime = float(tags.get(TAG_SOURCE_MTIME, "nan"))
   except ValueError:
     return False
+  if weights_sha256 and tags.get(TAG_WEIGHTS) != weights_sha256:
+    return False  # Other weights under the same version string.
   return tags[TAG_MODEL_VERSION] == model_version and source_mtime >= pair.mtime
 
 
 class SkipUpToDate(beam.DoFn):
   """Passes pairs that need work; up-to-date ones go to ``up_to_date``."""
 
-  def __init__(self, output_dir: str, model_version: str, overwrite: bool):
+  def __init__(self, output_dir: str, model_version: str, overwrite: bool, weights_sha256: str = ""):
     self._output = output_dir
     self._version = model_version
     self._overwrite = overwrite
+    self._weights = weights_sha256
 
   def process(self, pair: TilePair) -> Iterator:
     try:
-      current = not self._overwrite and is_up_to_date(pair, self._output, self._version)
+      current = not self._overwrite and is_up_to_date(pair, self._output, self._version,
+                                                       self._weights)
     except Exception as e:  # pylint: disable=broad-except
       # The check could not be made (e.g. storage refused it): redo the tile.
       logging.getLogger(__name__).warning("cannot check the output of %s, redoing it: %s",
@@ -89,7 +97,9 @@ class Incremental(beam.PTransform):
   output_dir: str
   model_version: str
   overwrite: bool = False
+  weights_sha256: str = ""
 
   def expand(self, pairs):
-    return pairs | beam.ParDo(SkipUpToDate(self.output_dir, self.model_version, self.overwrite)
+    return pairs | beam.ParDo(SkipUpToDate(self.output_dir, self.model_version, self.overwrite,
+                                           self.weights_sha256)
                               ).with_outputs(UP_TO_DATE, main="todo")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from transforms import qa_masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +31,18 @@ class MaskSpec:
       it are missing. None means any non-zero value is missing.
     dilate: Grow the mask by this many pixels (square structuring element).
     nodata: The no-data value to use when the image does not declare one.
+    bits: For integer QA masks (file or band): missing where any of these
+      bits is set (:mod:`transforms.qa_masks`); replaces ``threshold``.
+    values: For class masks (file or band): missing where the value is one
+      of these; replaces ``threshold``.
   """
 
   source: str = "file"
   threshold: Optional[float] = None
   dilate: int = 0
   nodata: Optional[float] = None
+  bits: Sequence[int] = ()
+  values: Sequence[int] = ()
 
   def __post_init__(self):
     if not (self.source in ("file", "nodata") or self.source.startswith("band:")):
@@ -47,10 +55,21 @@ class MaskSpec:
       raise ValueError(f"--mask-threshold must be a finite number, got {self.threshold}")
     if self.dilate < 0:
       raise ValueError("dilate must be >= 0")
+    if self.bits and self.values:
+      raise ValueError("give mask bits or mask values, not both")
 
   @property
   def band(self) -> Optional[int]:
     return int(self.source.split(":", 1)[1]) if self.source.startswith("band:") else None
+
+
+def read_qa(values: np.ndarray, spec: MaskSpec, threshold: Optional[float]) -> np.ndarray:
+  """A mask file's or band's values to bool: QA bits, class values, or a threshold."""
+  if spec.bits:
+    return qa_masks.bits_set(values, spec.bits)
+  if spec.values:
+    return qa_masks.values_in(values, spec.values)
+  return binarize(values, threshold)
 
 
 def binarize(values: np.ndarray, threshold: Optional[float]) -> np.ndarray:
@@ -91,13 +110,13 @@ def derive(image: np.ndarray, mask_values: Optional[np.ndarray],
   if spec.source == "file":
     if mask_values is None:
       raise ValueError("no mask given")
-    mask = binarize(mask_values, spec.threshold)
+    mask = read_qa(mask_values, spec, spec.threshold)
   elif spec.source == "nodata":
     mask = nodata_mask(image, spec.nodata if spec.nodata is not None else profile_nodata)
   else:
     k = spec.band
     if not 1 <= k <= image.shape[2]:
       raise ValueError(f"mask band {k} out of range: the image has {image.shape[2]} bands")
-    mask = binarize(image[:, :, k - 1], spec.threshold if spec.threshold is not None else 0.5)
+    mask = read_qa(image[:, :, k - 1], spec, spec.threshold if spec.threshold is not None else 0.5)
     image = np.delete(image, k - 1, axis=2)
   return image, dilate(mask, spec.dilate)

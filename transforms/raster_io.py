@@ -135,6 +135,9 @@ def tiff_profile(src, ext: str) -> dict[str, Any]:
       "height": src.height,
       "width": src.width,
       "count": src.count,
+      # Kept on output unless --cog/--co say otherwise (transforms.geotiff_out).
+      "compress": src.compression.value if src.compression else None,
+      "overviews": list(src.overviews(1)) if src.count else [],
   }
   if gcps:
     profile["gcps"] = [[g.row, g.col, g.x, g.y, g.z, g.id, g.info] for g in gcps]

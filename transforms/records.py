@@ -195,8 +195,13 @@ class RestoredTile:
     tile: The decoded input.
     restored: ``[H, W, C]`` in the input dtype.
     windows: How many windows went through the model.
+    provenance: ``[H, W]`` uint8 classes of the output's pixels (0 observed,
+      1 generated, 2 generated with a guide date, 3 left unfilled, 255
+      no-data; see :mod:`transforms.provenance`), or None to derive them
+      from the mask (255 no-data, 1 missing, 0 elsewhere).
   """
 
   tile: Tile
   restored: np.ndarray
   windows: int = 0
+  provenance: Optional[np.ndarray] = None

@@ -31,10 +31,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import counters, metrics
+from transforms import counters, geotiff_out, metrics, provenance
 from transforms.composite import composite
 from transforms.incremental import output_path, provenance_tags
-from transforms.raster_io import (delete_folder, finish_tiff, read_bytes, tiff_write_kwargs, upload_file_atomic,
+from transforms.raster_io import (delete_folder, finish_tiff, read_bytes, upload_file_atomic,
                                   write_bytes_atomic)
 from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowFailure, WindowResult
 from transforms.window import WindowSpec, cut_rows, to_unit, value_range
@@ -151,6 +151,8 @@ class SceneWriteSpec:
   evaluate: bool = False
   value_range: Optional[tuple[float, float]] = None
   window: Optional[tuple[int, int]] = None  # (size, overlap), for the block metric
+  tiff: geotiff_out.TiffSpec = geotiff_out.TiffSpec()
+  weights_sha256: str = ""
 
 
 class AssembleScenes(beam.DoFn):
@@ -201,9 +203,10 @@ class AssembleScenes(beam.DoFn):
     pending = list(spills)
     loaded: list[WindowResult] = []
     seams, quality, infer_seconds, blocks = [], [], 0.0, {}
+    prov = provenance.StripeWriter(profile, h, w)
     try:
       with gdal_env(), rasterio.open(ref.local_path) as src, \
-          rasterio.open(tmp, "w", **tiff_write_kwargs(profile, h, w, c)) as dst:
+          rasterio.open(tmp, "w", **geotiff_out.gtiff_kwargs(profile, h, w, c, spec.tiff)) as dst:
         from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
         for r0 in range(0, h, STRIPE_ROWS):
           r1 = min(h, r0 + STRIPE_ROWS)
@@ -227,10 +230,14 @@ class AssembleScenes(beam.DoFn):
           else:
             out = rows
           dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
+          prov.write(r0, provenance.derive(out, m, ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
-        finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version))
+        finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version, spec.weights_sha256))
+      geotiff_out.finish_file(tmp, profile, spec.tiff)
+      prov.finish(provenance.provenance_path(spec.output_dir, ref.pair.image_path))
       upload_file_atomic(tmp, dest)
     finally:
+      prov.abort()
       if os.path.exists(tmp):
         os.remove(tmp)
     self._cleanup(ref)
