@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
   m.add_argument("--scene-pixels", type=int, default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
                       "(default 4194304 = 2048x2048).")
+  m.add_argument("--nodata-border", action="store_true", default=None,
+                 help="Only no-data pixels connected to the image border are outside the footprint "
+                      "(the zero fill around L1 scenes; dark ground equal to the value stays known).")
+  m.add_argument("--max-fill-distance", type=float, default=None, metavar="PX",
+                 help="Hole pixels farther than PX pixels from known ground are not filled: they are "
+                      "written as the no-data value (or left as they were without one) and counted "
+                      "as 'unfilled' (GDAL FillNodata's -md). Default: fill everything.")
+  g = p.add_argument_group("guide (another date of the same place)")
+  g.add_argument("--guide", action="append", default=None, metavar="TEMPLATE",
+                 help="Each image's guide, with {stem}, {dir}, {date} as in --masks; repeat in order of "
+                      "preference (the first that exists is used). Other grids are warped onto the image's.")
+  g.add_argument("--guide-masks", default=None, metavar="TEMPLATE",
+                 help="The guide's own cloud masks ({stem}, {dir} of the guide; non-zero = cloud). "
+                      "Default: the guide's no-data only.")
+  g.add_argument("--guide-resampling", choices=("bilinear", "nearest"), default=None,
+                 help="Resampling of guides on another grid (default bilinear).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_int_list, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -106,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Template of a clear acquisition per tile ({stem}, {dir}) to score against.")
   o.add_argument("--no-report", action="store_true", default=None,
                  help="Do not write the HTML report after the run.")
+  o.add_argument("--no-preview", action="store_true", default=None,
+                 help="Do not write the low-resolution quicklooks DIR/preview/{stem}.png.")
   return p
 
 
@@ -115,6 +133,8 @@ DEFAULTS: dict[str, Any] = {
     "max_batch_size": 16, "max_batch_duration_secs": None, "large_model": False,
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
     "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
+    "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
+    "guide_resampling": "bilinear", "no_preview": False,
 }
 
 
@@ -134,6 +154,8 @@ def load_config(name_or_path: Optional[str]) -> dict[str, Any]:
   unknown = set(settings) - set(DEFAULTS) - {"masks", "model"}
   if unknown:
     raise ValueError(f"config {path}: unknown keys {sorted(unknown)}")
+  if isinstance(settings.get("guide"), str):
+    settings["guide"] = [settings["guide"]]
   if settings.get("value_range") is not None:
     settings["value_range"] = tuple(float(v) for v in settings["value_range"])
   return settings

@@ -52,6 +52,7 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   unit = to_unit(item.restored, lo, hi)
   out = metrics.hole_stats(tile.mask)
   out["windows"] = item.windows
+  out.update(item.metrics)  # unfilled, guided … (transforms.composite.finish_tile)
   out["seam"] = metrics.seam_score(unit, tile.mask)
   truth = None
   if spec.reference_template:
