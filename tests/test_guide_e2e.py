@@ -166,3 +166,35 @@ def test_unresolvable_guide_template_exits_2_before_any_work(scene, mean_model, 
   assert code == 2 and not out.exists()
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "guide template" in err[0]
+
+
+def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model):
+  """Both backends feed the five inputs a context model declares, and only
+  image/mask to an old one."""
+  from model_loader import native
+  m = native.load(context_model)
+  assert m.input_names == ("context", "guide", "guide_mask", "image", "mask")
+  assert native.load(mean_model).input_names == ("image", "mask")
+  img = np.full((1, 64, 64, 3), 0.2, np.float32)
+  mask = np.zeros((1, 64, 64, 1), np.float32)
+  mask[:, 10:20, 10:20] = 1
+  ctx = np.full_like(img, 0.6)
+  guide = np.full_like(img, 0.8)
+  out = m(img, mask, context=ctx, guide=guide, guide_mask=np.zeros_like(mask))
+  np.testing.assert_allclose(out[0, 15, 15], 0.7)     # (context + guide) / 2 in the hole
+  np.testing.assert_allclose(out[0, 0, 0], 0.2)       # known pixel as it was
+  np.testing.assert_allclose(m(img, mask)[0, 15, 15], 0.2)  # neutral inputs: context = image
+  # tfx: the same tile through serving_default gives the same output.
+  tmp = tmp_path
+  img_t = target()
+  mask_t = cloud_mask(H, W, seed=3, coverage=0.3)
+  write_geotiff(str(tmp / "img" / "t.tif"), img_t, nodata=0, transform=T0)
+  write_png(str(tmp / "mask" / "t.png"), mask_t.astype(np.uint8) * 255)
+  write_guide_4326(str(tmp / "guide" / "t.tif"))
+  outs = {}
+  for backend in ("native", "tfx"):
+    code, out = _run(tmp, context_model, backend, "--backend", backend,
+                     "--guide", str(tmp / "guide" / "{stem}.tif"))
+    assert code == 0
+    outs[backend] = read_raster(str(out / "restored" / "t.tif"))[0].astype(int)
+  assert np.abs(outs["native"] - outs["tfx"]).max() <= 1
