@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Mask/probability values above this are missing (default: any non-zero).")
   m.add_argument("--dilate", type=int, default=None, help="Grow masks by N pixels.")
   m.add_argument("--nodata", type=float, default=None,
-                 help="No-data value when the image declares none (for --mask-source nodata).")
+                 help="No-data value when the image declares none: with --mask-source nodata the gaps "
+                      "to fill; otherwise (file or band masks) pixels equal to it in every band lie outside "
+                      "the footprint: never read as known, never filled, written back unchanged.")
   m.add_argument("--nan-as-missing", action="store_true", default=None,
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
   m.add_argument("--scene-pixels", type=int, default=None,
