@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Hole pixels farther than PX pixels from known ground are not filled: they are "
                       "written as the no-data value (or left as they were without one) and counted "
                       "as 'unfilled' (GDAL FillNodata's -md). Default: fill everything.")
+  m.add_argument("--neighbour-margin", type=int, default=None, metavar="PX",
+                 help="Tiles of one grid (a pre-cut archive: same CRS, adjacent transforms) draw their "
+                      "context from PX pixels of their neighbours too, so fills do not break at tile "
+                      "borders (default: twice the model's window; 0 = off).")
   g = p.add_argument_group("guide (another date of the same place)")
   g.add_argument("--guide", action="append", default=None, metavar="TEMPLATE",
                  help="Each image's guide, with {stem}, {dir}, {date} as in --masks; repeat in order of "
@@ -136,7 +140,7 @@ DEFAULTS: dict[str, Any] = {
     "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
     "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
     "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
-    "guide_resampling": "bilinear", "no_preview": False,
+    "guide_resampling": "bilinear", "no_preview": False, "neighbour_margin": None,
 }
 
 

@@ -9,6 +9,9 @@ taken out, see :mod:`transforms.footprint`), with its guide attached
 * the mask covered only no-data: skipped (nothing to restore);
 * no known pixel inside the footprint: failed ("no known pixel");
 * a guide that does not overlap, or whose bands or dtype do not fit: failed.
+
+Tiles of one grid (a pre-cut archive) get their context computed over their
+neighbours too (:mod:`transforms.neighbours`; ``headers`` side input).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import counters, footprint, guide, scenes
+from transforms import counters, footprint, guide, neighbours, scenes
 from transforms.records import FAILED, SKIPPED, DeadLetter, Tile
 
 DEAD = "dead"
@@ -32,10 +35,15 @@ class PrepareSpec:
   Attributes:
     footprint: The footprint and the fill limit.
     guide: Where guides are, or None for no guide.
+    neighbours: How far a tile's context reaches into neighbouring tiles of
+      the same grid (pre-cut archives), or None.
+    value_range: The 0…1 scaling, or None for the dtype's range.
   """
 
   footprint: footprint.FootprintSpec = footprint.FootprintSpec()
   guide: Optional[guide.GuideSpec] = None
+  neighbours: Optional[neighbours.NeighbourSpec] = None
+  value_range: Optional[tuple[float, float]] = None
 
 
 def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
@@ -56,10 +64,28 @@ def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
                              notes=dict(tile.notes, guided=True, guide_path=ref.path))
 
 
-def prepare_tile(tile: Tile, spec: PrepareSpec) -> Tile:
+def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
+  """The tile with its context computed over its neighbours (when it has any)."""
+  # pylint: disable=import-outside-toplevel
+  from transforms.window import to_unit, value_range
+  me = next((h for h in headers if h.path == tile.pair.image_path), None)
+  if me is None or (me.height, me.width) != tile.mask.shape:
+    return tile
+  lo, hi = value_range(tile.profile["dtype"], spec.value_range)
+  context = neighbours.extended_context(me, headers, to_unit(tile.image, lo, hi),
+                                        tile.known().astype(np.float32), spec.neighbours, lo, hi)
+  if context is None:
+    return tile
+  counters.inc("context_with_neighbours")
+  return dataclasses.replace(tile, context=context, notes=dict(tile.notes, neighbours=True))
+
+
+def prepare_tile(tile: Tile, spec: PrepareSpec, headers=()) -> Tile:
   fp = footprint.apply(tile.image, tile.mask, tile.profile.get("nodata"), spec.footprint)
   out = dataclasses.replace(tile, mask=fp.mask, nodata=fp.nodata, unfilled=fp.unfilled,
                             timings=dict(tile.timings), notes=dict(tile.notes))
+  if spec.neighbours is not None and spec.neighbours.margin > 0 and headers and fp.mask.any():
+    out = _with_neighbours(out, spec, headers)
   if spec.guide is not None and fp.mask.any():
     out = _attach_guide(out, spec.guide)
   return out
@@ -93,7 +119,7 @@ class PrepareTiles(beam.DoFn):
   def __init__(self, spec: PrepareSpec):
     self._spec = spec
 
-  def process(self, item) -> Iterator:
+  def process(self, item, headers=()) -> Iterator:
     # pylint: disable=import-outside-toplevel
     from transforms import scene_context
     is_scene = isinstance(item, scenes.SceneRef)
@@ -101,7 +127,7 @@ class PrepareTiles(beam.DoFn):
       if is_scene:
         out = scene_context.prepare_scene(item, self._spec.footprint)
       else:
-        out = prepare_tile(item, self._spec)
+        out = prepare_tile(item, self._spec, headers or ())
       to_fill, known, far = _counts(out)
       if to_fill == 0 and not far:
         reason, outcome = "the mask covers only no-data pixels: nothing to restore", SKIPPED

@@ -68,6 +68,9 @@ class Tile:
       tile's grid (:mod:`transforms.guide`), or None.
     guide_valid: ``[H, W]`` float32, 1 = usable guide pixel; with ``guide``.
     notes: Facts for the metrics (e.g. ``guided``, ``guide_path``).
+    context: ``[H, W, C]`` float32 0…1, the tile's unguided context computed
+      over its neighbours too (:mod:`transforms.neighbours`), or None (the
+      window stage computes it from the tile alone).
   """
 
   pair: TilePair
@@ -80,6 +83,7 @@ class Tile:
   guide: Optional[np.ndarray] = None
   guide_valid: Optional[np.ndarray] = None
   notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+  context: Optional[np.ndarray] = None
 
   def known(self) -> np.ndarray:
     """``[H, W]`` bool: known ground (not missing, inside the footprint, not unfilled)."""

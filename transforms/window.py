@@ -161,7 +161,7 @@ def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
   unit = to_unit(tile.image, lo, hi)
   known = tile.known().astype(np.float32)
-  fill = ctx.push_pull(unit, known)
+  fill = tile.context if tile.context is not None else ctx.push_pull(unit, known)
   if tile.guide is None:
     return fill, None
   g = ctx.guided_fill(unit, known, tile.guide, tile.guide_valid, unguided=fill)
