@@ -34,11 +34,37 @@ class LoadedModel:
       raise ValueError(f"the SavedModel at {local_dir} has no {SIGNATURE_RESTORE!r} signature "
                        f"(it has {sorted(self._module.signatures)})")
     self._fn = self._module.signatures[SIGNATURE_RESTORE]
+    # The inputs the signature declares: ("image", "mask") for card 1.0,
+    # plus "context", "guide", "guide_mask" for context/guided models.
+    self.input_names = tuple(sorted(self._fn.structured_input_signature[1].keys()))
 
-  def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    out = self._fn(**{INPUT_IMAGE: self._tf.constant(images, self._tf.float32),
-                      INPUT_MASK: self._tf.constant(masks, self._tf.float32)})
+  def __call__(self, images: np.ndarray, masks: np.ndarray, **extra: np.ndarray) -> np.ndarray:
+    """Runs ``restore``; ``extra`` arrays (``context``, ``guide``,
+    ``guide_mask``, ``[N, H, W, *]``) are passed when the signature declares
+    them and ignored otherwise. A declared input not given gets its neutral
+    value: ``context`` = ``images``, ``guide`` = 0, ``guide_mask`` = 1 (no guide)."""
+    tf = self._tf
+    feed = {INPUT_IMAGE: images, INPUT_MASK: masks}
+    for name in self.input_names:
+      if name in feed:
+        continue
+      if name in extra and extra[name] is not None:
+        feed[name] = extra[name]
+      else:
+        feed[name] = neutral_input(name, images)
+    out = self._fn(**{k: tf.constant(v, tf.float32) for k, v in feed.items()})
     return out[OUTPUT_RESTORED].numpy()
+
+
+def neutral_input(name: str, images: np.ndarray) -> np.ndarray:
+  """The value of an optional model input that a window does not have."""
+  if name == "context":
+    return images
+  if name == "guide":
+    return np.zeros_like(images)
+  if name == "guide_mask":
+    return np.ones(images.shape[:-1] + (1,), np.float32)
+  raise ValueError(f"the model's restore signature takes an unknown input {name!r}")
 
 
 _LOADED: dict[str, LoadedModel] = {}
@@ -100,9 +126,11 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
   def run_inference(self, batch: Sequence[Any], model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
     start = time.perf_counter()
-    images = np.stack([w.image for w in batch])
-    masks = np.stack([w.mask for w in batch])
-    restored = model(images, masks)
+    inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask}
+              for w in batch]
+    extra = {name: np.stack([i[name] for i in inputs]) for name in model.input_names
+             if name not in ("image", "mask") and all(name in i for i in inputs)}
+    restored = model(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
     share = (time.perf_counter() - start) / len(batch)
     for w in batch:  # Each window carries its share of the batch's time.
       w.seconds = getattr(w, "seconds", 0.0) + share

@@ -73,6 +73,14 @@ def _nodata(text: str) -> float:
     raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
 
 
+def _distance(text: str) -> float:
+  """A finite distance in pixels, >= 0."""
+  v = _finite(text)
+  if v < 0:
+    raise argparse.ArgumentTypeError(f"expected a distance >= 0, got {text!r}")
+  return v
+
+
 def _count(text: str) -> int:
   try:
     value = int(text)
@@ -136,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "(Sentinel-2 SCL cloud shadow, cloud medium/high probability, cirrus).")
   m.add_argument("--dilate", type=_count, default=None, help="Grow masks by N pixels.")
   m.add_argument("--nodata", type=_nodata, default=None,
-                 help="No-data value when the image declares none (for --mask-source nodata).")
+                 help="No-data value when the image declares none: with --mask-source nodata the gaps "
+                      "to fill; otherwise (file or band masks) pixels equal to it in every band lie outside "
+                      "the footprint: never read as known, never filled, written back unchanged.")
   m.add_argument("--nan-as-missing", action="store_true", default=None,
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
   m.add_argument("--scene-pixels", type=_count, default=None,
@@ -145,6 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
   m.add_argument("--max-pixels", type=int, default=None,
                  help="Refuse images and masks whose header says more pixels than this, before "
                       "decoding (default 268435456 = 16384x16384).")
+  m.add_argument("--nodata-border", action="store_true", default=None,
+                 help="Only no-data pixels connected to the image border are outside the footprint "
+                      "(the zero fill around L1 scenes; dark ground equal to the value stays known).")
+  m.add_argument("--max-fill-distance", type=_distance, default=None, metavar="PX",
+                 help="Hole pixels farther than PX pixels from known ground are not filled: they are "
+                      "written as the no-data value (or left as they were without one) and counted "
+                      "as 'unfilled' (GDAL FillNodata's -md). Default: fill everything.")
+  m.add_argument("--neighbour-margin", type=_count, default=None, metavar="PX",
+                 help="Tiles of one grid (a pre-cut archive: same CRS, adjacent transforms) draw their "
+                      "context from PX pixels of their neighbours too, so fills do not break at tile "
+                      "borders (default: twice the model's window; 0 = off).")
+  g = p.add_argument_group("guide (another date of the same place)")
+  g.add_argument("--guide", action="append", default=None, metavar="TEMPLATE",
+                 help="Each image's guide, with {stem}, {dir}, {date} as in --masks; repeat in order of "
+                      "preference (the first that exists is used). Other grids are warped onto the image's.")
+  g.add_argument("--guide-masks", default=None, metavar="TEMPLATE",
+                 help="The guide's own cloud masks ({stem}, {dir} of the guide; non-zero = cloud). "
+                      "Default: the guide's no-data only.")
+  g.add_argument("--guide-resampling", choices=("bilinear", "nearest"), default=None,
+                 help="Resampling of guides on another grid (default bilinear).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_bands, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -187,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
   w.add_argument("--co", action="append", type=_creation_option, default=None, metavar="NAME=VALUE",
                  help="GDAL creation option, repeatable (e.g. --co COMPRESS=ZSTD --co PREDICTOR=2). "
                       "Without it the input's compression and overviews are kept.")
+  o.add_argument("--no-preview", action="store_true", default=None,
+                 help="Do not write the low-resolution quicklooks DIR/preview/{stem}.png.")
   return p
 
 
@@ -198,6 +230,8 @@ DEFAULTS: dict[str, Any] = {
     "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
     "max_pixels": 16384 * 16384,
     "mask_bits": None, "mask_values": None, "cog": False, "co": None,
+    "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
+    "guide_resampling": "bilinear", "no_preview": False, "neighbour_margin": None,
 }
 
 # How a config value is checked and converted: the flag's own converter.
@@ -206,15 +240,25 @@ _CONFIG_TYPES: dict[str, Any] = {
     "value_range": _range, "min_batch_size": _count, "max_batch_size": _count,
     "max_batch_duration_secs": _count, "model_copies": _count, "scene_pixels": _count,
     "mask_bits": _bits, "mask_values": _int_list, "co": _creation_option, "max_pixels": _count,
+    "max_fill_distance": _distance, "neighbour_margin": _count,
 }
-_CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog")
-_CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model")
+_CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog",
+                 "nodata_border", "no_preview")
+_CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model",
+                   "guide_masks", "guide_resampling")
 EXPECT_KEYS = ("dtypes", "bands", "band_names", "value_ranges")
 
 
 def _config_value(path: str, key: str, value: Any) -> Any:
   """One ``run:`` value of a profile, checked as its flag would be."""
   where = f"config {path}: {key}"
+  if key == "guide":  # One template or a list of them, in order of preference.
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+      raise UsageError(f"{where} must be a template or a list of templates, got {value!r}")
+    return list(items)
+  if key == "guide_resampling" and value not in ("bilinear", "nearest"):
+    raise UsageError(f"{where} must be bilinear or nearest, got {value!r}")
   if key in _CONFIG_BOOLS:
     if not isinstance(value, bool):
       raise UsageError(f"{where} must be true or false, got {value!r}")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -26,11 +27,17 @@ from pipeline import runlock
 from pipeline import summary as summary_lib
 from transforms.composite import CompositeTiles
 from transforms.decode import Decode, DecodeSpec
+from transforms.footprint import FootprintSpec
 from transforms.geotiff_out import TiffSpec
+from transforms.guide import GuideSpec
+from transforms.guide import check_template as check_guide_template
 from transforms.incremental import Incremental
 from transforms.infer import Infer, InferSpec
 from transforms.masks import MaskSpec
 from transforms.match import MatchPairs, check_template
+from transforms.neighbours import NeighbourSpec
+from transforms.neighbours import header as tile_header
+from transforms.prepare import PrepareSpec, PrepareTiles
 from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, SpillRef
 from transforms.window import CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
@@ -49,13 +56,15 @@ def new_run_id() -> str:
   return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) -> None:
+def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str,
+          model_inputs: tuple[str, ...] = ("image", "mask")) -> None:
   """Adds the restoration graph for parsed ``args`` to pipeline ``p``.
 
   Each run writes its own ``metrics/metrics-{run_id}-*.jsonl`` and
   ``failed/dead-letters-{run_id}-*.jsonl``, so the files of earlier (nightly)
   runs stay beside them; ``summary.json`` and ``manifest.json`` describe the
-  latest run.
+  latest run. ``model_inputs``: what the model's ``restore`` takes (see
+  :class:`transforms.infer.InferSpec`).
   """
   out = args.output
   mask = MaskSpec(source=args.mask_source, threshold=args.mask_threshold,
@@ -78,11 +87,34 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
       nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
       max_pixels=args.max_pixels, value_range=vrange))
+  guide_spec = None
+  if args.guide:
+    guide_spec = GuideSpec(templates=tuple(args.guide), mask_template=args.guide_masks,
+                           bands=tuple(args.bands or ()), value_range=vrange,
+                           resampling=args.guide_resampling)
+  neighbour_spec, headers = None, []
+  # Twice the window: on a cloud across tile borders the step at the border fell from
+  # 813 (tiles alone) to 137 DN with one window of margin and 18 with two (8 whole).
+  margin = 2 * card.window if args.neighbour_margin is None else args.neighbour_margin
+  if margin > 0:
+    neighbour_spec = NeighbourSpec(margin=margin, bands=tuple(args.bands or ()), mask=mask,
+                                   nodata=args.nodata)
+    headers = beam.pvalue.AsSingleton(
+        matched["pairs"] | "Headers" >> beam.Map(tile_header) | "Georeferenced" >> beam.Filter(bool)
+        | "AllHeaders" >> beam.combiners.ToList())
+  prepared = decoded.tiles | "Prepare" >> beam.ParDo(PrepareTiles(PrepareSpec(
+      footprint=FootprintSpec(nodata=args.nodata, border_only=args.nodata_border,
+                              nan_is_nodata=not args.nan_as_missing,
+                              mask_is_nodata=args.mask_source == "nodata",
+                              max_fill_distance=args.max_fill_distance),
+      guide=guide_spec, neighbours=neighbour_spec, value_range=vrange)), headers).with_outputs(
+          "dead", main="tiles")
   # Tiles and large scenes share one output and one windowing step, so that
   # windows stream straight into RunInference (a Flatten here could be
   # materialised by the DirectRunner, holding every window in memory).
-  windows = decoded.tiles | "Window" >> beam.ParDo(CutWindows(
-      WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange), out))
+  windows = prepared.tiles | "Window" >> beam.ParDo(CutWindows(
+      WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange), out,
+      preview=not args.no_preview, guide_spec=guide_spec))
   inferred = windows | "Infer" >> Infer(InferSpec(
       # None = the packaged default, resolved where the model loads (a worker's
       # install path differs from the launcher's). tfx-bsl needs a path now.
@@ -90,12 +122,15 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
       backend=args.backend, overlap=card.overlap,
       min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
       max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
-      model_copies=args.model_copies, accelerator=args.accelerator))
+      model_copies=args.model_copies, accelerator=args.accelerator, model_inputs=model_inputs))
   tile_windows, scene_spills = inferred | "SplitScenes" >> beam.Partition(
       lambda kv, _: int(isinstance(kv[1], SpillRef) or getattr(kv[1], "scene", False)), 2)
-  tiles, scene_refs = decoded.tiles | "SplitTileKinds" >> beam.Partition(
+  tiles, scene_refs = prepared.tiles | "SplitTileKinds" >> beam.Partition(
       lambda t, _: int(isinstance(t, SceneRef)), 2)
-  keyed_tiles = tiles | "KeyTiles" >> beam.Map(lambda t: (t.key, t))
+  # The composite needs no guide: drop it before the join.
+  keyed_tiles = tiles | "KeyTiles" >> beam.Map(
+      lambda t: (t.key, dataclasses.replace(t, guide=None, context=None)
+                 if t.guide is not None or t.context is not None else t))
   composited = ({"tile": keyed_tiles, "windows": tile_windows}
                 | "Join" >> beam.CoGroupByKey()
                 | "Composite" >> beam.ParDo(CompositeTiles(vrange)).with_outputs("dead", main="tiles"))
@@ -114,7 +149,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
                .with_outputs("dead", main="results"))
 
   results = (written.results, assembled.results) | "AllResults" >> beam.Flatten()
-  dead = ((matched["dead"], decoded.dead, composited.dead, written.dead, assembled.dead)
+  dead = ((matched["dead"], decoded.dead, prepared.dead, composited.dead, written.dead, assembled.dead)
           | "AllDead" >> beam.Flatten())
   _ = (results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
        | "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(out, METRICS_DIR, f"metrics-{run_id}"),
@@ -134,8 +169,9 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str) 
        | "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(out, model_info(card, model_uri), run_id)))
 
 
-def check_model_early(model_uri: str, card: ModelCard) -> None:
-  """Loads the model once at launch and runs one window through it.
+def check_model_early(model_uri: str, card: ModelCard) -> tuple[str, ...]:
+  """Loads the model once at launch and runs one window through it; returns
+  the inputs its ``restore`` signature declares.
 
   Raises:
     ValueError or OSError: the model cannot serve; no tile has been written.
@@ -146,6 +182,7 @@ def check_model_early(model_uri: str, card: ModelCard) -> None:
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
   native.check_model(model, card.window, card.bands)
+  return model.input_names
 
 
 def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
@@ -162,12 +199,16 @@ def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
   card = locate.read_card(model_uri)
   if args.bands and len(args.bands) != card.bands:
     raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
+  # Unresolvable guide placeholders are a usage error, before any work.
+  args.guide = [check_guide_template(t, args.date) for t in (args.guide or [])] or None
+  if args.guide_masks:
+    args.guide_masks = check_guide_template(args.guide_masks, args.date)
   check_output(args.output)
-  check_model_early(model_uri, card)
+  model_inputs = check_model_early(model_uri, card)
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)
   run_id = new_run_id()
-  build(p, args, card, model_uri, run_id)
+  build(p, args, card, model_uri, run_id, model_inputs)
   lock = None if _graph_only(pipeline_options) else runlock.acquire(args.output, run_id, pipeline_options)
   try:
     result = p.run()

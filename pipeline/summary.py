@@ -68,6 +68,8 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
     if r["outcome"] != RESTORED:
       key = f"{r['outcome']}: {r.get('stage')}: {r.get('reason', '')[:120]}"
       reasons[key] = reasons.get(key, 0) + 1
+  guide_counts = {"guided": sum(1 for m in restored if m.get("guided") is True),
+                  "unguided": sum(1 for m in restored if m.get("guided") is False)}
   summary = {
       "run_id": run_id,
       "matched": len(records),
@@ -77,8 +79,11 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
       "metrics": aggregates,
       "seconds_per_tile": timings,
       "reasons": reasons,
+      "unfilled_pixels": int(sum(m.get("unfilled") or 0 for m in restored)),
       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
   }
+  if any("guided" in m for m in restored):  # --guide was given
+    summary["guide"] = guide_counts
   manifest = {
       "run_id": run_id,
       "model": model,
@@ -113,7 +118,8 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   subdirs = ("metrics", "failed")
   if FileSystems.get_scheme(output_dir) is None:
     root = glob.escape(os.path.abspath(output_dir))  # Its name is literal, not a pattern.
-    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp")]
+    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp"),
+                os.path.join(root, "preview", ".*.tmp")]
     patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
     for path in found:

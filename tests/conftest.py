@@ -24,6 +24,13 @@ def mean_model(tmp_path_factory) -> str:
   return make_mean_fill_model(str(tmp_path_factory.mktemp("models") / "mean"), window=64, overlap=8)
 
 
+@pytest.fixture(scope="session")
+def context_model(tmp_path_factory) -> str:
+  """A SavedModel declaring image, mask, context, guide, guide_mask (see model_fixture)."""
+  from tests.model_fixture import make_context_model
+  return make_context_model(str(tmp_path_factory.mktemp("models") / "context"), window=64, overlap=8)
+
+
 @pytest.fixture()
 def pipeline():
   """A TestPipeline on the DirectRunner, run (and checked) on exit."""

@@ -61,3 +61,55 @@ def make_mean_fill_model(path: str, *, bands: int = 3, window: int = 64, overlap
       SIGNATURE_RESTORE: module.restore.get_concrete_function(),
       SIGNATURE_SERVING: module.serve.get_concrete_function()})
   return path
+
+
+def make_context_model(path: str, *, bands: int = 3, window: int = 64, overlap: int = 8,
+                       version: str = "test-context-1") -> str:
+  """A fake-but-real SavedModel with the five inputs of the context/guided
+  contract: it returns ``context`` in the holes, averaged with ``guide``
+  where the guide is usable (``guide_mask`` 0); known pixels unchanged.
+  The card declares ``inputs``, ``guided: true``, ``context: "push_pull"``.
+  """
+  import json  # pylint: disable=import-outside-toplevel
+
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  names = ("image", "mask", "context", "guide", "guide_mask")
+
+  class ContextFill(tf.Module):
+
+    def _restore(self, image, mask, context, guide, guide_mask):
+      usable = 1.0 - guide_mask
+      fill = context * guide_mask + 0.5 * (context + guide) * usable
+      return image * (1.0 - mask) + fill * mask
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, bands], tf.float32),
+                                  tf.TensorSpec([None, None, None, 1], tf.float32),
+                                  tf.TensorSpec([None, None, None, bands], tf.float32),
+                                  tf.TensorSpec([None, None, None, bands], tf.float32),
+                                  tf.TensorSpec([None, None, None, 1], tf.float32)])
+    def restore(self, image, mask, context, guide, guide_mask):
+      return {OUTPUT_RESTORED: self._restore(image, mask, context, guide, guide_mask)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, examples):
+      sizes = {"image": bands, "mask": 1, "context": bands, "guide": bands, "guide_mask": 1}
+      parsed = tf.io.parse_example(examples, {
+          k: tf.io.FixedLenFeature([window * window * c], tf.float32) for k, c in sizes.items()})
+      t = {k: tf.reshape(parsed[k], [-1, window, window, c]) for k, c in sizes.items()}
+      return {OUTPUT_RESTORED: self._restore(*(t[k] for k in names))}
+
+  module = ContextFill()
+  card = ModelCard(name="context-fill", version=version, bands=bands, window=window,
+                   overlap=overlap, trained_on=["nothing: a test fixture"])
+  d = json.loads(card.to_json())
+  d.update(inputs=list(names), guided=True, context="push_pull")
+  asset_dir = tempfile.mkdtemp(prefix="cloudfill-card-")
+  asset = os.path.join(asset_dir, ASSET_NAME)
+  with open(asset, "w", encoding="utf-8") as f:
+    f.write(json.dumps(d, indent=2, sort_keys=True))
+  module.card = tf.saved_model.Asset(asset)
+  tf.saved_model.save(module, path, signatures={
+      SIGNATURE_RESTORE: module.restore.get_concrete_function(),
+      SIGNATURE_SERVING: module.serve.get_concrete_function()})
+  return path

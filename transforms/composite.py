@@ -19,6 +19,35 @@ from transforms.records import DeadLetter, RestoredTile, Window, WindowFailure, 
 from transforms.window import feather, from_unit, value_range
 
 DEAD = "dead"
+# Models without a ``context`` input (card 1.0 and older) see one window only.
+# Their output is trusted up to this fraction of the window's side from known
+# ground in the window, and handed over linearly to the tile/scene context
+# beyond, so a window far inside a cloud never invents a flat square.
+LEGACY_REACH = 0.25
+
+
+def legacy_blend(restored: np.ndarray, context: np.ndarray, unknown: np.ndarray,
+                 reach: float = LEGACY_REACH) -> np.ndarray:
+  """A context-blind model's window output over the context.
+
+  Args:
+    restored: ``[S, S, C]`` the model's output.
+    context: ``[S, S, C]`` the window's crop of the tile/scene context.
+    unknown: ``[S, S, 1]`` or ``[S, S]`` 1 = not known ground.
+    reach: Fraction of S over which the model's output fades into the context.
+
+  Returns:
+    ``[S, S, C]`` float32: the model's output next to known ground, the
+    context where the window holds no known pixel within ``reach * S``.
+  """
+  from scipy import ndimage  # pylint: disable=import-outside-toplevel
+  u = np.asarray(unknown).reshape(restored.shape[:2]) > 0.5
+  if not (~u).any():
+    return np.asarray(context, np.float32)
+  d = ndimage.distance_transform_edt(u)
+  r = max(1.0, reach * restored.shape[0])
+  w = np.clip(1.0 - d / r, 0.0, 1.0)[..., None].astype(np.float32)
+  return (w * restored + (1.0 - w) * context).astype(np.float32)
 
 
 def sparsify(win: Window, overlap: int) -> WindowResult:
@@ -107,6 +136,32 @@ def composite(image: np.ndarray, mask: np.ndarray, results: Iterable[WindowResul
   return out
 
 
+def finish_tile(tile, restored: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
+  """Writes the no-data value into unfilled pixels; returns ``(restored,
+  provenance [H, W] uint8, metrics)`` (see :mod:`transforms.footprint`)."""
+  from transforms import footprint  # pylint: disable=import-outside-toplevel
+  extra = dict(tile.notes)
+  nodata_value = tile.profile.get("nodata")
+  if tile.unfilled is not None:
+    n = int(tile.unfilled.sum())
+    extra["unfilled"] = n
+    if nodata_value is not None:
+      restored[tile.unfilled] = np.asarray(nodata_value).astype(restored.dtype)
+      extra["unfilled_as"] = "nodata"
+    else:
+      extra["unfilled_as"] = "input unchanged (the file declares no no-data value)"
+  else:
+    extra["unfilled"] = 0
+  if tile.nodata is not None:
+    extra["nodata_pixels"] = int(tile.nodata.sum())
+  guided = None
+  if tile.guide_valid is not None:
+    guided = np.asarray(tile.guide_valid) >= 1.0
+    extra["guided_pixels"] = int((tile.mask & guided).sum())
+  prov = footprint.provenance(tile.mask, tile.nodata, tile.unfilled, guided)
+  return restored, prov, extra
+
+
 class CompositeTiles(beam.DoFn):
   """``(key, {"tile": [Tile], "windows": [WindowResult...]})`` -> RestoredTile.
 
@@ -129,6 +184,7 @@ class CompositeTiles(beam.DoFn):
       start = time.perf_counter()
       try:
         restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
+        restored, prov, extra = finish_tile(tile, restored)
       except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")
         reason = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
@@ -137,4 +193,5 @@ class CompositeTiles(beam.DoFn):
       tile.timings["window_infer"] = float(sum(r.seconds for r in results))
       tile.timings["composite"] = time.perf_counter() - start
       counters.record("composite_ms", 1000 * tile.timings["composite"])
-      yield RestoredTile(tile=tile, restored=restored, windows=len(results))
+      yield RestoredTile(tile=tile, restored=restored, windows=len(results), provenance=prov,
+                         metrics=extra)

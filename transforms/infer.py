@@ -18,11 +18,12 @@ import dataclasses
 from typing import Optional
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from model_loader import native, tfx
 from transforms import counters, scenes
-from transforms.composite import sparsify
+from transforms.composite import legacy_blend, sparsify
 from transforms.records import Window, WindowFailure
 
 BACKENDS = ("native", "tfx")
@@ -44,6 +45,10 @@ class InferSpec:
     model_copies: Exact number of model copies per worker (e.g. one per GPU).
     accelerator: A Dataflow accelerator resource hint, e.g.
       ``type:nvidia-l4;count:1;install-nvidia-driver``.
+    model_inputs: The inputs the model's ``restore`` signature declares
+      (read at launch). Without ``context``, the model's output is blended
+      into the window's context by distance from known ground
+      (:func:`transforms.composite.legacy_blend`).
   """
 
   model_uri: Optional[str]
@@ -55,6 +60,7 @@ class InferSpec:
   large_model: bool = False
   model_copies: Optional[int] = None
   accelerator: Optional[str] = None
+  model_inputs: tuple[str, ...] = ("image", "mask")
 
   def __post_init__(self):
     if self.backend not in BACKENDS:
@@ -63,8 +69,11 @@ class InferSpec:
       raise ValueError("the tfx backend needs a model path")
 
 
-def _finish(win: Window, restored, overlap: int):
+def _finish(win: Window, restored, overlap: int, takes_context: bool):
   """``(tile_key, WindowResult)``, or ``(tile_key, SpillRef)`` for scenes."""
+  if not takes_context and win.context is not None:
+    unknown = win.mask if win.unknown is None else win.unknown
+    restored = legacy_blend(np.asarray(restored, np.float32), win.context, unknown)
   win.restored = restored
   counters.inc("windows_inferred")
   result = sparsify(win, overlap)
@@ -84,24 +93,27 @@ def _one_line(e) -> str:
 
 
 class _FromPrediction(beam.DoFn):
-  def __init__(self, overlap: int):
+  def __init__(self, overlap: int, takes_context: bool):
     self._overlap = overlap
+    self._context = takes_context
 
   def process(self, prediction):
     try:
-      yield _finish(prediction.example, prediction.inference, self._overlap)
+      yield _finish(prediction.example, prediction.inference, self._overlap, self._context)
     except Exception as e:  # pylint: disable=broad-except
       yield _failed(prediction.example, f"the model's output was unusable: {_one_line(e)}")
 
 
 class _FromTfxPrediction(beam.DoFn):
-  def __init__(self, overlap: int):
+  def __init__(self, overlap: int, takes_context: bool):
     self._overlap = overlap
+    self._context = takes_context
 
   def process(self, keyed):
     win, log = keyed
     try:
-      yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap)
+      yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap,
+                    self._context)
     except Exception as e:  # pylint: disable=broad-except
       yield _failed(win, f"the model's output was unusable: {_one_line(e)}")
 
@@ -136,6 +148,17 @@ def run_inference_safely(windows, inference: RunInference, to_results: beam.DoFn
   return (good, bad) | "WithFailures" >> beam.Flatten()
 
 
+def _example(win: Window, names: tuple[str, ...]) -> bytes:
+  """The window as the serialized Example the model's ``serving_default`` parses."""
+  inputs = win.model_inputs()
+  extra = {}
+  for name in names:
+    if name in ("image", "mask"):
+      continue
+    extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None])[0]
+  return tfx.serialize_example(inputs["image"], inputs["mask"], **extra)
+
+
 @dataclasses.dataclass
 class Infer(beam.PTransform):
   """``Window`` -> ``(tile_key, WindowResult)`` through ``RunInference``."""
@@ -146,16 +169,19 @@ class Infer(beam.PTransform):
     s = self.spec
     if s.min_batch_size is None and s.max_batch_size:
       s = dataclasses.replace(s, min_batch_size=s.max_batch_size)
+    takes_context = "context" in s.model_inputs
     if s.backend == "native":
       handler = native.NativeModelHandler(
           s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
           max_batch_duration_secs=s.max_batch_duration_secs, large_model=s.large_model,
           model_copies=s.model_copies, accelerator=s.accelerator)
-      return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap))
+      return run_inference_safely(windows, RunInference(handler),
+                                  _FromPrediction(s.overlap, takes_context))
     handler = tfx.create_handler(s.model_uri, min_batch_size=s.min_batch_size,
                                  max_batch_size=s.max_batch_size, large_model=s.large_model)
     inference = RunInference(handler)
     if s.accelerator:
       inference = inference.with_resource_hints(accelerator=s.accelerator)
-    examples = windows | "ToExample" >> beam.Map(lambda w: (w, tfx.serialize_example(w.image, w.mask)))
-    return run_inference_safely(examples, inference, _FromTfxPrediction(s.overlap))
+    examples = windows | "ToExample" >> beam.Map(lambda w, names: (w, _example(w, names)),
+                                                 s.model_inputs)
+    return run_inference_safely(examples, inference, _FromTfxPrediction(s.overlap, takes_context))

@@ -61,6 +61,21 @@ class Tile:
       (WKT or None), ``transform`` (6 GDAL numbers or None), ``descriptions``,
       ``ext`` (the input's extension, e.g. ".tif").
     timings: Seconds spent per stage so far.
+    nodata: ``[H, W]`` bool, True = outside the valid footprint (declared
+      no-data, ``--nodata``, NaN): never read as known, never filled, written
+      back unchanged. None = every pixel is inside. Set by
+      :mod:`transforms.footprint`; ``mask`` then excludes these pixels.
+    unfilled: ``[H, W]`` bool, hole pixels farther than
+      ``--max-fill-distance`` from known ground: not filled (no-data in the
+      output, or the input unchanged when there is no no-data value); also
+      excluded from ``mask``. None = none.
+    guide: ``[H, W, C]`` float32 0…1, another date of the same place on the
+      tile's grid (:mod:`transforms.guide`), or None.
+    guide_valid: ``[H, W]`` float32, 1 = usable guide pixel; with ``guide``.
+    notes: Facts for the metrics (e.g. ``guided``, ``guide_path``).
+    context: ``[H, W, C]`` float32 0…1, the tile's unguided context computed
+      over its neighbours too (:mod:`transforms.neighbours`), or None (the
+      window stage computes it from the tile alone).
   """
 
   pair: TilePair
@@ -68,6 +83,21 @@ class Tile:
   mask: np.ndarray
   profile: dict[str, Any]
   timings: dict[str, float] = dataclasses.field(default_factory=dict)
+  nodata: Optional[np.ndarray] = None
+  unfilled: Optional[np.ndarray] = None
+  guide: Optional[np.ndarray] = None
+  guide_valid: Optional[np.ndarray] = None
+  notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+  context: Optional[np.ndarray] = None
+
+  def known(self) -> np.ndarray:
+    """``[H, W]`` bool: known ground (not missing, inside the footprint, not unfilled)."""
+    k = ~self.mask
+    if self.nodata is not None:
+      k &= ~self.nodata
+    if self.unfilled is not None:
+      k &= ~self.unfilled
+    return k
 
   @property
   def key(self) -> str:
@@ -90,6 +120,14 @@ class Window:
       batch's inference).
     spill_to: For windows of large scenes, the folder their restored values
       are spilled to right after inference (see :mod:`transforms.scenes`).
+    unknown: ``[S, S, 1]`` float32, 1 = not known ground (holes, no-data,
+      unfilled): the ``mask`` the model sees; None = ``mask``. ``mask``
+      itself marks the pixels the composite writes.
+    context: ``[S, S, C]`` float32 0…1, the classical fill of the whole tile
+      or scene cropped to the window (:mod:`transforms.context`), or None.
+    guide: ``[S, S, C]`` float32 0…1, the guide mapped to the target's
+      radiometry (0 where unusable), or None.
+    guide_mask: ``[S, S, 1]`` float32, 1 = guide missing; with ``guide``.
   """
 
   tile_key: str
@@ -101,6 +139,23 @@ class Window:
   restored: Optional[np.ndarray] = None
   seconds: float = 0.0
   spill_to: Optional[str] = None
+  unknown: Optional[np.ndarray] = None
+  context: Optional[np.ndarray] = None
+  guide: Optional[np.ndarray] = None
+  guide_mask: Optional[np.ndarray] = None
+
+  def model_inputs(self) -> dict[str, np.ndarray]:
+    """The arrays of the model's ``restore`` signature, by input name; a
+    window without a guide gets an all-missing one (when it has a context)."""
+    out = {"image": self.image, "mask": self.mask if self.unknown is None else self.unknown}
+    if self.context is not None:
+      out["context"] = self.context
+      if self.guide is not None:
+        out["guide"], out["guide_mask"] = self.guide, self.guide_mask
+      else:
+        out["guide"] = np.zeros_like(self.context)
+        out["guide_mask"] = np.ones(self.context.shape[:2] + (1,), np.float32)
+    return out
 
 
 @dataclasses.dataclass
@@ -199,9 +254,11 @@ class RestoredTile:
       1 generated, 2 generated with a guide date, 3 left unfilled, 255
       no-data; see :mod:`transforms.provenance`), or None to derive them
       from the mask (255 no-data, 1 missing, 0 elsewhere).
+    metrics: Extra per-tile metrics (``unfilled``, ``guided`` …).
   """
 
   tile: Tile
   restored: np.ndarray
   windows: int = 0
   provenance: Optional[np.ndarray] = None
+  metrics: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -36,8 +36,8 @@ from transforms.composite import composite
 from transforms.incremental import output_path, provenance_tags
 from transforms.raster_io import (delete_folder, finish_tiff, read_bytes, upload_file_atomic,
                                   write_bytes_atomic)
-from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, Window, WindowFailure, WindowResult
-from transforms.window import WindowSpec, cut_rows, to_unit, value_range
+from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, WindowFailure, WindowResult
+from transforms.window import to_unit, value_range
 
 DEAD = "dead"
 STRIPE_ROWS = 1024
@@ -62,7 +62,12 @@ class SceneRef:
     local_path: A local copy (or the file itself) readable by rasterio.
     profile: Its profile (with ``height``, ``width``, ``count``).
     band_index: 0-based bands to restore.
-    packed_mask: ``np.packbits`` of the ``[H, W]`` missing-pixel mask.
+    packed_mask: ``np.packbits`` of the ``[H, W]`` missing-pixel mask (after
+      :mod:`transforms.scene_context` prepared it: the pixels to fill).
+    packed_nodata, packed_unfilled: the same for the pixels outside the
+      footprint and the holes beyond ``--max-fill-distance``; None = none.
+    guide: The scene's resolved guide (:class:`transforms.guide.GuideRef`) or None.
+    notes: Facts for the metrics (``guided``, ``guide``).
   """
 
   pair: TilePair
@@ -70,6 +75,10 @@ class SceneRef:
   profile: dict[str, Any]
   band_index: tuple[int, ...]
   packed_mask: np.ndarray
+  packed_nodata: Optional[np.ndarray] = None
+  packed_unfilled: Optional[np.ndarray] = None
+  guide: Any = None
+  notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   @property
   def key(self) -> str:
@@ -79,9 +88,28 @@ class SceneRef:
   def shape(self) -> tuple[int, int]:
     return self.profile["height"], self.profile["width"]
 
-  def mask(self) -> np.ndarray:
+  def _unpack(self, packed: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    if packed is None:
+      return None
     h, w = self.shape
-    return np.unpackbits(self.packed_mask, count=h * w).reshape(h, w).view(bool)
+    return np.unpackbits(packed, count=h * w).reshape(h, w).view(bool)
+
+  def mask(self) -> np.ndarray:
+    return self._unpack(self.packed_mask)
+
+  def nodata(self) -> Optional[np.ndarray]:
+    return self._unpack(self.packed_nodata)
+
+  def unfilled(self) -> Optional[np.ndarray]:
+    return self._unpack(self.packed_unfilled)
+
+  def known(self) -> np.ndarray:
+    """``[H, W]`` bool known ground (not to fill, not no-data, not unfilled)."""
+    k = ~self.mask()
+    for extra in (self.nodata(), self.unfilled()):
+      if extra is not None:
+        k &= ~extra
+    return k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,15 +161,6 @@ def crop_rows(r: WindowResult, r0: int, r1: int, mask: np.ndarray) -> Optional[W
   cum = np.concatenate([[0], np.cumsum(per_row)])
   return WindowResult(y=r.y + a - r0, x=r.x, h=b - a, w=r.w, values=r.values[cum[a]:cum[b]],
                       weights=r.weights[cum[a]:cum[b]], seconds=r.seconds)
-
-
-def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
-  """The windows with holes of a large scene, reading one row of windows at a time."""
-  import rasterio  # pylint: disable=import-outside-toplevel
-  with gdal_env(), rasterio.open(ref.local_path) as src:
-    yield from cut_rows(ref.key, ref.mask(), ref.profile["dtype"],
-                        lambda y0, y1: read_rows(src, y0, y1, ref.band_index), spec,
-                        spill_to=spill_dir(output_dir, ref.key))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +219,7 @@ class AssembleScenes(beam.DoFn):
     else:
       tmp = tempfile.mkstemp(prefix="cloudfill-scene-", suffix=".tif")[1]
     profile = dict(ref.profile, descriptions=[ref.profile["descriptions"][i] for i in ref.band_index])
+    unfilled, nodata_value = ref.unfilled(), ref.profile.get("nodata")
     pending = list(spills)
     loaded: list[WindowResult] = []
     seams, quality, infer_seconds, blocks = [], [], 0.0, {}
@@ -229,6 +249,9 @@ class AssembleScenes(beam.DoFn):
               quality.append((int(m.sum()), metrics.quality(unit, to_unit(rows, *vrange), m)))
           else:
             out = rows
+          if unfilled is not None and nodata_value is not None and unfilled[r0:r1].any():
+            out = out.copy()
+            out[unfilled[r0:r1]] = np.asarray(nodata_value).astype(out.dtype)
           dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
           prov.write(r0, provenance.derive(out, m, ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
@@ -246,6 +269,14 @@ class AssembleScenes(beam.DoFn):
                     seam=float(np.mean(seams)) if seams else None)
     if spec.window:
       measured["block"] = metrics.block_ratio(blocks)
+    measured.update(ref.notes)
+    measured["unfilled"] = 0 if unfilled is None else int(unfilled.sum())
+    if unfilled is not None:
+      measured["unfilled_as"] = ("nodata" if nodata_value is not None
+                                 else "input unchanged (the file declares no no-data value)")
+    nodata = ref.nodata()
+    if nodata is not None:
+      measured["nodata_pixels"] = int(nodata.sum())
     if quality:
       n = np.array([q[0] for q in quality], np.float64)
       mse = float(np.sum(n * np.array([10 ** (-q[1]["psnr"] / 10) for q in quality])) / n.sum())

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import apache_beam as beam
 import numpy as np
 
+from transforms import context as ctx
 from transforms import counters
 from transforms.records import Tile, Window
 
@@ -99,18 +100,28 @@ class WindowSpec:
       raise ValueError("overlap must be in [0, size)")
 
 
+# ``context(y, x, image, known)`` -> the window's extra inputs (``context``,
+# ``guide``, ``guide_mask``), given its padded ``[S, S, C]`` 0…1 image and
+# ``[S, S]`` float32 known-ground weights.
+ContextFn = Callable[[int, int, np.ndarray, np.ndarray], dict]
+
+
 def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], np.ndarray],
-             spec: WindowSpec, spill_to: Optional[str] = None) -> Iterator[Window]:
+             spec: WindowSpec, spill_to: Optional[str] = None, known: Optional[np.ndarray] = None,
+             context: Optional[ContextFn] = None) -> Iterator[Window]:
   """Yields the windows with at least one missing pixel, one row of windows at a time.
 
   Args:
     key: The tile's key.
-    mask: ``[H, W]`` bool, True = missing.
+    mask: ``[H, W]`` bool, True = to fill.
     dtype: The tile's dtype (for its value range).
     rows: ``rows(y0, y1)`` returns image rows ``[y0, y1)`` as ``[rows, W, C]``;
       called only for rows of windows that hold a missing pixel.
     spec: How windows are cut.
     spill_to: Set on each window (large scenes, see :mod:`transforms.scenes`).
+    known: ``[H, W]`` bool known ground (default ``~mask``); where it is
+      False the window's ``unknown`` is 1 (no-data is never read as known).
+    context: Computes each window's ``context``/``guide``/``guide_mask``.
   """
   h, w = mask.shape
   size, stride = spec.size, spec.size - spec.overlap
@@ -124,36 +135,86 @@ def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], 
       m = mask[y:y + size, x:x + size]
       if not m.any():
         continue
-      img = to_unit(band[:, x:x + size], lo, hi)
-      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w),
-                   image=_pad_reflect(img, size),
+      img = _pad_reflect(to_unit(band[:, x:x + size], lo, hi), size)
+      unknown = None
+      extras: dict = {}
+      if known is not None or context is not None:
+        k = ~m if known is None else known[y:y + size, x:x + size]
+        kp = _pad_reflect(k.astype(np.float32), size)
+        unknown = (1.0 - kp)[:, :, None]
+        if context is not None:
+          extras = context(y, x, img, kp)
+      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w), image=img,
                    mask=_pad_reflect(m.astype(np.float32), size)[:, :, None],
-                   seconds=time.perf_counter() - start, spill_to=spill_to)
+                   seconds=time.perf_counter() - start, spill_to=spill_to, unknown=unknown, **extras)
       start = time.perf_counter()
 
 
-def cut(tile: Tile, spec: WindowSpec) -> Iterator[Window]:
-  """Yields the windows of an in-memory ``tile`` that hold a missing pixel."""
-  return cut_rows(tile.key, tile.mask, tile.profile["dtype"], lambda y0, y1: tile.image[y0:y1], spec)
+def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """The classical fill of a whole in-memory tile, on the 0…1 scale.
+
+  Returns:
+    ``(context [H, W, C], mapped_guide [H, W, C] or None)``: the push-pull
+    fill of the tile's known ground (:func:`context.guided_fill` when the
+    tile carries a guide), and the guide mapped to its radiometry.
+  """
+  lo, hi = value_range(tile.profile["dtype"], spec.value_range)
+  unit = to_unit(tile.image, lo, hi)
+  known = tile.known().astype(np.float32)
+  fill = tile.context if tile.context is not None else ctx.push_pull(unit, known)
+  if tile.guide is None:
+    return fill, None
+  g = ctx.guided_fill(unit, known, tile.guide, tile.guide_valid, unguided=fill)
+  return g.fill, g.mapped
+
+
+def cut(tile: Tile, spec: WindowSpec, fill: Optional[np.ndarray] = None,
+        mapped: Optional[np.ndarray] = None) -> Iterator[Window]:
+  """Yields the windows of an in-memory ``tile`` that hold a missing pixel,
+  each with its crop of the tile's context ``fill`` (and guide) when given."""
+  context = None
+  if fill is not None:
+    size = spec.size
+    gmask = None if tile.guide_valid is None else 1.0 - np.asarray(tile.guide_valid, np.float32)
+
+    def context(y, x, _img, _known):
+      out = {"context": _pad_reflect(fill[y:y + size, x:x + size], size)}
+      if mapped is not None:
+        out["guide"] = _pad_reflect(mapped[y:y + size, x:x + size], size)
+        out["guide_mask"] = _pad_reflect(gmask[y:y + size, x:x + size], size)[:, :, None]
+      return out
+
+  return cut_rows(tile.key, tile.mask, tile.profile["dtype"], lambda y0, y1: tile.image[y0:y1], spec,
+                  known=tile.known(), context=context)
 
 
 class CutWindows(beam.DoFn):
   """:class:`Tile` -> :class:`Window` for every window with holes.
 
+  Each in-memory tile's context (:func:`tile_context`) is computed once and
+  each window carries its crop; its quicklook goes to ``DIR/preview/`` first.
   Large scenes (:class:`transforms.scenes.SceneRef`) are cut by
-  :func:`transforms.scenes.cut_scene`, one row of windows at a time.
+  :func:`transforms.scene_context.cut_scene`, one row of windows at a time.
   """
 
-  def __init__(self, spec: WindowSpec, output_dir: str):
+  def __init__(self, spec: WindowSpec, output_dir: str, preview: bool = True, guide_spec=None):
     self._spec = spec
     self._output = output_dir
+    self._preview = preview
+    self._guide = guide_spec
 
   def process(self, tile) -> Iterator[Window]:
+    # pylint: disable=import-outside-toplevel
+    from transforms import preview
     if isinstance(tile, Tile):
-      windows = cut(tile, self._spec)
+      fill, mapped = tile_context(tile, self._spec)
+      if self._preview and self._output:
+        preview.write_tile_preview(self._output, tile, fill, self._spec.value_range)
+      windows = cut(tile, self._spec, fill, mapped)
     else:
-      from transforms import scenes  # pylint: disable=import-outside-toplevel
-      windows = scenes.cut_scene(tile, self._spec, self._output)
+      from transforms import scene_context
+      windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide,
+                                           self._preview and bool(self._output))
     for win in windows:
       counters.inc("windows")
       yield win

@@ -129,6 +129,7 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
     logging.getLogger(__name__).warning(
         "%s: %.1f %% of the known pixels are outside the value range %g…%g (--value-range)",
         tile.pair.image_path, 100 * out["outside_value_range"], lo, hi)
+  out.update(item.metrics)  # unfilled, guided … (transforms.composite.finish_tile)
   out["seam"] = metrics.seam_score(unit, tile.mask)
   if spec.window:
     out["block"] = metrics.block_score(unit, tile.mask, *spec.window)

@@ -1,0 +1,164 @@
+"""Pre-cut tile archives: each tile's context drawn over its neighbours too.
+
+When the inputs are tiles of one grid (same CRS and pixel size, transforms
+offset by whole pixels), a cloud that crosses a tile border is filled from
+known ground on both sides, so the fill does not break along the border: the
+context of each tile (:func:`transforms.context.push_pull`) is computed over
+the tile plus a margin read from its neighbours (their pixels and their own
+masks and no-data), then cropped back to the tile. Each output still covers
+only its own tile.
+
+Local GeoTIFFs only (object-storage tiles are restored on their own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import masks as masks_lib
+from transforms.context import push_pull
+from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+
+
+@dataclasses.dataclass(frozen=True)
+class TileHeader:
+  """Where a tile lies: its paths, CRS (WKT), affine transform (6 numbers) and size."""
+
+  path: str
+  mask_path: Optional[str]
+  crs: str
+  transform: tuple[float, ...]
+  height: int
+  width: int
+
+
+def header(pair) -> Optional[TileHeader]:
+  """The header of a local, georeferenced GeoTIFF pair; None otherwise."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  if FileSystems.get_scheme(pair.image_path) is not None:
+    return None
+  if split_ext(pair.image_path)[1].lower() not in TIFF_EXTS:
+    return None
+  try:
+    with rasterio.open(pair.image_path) as src:
+      if src.crs is None:
+        return None
+      return TileHeader(pair.image_path, pair.mask_path, src.crs.to_wkt(), tuple(src.transform)[:6],
+                        src.height, src.width)
+  except Exception:  # pylint: disable=broad-except
+    return None  # Decode reports it.
+
+
+def offset(a: TileHeader, b: TileHeader) -> Optional[tuple[int, int]]:
+  """``b``'s top-left in ``a``'s pixel grid (rows, cols), when both share one grid."""
+  ta, tb = a.transform, b.transform
+  if a.crs != b.crs or ta[0] != tb[0] or ta[4] != tb[4] or ta[1] or ta[3] or tb[1] or tb[3]:
+    return None
+  cols, rows = (tb[2] - ta[2]) / ta[0], (tb[5] - ta[5]) / ta[4]
+  if abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
+    return None
+  return int(round(rows)), int(round(cols))
+
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourSpec:
+  """How far into the neighbours a tile's context reaches.
+
+  Attributes:
+    margin: Pixels read from neighbouring tiles on each side (0 = off).
+    bands: ``--bands`` (1-based) applied to neighbours as to the tile.
+    mask: How neighbours' masks are derived (as the tile's).
+    nodata: ``--nodata``: no-data of neighbours that declare none.
+  """
+
+  margin: int = 256
+  bands: Sequence[int] = ()
+  mask: masks_lib.MaskSpec = masks_lib.MaskSpec()
+  nodata: Optional[float] = None
+
+
+def _read_part(h: TileHeader, r0: int, r1: int, c0: int, c1: int, spec: NeighbourSpec,
+               bands: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+  """Rows/cols of neighbour ``h`` (its own pixel grid): (values, known bool)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
+  with rasterio.open(h.path) as src:
+    idx = list(spec.bands) if spec.bands else list(range(1, src.count + 1))
+    if len(idx) != bands or max(idx) > src.count:
+      return None
+    img = np.moveaxis(src.read(indexes=idx, window=RWindow(c0, r0, c1 - c0, r1 - r0)), 0, -1)
+    declared = src.nodata
+  mvals = None
+  if h.mask_path and spec.mask.source == "file":
+    mvals, _ = decode_raster(read_bytes(h.mask_path), split_ext(h.mask_path)[1])
+    if mvals.shape[:2] != (h.height, h.width):
+      return None
+    mvals = mvals[r0:r1, c0:c1]
+  if spec.mask.source.startswith("band:"):
+    return None
+  nodata = declared if declared is not None else spec.nodata
+  try:
+    _, mask = masks_lib.derive(img, mvals, nodata, spec.mask)
+  except ValueError:
+    return None
+  known = ~mask
+  for v in {x for x in (declared, spec.nodata) if x is not None}:
+    if not np.isnan(v):
+      known &= ~np.all(img == np.asarray(v).astype(img.dtype), axis=2)
+  if img.dtype.kind == "f":
+    known &= np.isfinite(img).all(axis=2)
+  return img, known
+
+
+def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndarray, known: np.ndarray,
+                     spec: NeighbourSpec, lo: float, hi: float) -> Optional[np.ndarray]:
+  """The tile's context computed over it and a ``margin`` of its neighbours.
+
+  Args:
+    me: The tile's header.
+    others: Every input's header (the tile's own is skipped).
+    unit: ``[H, W, C]`` the tile on the 0…1 scale.
+    known: ``[H, W]`` float32 known ground of the tile.
+    lo, hi: The 0…1 scaling.
+
+  Returns:
+    ``[H, W, C]`` float32, or None when no neighbour touches the margin.
+  """
+  # pylint: disable=import-outside-toplevel
+  from transforms.window import to_unit
+  m = spec.margin
+  h, w, c = unit.shape
+  big = np.zeros((h + 2 * m, w + 2 * m, c), np.float32)
+  wk = np.zeros((h + 2 * m, w + 2 * m), np.float32)
+  big[m:m + h, m:m + w], wk[m:m + h, m:m + w] = unit, known
+  found = False
+  for o in others:
+    if o.path == me.path:
+      continue
+    off = offset(me, o)
+    if off is None:
+      continue
+    oy, ox = off
+    # The neighbour's rows/cols inside [-m, h + m) x [-m, w + m) of the tile's grid.
+    y0, y1 = max(-m, oy), min(h + m, oy + o.height)
+    x0, x1 = max(-m, ox), min(w + m, ox + o.width)
+    if y0 >= y1 or x0 >= x1:
+      continue
+    part = _read_part(o, y0 - oy, y1 - oy, x0 - ox, x1 - ox, spec, c)
+    if part is None:
+      continue
+    vals, kn = part
+    sl = (slice(y0 + m, y1 + m), slice(x0 + m, x1 + m))
+    own = np.zeros((h + 2 * m, w + 2 * m), bool)
+    own[m:m + h, m:m + w] = True
+    free = ~own[sl]  # Never overwrite the tile's own pixels.
+    big[sl] = np.where(free[..., None], to_unit(vals, lo, hi), big[sl])
+    wk[sl] = np.where(free, kn.astype(np.float32), wk[sl])
+    found = True
+  if not found:
+    return None
+  return push_pull(big, wk)[m:m + h, m:m + w]

@@ -1,0 +1,81 @@
+"""Quicklooks: the low-resolution pass as ``DIR/preview/{stem}.png``.
+
+Written as soon as the low-resolution pass exists (a scene's
+:class:`transforms.context.LowRes` fill, or a tile's known pixels over its
+context), before the full-resolution windows are done, so a long batch run
+can be looked at early. 8-bit, at most :data:`MAX_SIDE` pixels a side, each
+band stretched between the 2nd and 98th percentile of the valid pixels;
+three bands or more show the first three as RGB, fewer show the first as grey.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Optional
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.raster_io import write_bytes_atomic
+
+PREVIEW_DIR = "preview"
+MAX_SIDE = 1024
+
+
+def preview_path(output_dir: str, stem: str) -> str:
+  return FileSystems.join(output_dir, PREVIEW_DIR, f"{stem}.png")
+
+
+def downsample(a: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+  """``[H, W, ...]`` block means by the smallest integer factor that brings both sides to ``max_side``."""
+  f = int(np.ceil(max(a.shape[:2]) / max_side))
+  if f <= 1:
+    return a
+  h, w = a.shape[0] // f * f, a.shape[1] // f * f
+  if h == 0 or w == 0:
+    return a[::f, ::f]
+  r = a[:h, :w].reshape((h // f, f, w // f, f) + a.shape[2:])
+  return r.mean(axis=(1, 3), dtype=np.float32)
+
+
+def to_png(values: np.ndarray, valid: Optional[np.ndarray] = None) -> bytes:
+  """``[H, W, C]`` float values -> 8-bit PNG bytes, stretched 2–98 % per band over ``valid``."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  v = np.asarray(values, np.float32)
+  v = v[:, :, :3] if v.shape[2] >= 3 else v[:, :, :1]
+  sel = np.ones(v.shape[:2], bool) if valid is None else np.asarray(valid, bool)
+  if not sel.any():
+    sel = np.ones(v.shape[:2], bool)
+  out = np.zeros(v.shape, np.uint8)
+  for b in range(v.shape[2]):
+    band = np.nan_to_num(v[:, :, b])
+    lo, hi = np.percentile(band[sel], [2, 98])
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    out[:, :, b] = np.clip((band - lo) * scale, 0, 255).astype(np.uint8)
+  img = out[:, :, 0] if out.shape[2] == 1 else out
+  buf = io.BytesIO()
+  Image.fromarray(img).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def write_preview(output_dir: str, stem: str, values: np.ndarray, valid: Optional[np.ndarray] = None) -> str:
+  """Writes ``values`` (downsampled to :data:`MAX_SIDE`) atomically; returns the path."""
+  small = downsample(np.asarray(values, np.float32))
+  small_valid = None if valid is None else downsample(np.asarray(valid, np.float32)) > 0.5
+  path = preview_path(output_dir, stem)
+  write_bytes_atomic(path, to_png(small, small_valid))
+  return path
+
+
+def write_tile_preview(output_dir: str, tile, fill: np.ndarray,
+                       value_range_override: Optional[tuple[float, float]] = None) -> str:
+  """A tile's quicklook: its known pixels over its context ``fill`` (0…1),
+  no-data pixels black."""
+  # pylint: disable=import-outside-toplevel
+  from transforms.window import to_unit, value_range
+  lo, hi = value_range(tile.profile["dtype"], value_range_override)
+  known = tile.known()
+  img = np.where(known[..., None], to_unit(tile.image, lo, hi), fill)
+  inside = np.ones(known.shape, bool) if tile.nodata is None else ~tile.nodata
+  img = np.where(inside[..., None], img, 0.0)
+  return write_preview(output_dir, tile.key, img, inside)

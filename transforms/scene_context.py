@@ -1,0 +1,149 @@
+"""Streamed scenes: their footprint, their low-resolution context, their windows.
+
+A scene (:class:`transforms.scenes.SceneRef`) is never decoded whole. Here:
+
+1. :func:`prepare_scene` reads it once by stripes to find the pixels outside
+   the footprint (:mod:`transforms.footprint`) and the holes beyond
+   ``--max-fill-distance``, and takes them out of its mask (bit-packed);
+2. :func:`cut_scene` reads it once more by stripes into a
+   :class:`transforms.context.LowRes` (block means of the known ground at
+   ``context.factor_for(shape)``), fills it, writes the quicklook
+   (``DIR/preview/{stem}.png``), then cuts the windows one row at a time,
+   each with ``context = lowres.window_context(...)``; a guide is read window
+   by window through a ``WarpedVRT`` and mapped to the window's radiometry by
+   a linear fit on the window's own pixels known in both
+   (:func:`transforms.context.guided_fill`).
+
+Memory: the scene's bit masks (a few bool ``[H, W]`` arrays while preparing),
+one stripe, and the low-resolution scene (at most 1024² per band).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Optional
+
+import numpy as np
+
+from transforms import context as ctx
+from transforms import footprint, preview
+from transforms.guide import AlignedGuide, GuideSpec, Grid
+from transforms.records import Window
+from transforms.scenes import STRIPE_ROWS, SceneRef, gdal_env, read_rows, spill_dir
+from transforms.window import WindowSpec, cut_rows, to_unit, value_range
+
+
+def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
+  """The scene with its footprint applied (see :mod:`transforms.footprint`)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  mask = ref.mask()
+  h, w = mask.shape
+  nodata = np.zeros((h, w), bool)
+  stripe_spec = dataclasses.replace(spec, border_only=False)
+  with gdal_env(), rasterio.open(ref.local_path) as src:
+    for r0 in range(0, h, STRIPE_ROWS):
+      r1 = min(h, r0 + STRIPE_ROWS)
+      nd = footprint.nodata_pixels(read_rows(src, r0, r1, ref.band_index), ref.profile.get("nodata"),
+                                   stripe_spec)
+      if nd is not None:
+        nodata[r0:r1] = nd
+  if spec.border_only and nodata.any():
+    nodata = footprint.touching_border(nodata)
+  mask &= ~nodata
+  far = footprint.unfilled(~mask & ~nodata, mask, spec.max_fill_distance)
+  if far is not None:
+    mask &= ~far
+  pack = lambda a: None if a is None or not a.any() else np.packbits(a, axis=None)  # noqa: E731
+  return dataclasses.replace(ref, packed_mask=np.packbits(mask, axis=None), packed_nodata=pack(nodata),
+                             packed_unfilled=pack(far), notes=dict(ref.notes))
+
+
+def lowres_of(ref: SceneRef, known: np.ndarray, spec: WindowSpec) -> ctx.LowRes:
+  """Reads the scene by stripes into a filled :class:`context.LowRes`."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  h, w = known.shape
+  lo, hi = value_range(ref.profile["dtype"], spec.value_range)
+  lr = ctx.LowRes((h, w), len(ref.band_index), ctx.factor_for((h, w)))
+  step = max(lr.factor, STRIPE_ROWS // lr.factor * lr.factor)
+  with gdal_env(), rasterio.open(ref.local_path) as src:
+    for r0 in range(0, h, step):
+      r1 = min(h, r0 + step)
+      lr.add_rows(r0, to_unit(read_rows(src, r0, r1, ref.band_index), lo, hi),
+                  known[r0:r1].astype(np.float32))
+  lr.finish()
+  return lr
+
+
+# The window's own push-pull is trusted up to this fraction of its side from
+# known ground, then handed over to the low-resolution prior (see
+# :func:`window_context`).
+OWN_REACH = 0.25
+
+
+def window_context(lr: ctx.LowRes, image: np.ndarray, known: np.ndarray, y: int, x: int) -> np.ndarray:
+  """A scene window's context: ``lr.window_context`` far from known ground,
+  the window's own full-depth push-pull next to it.
+
+  ``LowRes.window_context`` alone runs only ``log2(factor)`` fine levels under
+  the prior, and its fill steps at the cloud edges (on a 1300x1100 test
+  scene, factor 2: seam 7.0 against 1.4 for the whole-tile push-pull); the
+  blend brings it to 1.35 and the hole MAE to within 2 % of the whole tile's.
+  """
+  from scipy import ndimage  # pylint: disable=import-outside-toplevel
+  c = lr.window_context(image, known, y, x)
+  k = known >= 1.0
+  if lr.factor == 1 or not k.any():
+    return c
+  own = ctx.push_pull(image, known)
+  d = ndimage.distance_transform_edt(~k)
+  a = np.clip(1.0 - d / max(1.0, OWN_REACH * image.shape[0]), 0.0, 1.0)[..., None]
+  return (a * own + (1.0 - a) * c).astype(np.float32)
+
+
+def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, image: np.ndarray,
+            known: np.ndarray, context: np.ndarray) -> dict:
+  """The guide over one window, mapped on the window's own pixels known in both."""
+  gh, gw = min(size, h - y), min(size, w - x)
+  values, valid = guide.read(y, x, gh, gw)
+  gv = np.zeros((size, size, values.shape[2]), np.float32)
+  gm = np.zeros((size, size), np.float32)
+  gv[:gh, :gw], gm[:gh, :gw] = values, valid
+  g = ctx.guided_fill(image, known, gv, gm, unguided=context)
+  return {"context": g.fill, "guide": g.mapped, "guide_mask": (1.0 - gm)[:, :, None]}
+
+
+def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Optional[GuideSpec] = None,
+              write_preview: bool = True) -> Iterator[Window]:
+  """The windows with holes of a scene, each with its context (and guide)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  mask, known = ref.mask(), ref.known()
+  h, w = mask.shape
+  lr = lowres_of(ref, known, spec)
+  if write_preview:
+    f = lr.factor
+    small_known = known[::f, ::f][:lr.fill.shape[0], :lr.fill.shape[1]]
+    nodata = ref.nodata()
+    inside = None if nodata is None else ~nodata[::f, ::f][:lr.fill.shape[0], :lr.fill.shape[1]]
+    img = lr.fill if inside is None else np.where(inside[..., None], lr.fill, 0.0)
+    del small_known
+    preview.write_preview(output_dir, ref.key, img, inside)
+  size = spec.size
+  aligned = None
+  if ref.guide is not None and guide_spec is not None:
+    aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index),
+                           ref.profile["dtype"], guide_spec).__enter__()
+
+  def context(y, x, image, kp):
+    c = window_context(lr, image, kp, y, x)
+    if aligned is None:
+      return {"context": c}
+    return _guided(aligned, y, x, size, h, w, image, kp, c)
+
+  try:
+    with gdal_env(), rasterio.open(ref.local_path) as src:
+      yield from cut_rows(ref.key, mask, ref.profile["dtype"],
+                          lambda y0, y1: read_rows(src, y0, y1, ref.band_index), spec,
+                          spill_to=spill_dir(output_dir, ref.key), known=known, context=context)
+  finally:
+    if aligned is not None:
+      aligned.close()
