@@ -3,11 +3,15 @@
 Each request thread calls :meth:`MicroBatcher.predict` with its windows and
 blocks; one worker thread gathers the windows waiting in the queue (until
 ``max_batch`` windows or ``max_wait_s`` after the first one arrived), makes one
-model call, and hands each request its rows back. The model is loaded once and
+model call, and hands each request its rows back. A request with more windows
+than a call has room for is split across calls. The model is loaded once and
 only the worker calls it, so TensorFlow sees one call at a time.
 
 A request alone gets exactly the batches it asked for (the engine's chunks of
-``max_batch``), the same as the pipeline's ``RunInference`` on one tile.
+``max_batch``), the same as the pipeline's ``RunInference`` on one tile, so its
+bytes match ``cloudfill run``'s. Under load, a window may share a call with
+other requests' windows; a model whose per-window result depends on the batch
+(floating-point sums in a different order) may then differ in the last bit.
 """
 
 from __future__ import annotations
@@ -24,21 +28,30 @@ import numpy as np
 Model = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-@dataclasses.dataclass
 class _Job:
-  images: np.ndarray  # [n, S, S, C] float32
-  masks: np.ndarray   # [n, S, S, 1] float32
-  future: Future
+  """One caller's windows, filled in as the model returns their rows."""
+
+  def __init__(self, images: np.ndarray, masks: np.ndarray):
+    self.images, self.masks = images, masks  # [n, S, S, C], [n, S, S, 1] float32
+    self.out: Optional[np.ndarray] = None
+    self.taken = 0  # Rows handed to model calls so far.
+    self.done = 0   # Rows returned.
+    self.future: Future = Future()
+
+  def __len__(self) -> int:
+    return len(self.images)
 
 
 @dataclasses.dataclass
 class BatchStats:
-  """What the worker did: model calls, windows, and seconds inside the model."""
+  """What the worker did: model calls, windows, seconds inside the model, and
+  calls that served more than one request."""
 
   calls: int = 0
   windows: int = 0
   model_seconds: float = 0.0
   largest_batch: int = 0
+  shared_calls: int = 0
 
 
 class MicroBatcher:
@@ -65,7 +78,7 @@ class MicroBatcher:
     """Blocks until the model has restored these windows; same shape as ``images``."""
     if not self._worker.is_alive():
       raise RuntimeError("the batcher is closed")
-    job = _Job(images, masks, Future())
+    job = _Job(images, masks)
     self._queue.put(job)
     return job.future.result()
 
@@ -78,54 +91,69 @@ class MicroBatcher:
     self._queue.put(None)
     self._worker.join(timeout=30)
 
-  def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-    """Jobs for one call (whole jobs, at most ``max_batch`` windows unless a
-    single job is larger), and whether the queue was closed meanwhile."""
-    jobs, n = [first], len(first.images)
-    deadline = time.monotonic() + self._max_wait
+  def _gather(self) -> tuple[list[tuple[_Job, int, int]], bool]:
+    """Rows for one call, ``(job, start, end)``, at most ``max_batch`` of them,
+    and whether the batcher was closed meanwhile. A job larger than what is
+    left of a call is split; its rest starts the next call."""
+    parts: list[tuple[_Job, int, int]] = []
+    n, deadline, closed = 0, None, False
     while n < self._max_batch:
-      left = deadline - time.monotonic()
-      try:
-        job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-      except queue.Empty:
-        break
+      job = self._current
       if job is None:
-        return jobs, True
-      if n + len(job.images) > self._max_batch:
-        self._carry = job  # Starts the next call.
-        break
-      jobs.append(job)
-      n += len(job.images)
-    return jobs, False
+        try:
+          if deadline is None:
+            job = self._queue.get()
+            deadline = time.monotonic() + self._max_wait
+          else:
+            left = deadline - time.monotonic()
+            job = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+        except queue.Empty:
+          break
+        if job is None:
+          closed = True
+          break
+        self._current = job
+      deadline = deadline or time.monotonic() + self._max_wait
+      take = min(len(job) - job.taken, self._max_batch - n)
+      parts.append((job, job.taken, job.taken + take))
+      job.taken += take
+      n += take
+      if job.taken == len(job):
+        self._current = None
+    return parts, closed
 
   def _run(self) -> None:
-    self._carry: Optional[_Job] = None
+    self._current: Optional[_Job] = None
     closed = False
-    while not closed:
-      first = self._carry or self._queue.get()
-      self._carry = None
-      if first is None:
-        break
-      jobs, closed = self._gather(first)
-      self._call(jobs)
-    if self._carry is not None:
-      self._call([self._carry])
+    while not closed or self._current is not None:
+      parts, closed = self._gather()
+      if parts:
+        self._call(parts)
 
-  def _call(self, jobs: list[_Job]) -> None:
-    images = np.concatenate([j.images for j in jobs])
-    masks = np.concatenate([j.masks for j in jobs])
+  def _call(self, parts: list[tuple[_Job, int, int]]) -> None:
+    images = np.concatenate([j.images[a:b] for j, a, b in parts])
+    masks = np.concatenate([j.masks[a:b] for j, a, b in parts])
     start = time.perf_counter()
     try:
       out = np.asarray(self._model(images, masks))
+      if out.shape[0] != images.shape[0]:
+        raise ValueError(f"the model returned {out.shape[0]} rows for {images.shape[0]}")
     except Exception as e:  # pylint: disable=broad-except
-      for j in jobs:
-        j.future.set_exception(e)
+      for j, _, _ in parts:
+        if not j.future.done():
+          j.future.set_exception(e)
       return
     self.stats.calls += 1
     self.stats.windows += len(images)
     self.stats.model_seconds += time.perf_counter() - start
     self.stats.largest_batch = max(self.stats.largest_batch, len(images))
+    self.stats.shared_calls += len({id(j) for j, _, _ in parts}) > 1
     i = 0
-    for j in jobs:
-      j.future.set_result(out[i:i + len(j.images)])
-      i += len(j.images)
+    for j, a, b in parts:
+      if j.out is None:
+        j.out = np.empty((len(j),) + out.shape[1:], out.dtype)
+      j.out[a:b] = out[i:i + b - a]
+      i += b - a
+      j.done += b - a
+      if j.done == len(j) and not j.future.done():
+        j.future.set_result(j.out)
