@@ -43,8 +43,8 @@ def running(model: Optional[str], config: Optional[str] = None, **spec_kwargs) -
 
 
 def mosaic(paths: list[str], n: int) -> np.ndarray:
-  """An ``n x n`` mosaic of the ``[H, W, C]`` rasters at ``paths`` (cycled)."""
+  """An ``n x n`` mosaic of the top-left 256 x 256 of the rasters at ``paths`` (cycled)."""
   from tests.helpers import read_raster
-  tiles = [read_raster(p)[0] for p in paths]
+  tiles = [read_raster(p)[0][:256, :256] for p in paths]
   rows = [np.concatenate([tiles[(r * n + c) % len(tiles)] for c in range(n)], axis=1) for r in range(n)]
   return np.concatenate(rows, axis=0)

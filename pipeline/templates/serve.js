@@ -215,7 +215,7 @@
     viewport.classList.toggle("pan", t === "pan");
   }
   document.addEventListener("keydown", (e) => {
-    if (e.target && e.target.tagName === "INPUT" && e.target.type !== "range" && e.target.type !== "checkbox") return;
+    if (e.target && e.target.tagName === "INPUT" && ["text", "number"].includes(e.target.type)) return;
     const k = e.key.toLowerCase(), mod = e.ctrlKey || e.metaKey;
     if (mod && k === "z" && !e.shiftKey) { e.preventDefault(); undo(); }
     else if (mod && (k === "y" || (k === "z" && e.shiftKey))) { e.preventDefault(); redo(); }
