@@ -10,7 +10,9 @@ A script, not a test. It starts ``cloudfill serve`` in its own process on
    connection, POST ``/v1/restore`` (GeoTIFF + PNG mask, ``--size``² tiles)
    until ``--requests`` have been answered; throughput, p50/p95/max latency,
    statuses, model calls and mean batch (from ``/healthz``), and how many
-   answers are byte-identical to the same tile restored alone.
+   answers are byte-identical to the same tile restored alone (and, for the
+   others, how many pixels differ and by how much). ``--exact`` serves
+   without sharing model calls across requests.
 3. **raw** again (the machine's load may drift; both runs are reported).
 4. **preview**: ``/v1/preview`` and ``/v1/restore`` latency for one 1024²
    image (the page's progressive loading), median of 5.
@@ -50,10 +52,11 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: float) -> subprocess.Popen:
+def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: float,
+                  exact: bool) -> subprocess.Popen:
   import requests  # pylint: disable=import-outside-toplevel
   cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
-         "--batch-wait-ms", str(wait_ms)] + (["--model", model] if model else [])
+         "--batch-wait-ms", str(wait_ms)] + (["--model", model] if model else []) + (["--exact"] if exact else [])
   proc = subprocess.Popen(cmd, cwd=common.ROOT, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 180
   while time.monotonic() < deadline:
@@ -124,6 +127,25 @@ def load(url: str, payloads: list[tuple[bytes, bytes]], clients: int, total: int
                         "mean": round(statistics.mean(lat), 3)}, "_bodies": bodies}
 
 
+def differences(bodies: dict[int, bytes], solo: list[bytes]) -> dict[str, Any]:
+  """How answers under load differ from the same tile restored alone."""
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+
+  def read(data):
+    with MemoryFile(data) as mem, mem.open() as src:
+      return src.read().astype(np.int64)
+
+  differing = [i for i in bodies if bodies[i] != solo[i % len(solo)]]
+  pixels, worst = 0, 0
+  for i in differing:
+    a, b = read(bodies[i]), read(solo[i % len(solo)])
+    diff = np.abs(a - b)
+    pixels += int((diff > 0).any(axis=0).sum())
+    worst = max(worst, int(diff.max()))
+  return {"identical": len(bodies) - len(differing), "differing": len(differing),
+          "differing_pixels": pixels, "max_abs_diff_dn": worst}
+
+
 def preview_latency(url: str, folder: str, repeats: int = 5) -> dict[str, Any]:
   """Median seconds of ``/v1/preview`` and ``/v1/restore`` on a 1024² tile."""
   import requests  # pylint: disable=import-outside-toplevel
@@ -154,6 +176,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--size", type=int, default=256)
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--batch-wait-ms", type=float, default=5.0)
+  p.add_argument("--exact", action="store_true", help="serve with --exact (no batches shared across requests)")
   p.add_argument("--no-preview", action="store_true")
   p.add_argument("--out", default=OUT)
   p.add_argument("--tag", default="run")
@@ -171,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> int:
   uri = locate.resolve(args.model)
   card = locate.read_card(uri)
   port = _free_port()
-  server = _start_server(args.model, port, args.batch, args.batch_wait_ms)
+  server = _start_server(args.model, port, args.batch, args.batch_wait_ms, args.exact)
   url = f"http://127.0.0.1:{port}"
   try:
     model = native.load(locate.stage_locally(uri))
@@ -183,7 +206,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     served = load(url, payloads, args.clients, args.requests)
     after = requests.get(url + "/healthz", timeout=10).json()["batches"]
     bodies = served.pop("_bodies")
-    served["identical_to_solo"] = sum(bodies[i] == solo[i % len(solo)] for i in bodies)
+    served["versus_solo"] = differences(bodies, solo)
     calls = after["calls"] - before["calls"]
     served["model_calls"] = calls
     served["mean_batch"] = round((after["windows"] - before["windows"]) / max(1, calls), 2)

@@ -66,6 +66,9 @@ class ServeSpec:
     max_batch: Most windows in one model call.
     batch_wait_ms: How long a window waits for others to share its call.
     cors_origins: Origins allowed cross-origin requests; none by default.
+    share_batches: Windows of concurrent requests share model calls. False
+      (``--exact``): each model call serves one request, so every answer is
+      byte-identical to that tile restored alone, whatever the load.
   """
 
   host: str = "127.0.0.1"
@@ -76,6 +79,7 @@ class ServeSpec:
   max_batch: int = 16
   batch_wait_ms: float = 5.0
   cors_origins: tuple[str, ...] = ()
+  share_batches: bool = True
 
   def __post_init__(self):
     if not 0 <= self.port < 65536:
@@ -235,7 +239,8 @@ def load_service(spec: ServeSpec, model_uri: Optional[str], config: Optional[str
                       nan_as_missing=bool(settings["nan_as_missing"]), max_pixels=spec.max_pixels,
                       scene_pixels=0)
   temp = tempfile.mkdtemp(prefix="cloudfill-serve-")
-  return Service(spec=spec, card=card, predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000),
+  return Service(spec=spec, card=card, predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000,
+                                                               share=spec.share_batches),
                  engine=EngineSpec(WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
                                    batch_size=spec.max_batch),
                  decode=decode, temp=temp)
@@ -347,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--max-batch", type=int, default=16, help="Most windows per model call.")
   p.add_argument("--batch-wait-ms", type=float, default=5.0,
                  help="How long a window waits for others to share a model call.")
+  p.add_argument("--exact", action="store_true",
+                 help="Never put windows of different requests into one model call: every answer is "
+                      "byte-identical to the tile restored alone (a model's float sums can depend on its batch).")
   p.add_argument("--cors-origin", action="append", default=[],
                  help="Allow cross-origin requests from this origin (repeatable; none by default).")
   return p
@@ -358,7 +366,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     spec = ServeSpec(host=args.host, port=args.port, root=args.root, max_pixels=args.max_pixels,
                      max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_batch=args.max_batch,
-                     batch_wait_ms=args.batch_wait_ms, cors_origins=tuple(args.cors_origin))
+                     batch_wait_ms=args.batch_wait_ms, cors_origins=tuple(args.cors_origin),
+                     share_batches=not args.exact)
     svc = load_service(spec, args.model, args.config)
   except (FileNotFoundError, ValueError) as e:
     print(f"cloudfill serve: {e}", file=sys.stderr)

@@ -61,14 +61,18 @@ class MicroBatcher:
     model: ``model(images [N,S,S,C], masks [N,S,S,1]) -> [N,S,S,C]``.
     max_batch: Most windows in one model call.
     max_wait_s: How long the first waiting window waits for company.
+    share: Put windows of different requests into one call. False: each call
+      holds one request's windows only, so every answer is byte-identical to
+      the same tile restored alone, whatever the load.
   """
 
-  def __init__(self, model: Model, max_batch: int = 16, max_wait_s: float = 0.005):
+  def __init__(self, model: Model, max_batch: int = 16, max_wait_s: float = 0.005, share: bool = True):
     if max_batch < 1 or max_wait_s < 0:
       raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
     self._model = model
     self._max_batch = max_batch
     self._max_wait = max_wait_s
+    self._share = share
     self._queue: "queue.Queue[Optional[_Job]]" = queue.Queue()
     self.stats = BatchStats()
     self._worker = threading.Thread(target=self._run, name="cloudfill-batcher", daemon=True)
@@ -100,6 +104,8 @@ class MicroBatcher:
     while n < self._max_batch:
       job = self._current
       if job is None:
+        if parts and not self._share:
+          break
         try:
           if deadline is None:
             job = self._queue.get()

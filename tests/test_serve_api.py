@@ -239,19 +239,21 @@ def test_concurrent_requests_share_model_calls(server, root):
   assert calls < windows and svc.predict.stats.shared_calls > before.shared_calls
 
 
-def test_batcher_returns_each_caller_its_rows():
+@pytest.mark.parametrize("share", [True, False])
+def test_batcher_returns_each_caller_its_rows(share):
   from pipeline.serve_batcher import MicroBatcher
   calls = []
 
   def model(images, masks):
-    calls.append(len(images))
+    calls.append(sorted(set(images[:, 0, 0, 0].astype(int).tolist())))  # Callers' k (see below).
     return images * 2 + masks
 
-  b = MicroBatcher(model, max_batch=8, max_wait_s=0.02)
+  b = MicroBatcher(model, max_batch=8, max_wait_s=0.02, share=share)
   try:
     def one(k):
-      n = 1 + k % 11
-      images = np.full((n, 4, 4, 3), k, np.float32) + np.arange(n, dtype=np.float32)[:, None, None, None]
+      n = 1 + k % 8
+      images = np.full((n, 4, 4, 3), 100 * k, np.float32)
+      images[:, 1:] += np.arange(n, dtype=np.float32)[:, None, None, None]
       masks = np.ones((n, 4, 4, 1), np.float32)
       np.testing.assert_array_equal(b.predict(images, masks), images * 2 + 1)
       return n
@@ -259,7 +261,11 @@ def test_batcher_returns_each_caller_its_rows():
       total = sum(pool.map(one, range(40)))
   finally:
     b.close()
-  assert sum(calls) == total and max(calls) <= 8 and b.stats.shared_calls > 0
+  assert b.stats.windows == total and b.stats.largest_batch <= 8
+  if share:
+    assert b.stats.shared_calls > 0 and b.stats.calls < 40
+  else:  # Each call serves exactly one caller.
+    assert b.stats.shared_calls == 0 and all(len(c) == 1 for c in calls) and b.stats.calls == 40
 
 
 def dataclass_copy(obj):
