@@ -40,7 +40,7 @@
   function fit() {
     if (!S.W) return;
     const r = viewport.getBoundingClientRect();
-    S.zoom = Math.min(r.width / S.W, r.height / S.H);
+    S.zoom = 0.98 * Math.min(r.width / S.W, r.height / S.H);
     S.panX = (r.width - S.W * S.zoom) / 2;
     S.panY = (r.height - S.H * S.zoom) / 2;
     applyView();
