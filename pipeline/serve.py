@@ -152,6 +152,9 @@ def _checked_inputs(svc: Service, inputs: Inputs) -> tuple[int, int]:
     gh, gw, _ = probe(inputs.guide, "guide", svc.spec.max_pixels)
     if (gh, gw) != (h, w):
       raise BadInput(422, "size_mismatch", f"guide is {gw}x{gh} but the image is {w}x{h}")
+    # Refused rather than silently ignored until the engine passes guides on.
+    raise BadInput(422, "guide_unsupported", "this server does not pass guides to the model yet; "
+                                             "send the image and mask only")
   return h, w
 
 
