@@ -341,8 +341,13 @@ def create_app(svc: Service):
   return app
 
 
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # One line, exit 2 (no usage block).
+    self.exit(2, f"cloudfill serve: {message} (see cloudfill serve --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="cloudfill serve",
+  p = _Parser(prog="cloudfill serve",
                               description="Draw masks and restore images in the browser; online inference.")
   p.add_argument("--model", default=None, help="SavedModel directory; default: the packaged model.")
   p.add_argument("--config", default=None, help="YAML profile (e.g. landsat8_l1): value range, bands, masks.")

@@ -80,6 +80,7 @@ def test_healthz(server):
   assert h["status"] == "ok" and h["model"]["name"] == "mean-fill" and h["root"] is True
 
 
+@pytest.mark.slow
 def test_restore_is_byte_identical_to_cloudfill_run(server, root, mean_model, tmp_path):
   url, _ = server
   stem = STEMS[0]
@@ -198,9 +199,16 @@ def test_too_large_refused_from_the_header(server, tmp_path):
   # Over --max-pixels but tiny: a 500 x 500 PNG.
   _refused(requests.post(url + "/v1/restore", files={"image": ("a.png", _png(np.zeros((500, 500), np.uint8))),
                                                      "mask": ("m.png", m)}, timeout=60), 413, "too_large")
-  # A body over --max-upload-mb.
+  # A body over --max-upload-mb, declared, and sent in chunks without a length.
   _refused(requests.post(url + "/v1/restore", files={"image": ("a.tif", b"II*\x00" + bytes(5 << 20))}, timeout=60),
            413, "too_large")
+
+  def chunks():
+    yield b"--xx\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.tif\"\r\n\r\nII*\x00"
+    for _ in range(6):
+      yield bytes(1 << 20)
+  _refused(requests.post(url + "/v1/restore", data=chunks(), timeout=60,
+                         headers={"Content-Type": "multipart/form-data; boundary=xx"}), 413, "too_large")
 
 
 def test_root_confinement(server, root):
@@ -273,6 +281,7 @@ def dataclass_copy(obj):
   return dataclasses.replace(obj)
 
 
+@pytest.mark.slow
 def test_default_model_byte_identical_to_cloudfill_run(root, tmp_path):
   """The shipped model and the landsat8_l1 profile (value range, dilation)."""
   stem = STEMS[1]
@@ -285,11 +294,15 @@ def test_default_model_byte_identical_to_cloudfill_run(root, tmp_path):
   assert r.content == expected
 
 
+@pytest.mark.slow
 def test_cli_usage_errors_exit_2_and_serve_starts(mean_model, tmp_path):
   env = dict(os.environ, TMPDIR=str(tmp_path))
   bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--root", str(tmp_path / "nope")],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
   assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "is not a folder" in bad.stderr
+  bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--port", "eighty"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+  assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--port" in bad.stderr
   port = free_port()
   proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model", mean_model,
                            "--port", str(port)], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)

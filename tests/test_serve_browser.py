@@ -20,6 +20,8 @@ from tests.conftest import SAMPLE
 from tests.helpers import read_raster, write_geotiff
 from tests.serve_fixture import mosaic, running
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 SIDE = 1024
