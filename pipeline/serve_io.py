@@ -211,10 +211,13 @@ def downsample(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarr
   hh, ww = h // f, w // f
   if hh == 0 or ww == 0:
     return image, mask, 1
-  blocks = image[:hh * f, :ww * f].astype(np.float64).reshape(hh, f, ww, f, -1)
-  known = ~mask[:hh * f, :ww * f].reshape(hh, f, ww, f)
-  small_mask = ~known.all(axis=(1, 3))
-  mean = blocks.mean(axis=(1, 3))
+  rows, cols = np.arange(0, hh * f, f), np.arange(0, ww * f, f)
+  # Sums by block with reduceat: memory grows with the output, not with a
+  # float copy of the whole image.
+  sums = np.add.reduceat(image[:hh * f, :ww * f], rows, axis=0, dtype=np.float64)
+  mean = np.add.reduceat(sums, cols, axis=1) / float(f * f)
+  holes = np.maximum.reduceat(mask[:hh * f, :ww * f].view(np.uint8), rows, axis=0)
+  small_mask = np.maximum.reduceat(holes, cols, axis=1).astype(bool)
   if image.dtype.kind in "iu":
     info = np.iinfo(image.dtype)
     small = np.clip(np.rint(mean), info.min, info.max).astype(image.dtype)

@@ -144,6 +144,19 @@ def test_preview_and_display(server, root):
   assert (drawn == (np.asarray(Image.open(os.path.join(root, stem + "_mask.png"))) > 0)).all()
 
 
+def test_downsample_is_a_block_mean_and_any_missing_pixel_marks_its_block():
+  from pipeline.serve_io import downsample
+  rng = np.random.default_rng(4)
+  image = rng.integers(0, 65535, (1030, 700, 3)).astype(np.uint16)
+  mask = np.zeros((1030, 700), bool)
+  mask[5, 5] = True
+  small, small_mask, f = downsample(image, mask, 256)
+  assert f == 5 and small.shape == (206, 140, 3) and small.dtype == np.uint16
+  expected = np.rint(image[:1030, :700].astype(np.float64).reshape(206, 5, 140, 5, 3).mean(axis=(1, 3)))
+  np.testing.assert_array_equal(small, expected.astype(np.uint16))
+  assert small_mask.sum() == 1 and small_mask[1, 1]
+
+
 def test_every_bad_input_is_a_4xx_with_its_reason(server, root, tmp_path):
   url, _ = server
   stem = STEMS[0]
