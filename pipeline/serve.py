@@ -29,6 +29,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -158,6 +159,16 @@ def _checked_inputs(svc: Service, inputs: Inputs) -> tuple[int, int]:
   return h, w
 
 
+def _safe_name(stem: str) -> str:
+  """A file name for Content-Disposition: letters, digits, ``._-`` only."""
+  return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:200] or "restored"
+
+
+def _read(path: str) -> bytes:
+  with open(path, "rb") as f:
+    return f.read()
+
+
 def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   """(encoded restored file, its file name, headers) for a restore request."""
   _checked_inputs(svc, inputs)
@@ -165,7 +176,7 @@ def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   start = time.perf_counter()
   restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine)
   data = encode_raster(restored, tile.profile, provenance_tags(tile.pair, svc.card.version))
-  name = tile.pair.stem + tile.profile["ext"]
+  name = _safe_name(tile.pair.stem) + tile.profile["ext"]
   return data, name, {"X-Cloudfill-Windows": str(windows),
                       "X-Cloudfill-Missing": str(int(tile.mask.sum())),
                       "X-Cloudfill-Seconds": f"{time.perf_counter() - start:.3f}"}
@@ -186,7 +197,7 @@ def display_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, dict]:
   """An 8-bit PNG of the image and what the page needs to know of it."""
   h, w, _ = probe(inputs.image, "image", svc.spec.max_pixels)
   try:
-    image, profile = decode_raster(open(inputs.image, "rb").read(), split_ext(inputs.image)[1])
+    image, profile = decode_raster(_read(inputs.image), split_ext(inputs.image)[1])
   except ValueError as e:
     raise BadInput(400, "not_an_image", f"image: {e}") from e
   bands, limits = _display_args(inputs.fields, image, None)
@@ -203,7 +214,7 @@ def mask_inputs(svc: Service, inputs: Inputs) -> bytes:
     raise BadInput(400, "no_mask", "send a mask file in the 'mask' field (or 'mask_path' under --root)")
   probe(inputs.mask, "mask", svc.spec.max_pixels)
   try:
-    values, _ = decode_raster(open(inputs.mask, "rb").read(), split_ext(inputs.mask)[1])
+    values, _ = decode_raster(_read(inputs.mask), split_ext(inputs.mask)[1])
   except ValueError as e:
     raise BadInput(400, "not_an_image", f"mask: {e}") from e
   size = _floats(inputs.fields.get("size"), 2, "size")

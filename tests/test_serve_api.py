@@ -113,6 +113,10 @@ def test_restored_upload_keeps_format_and_known_pixels(server, root, tmp_path):
   assert op["crs"] == sp["crs"] and op["transform"] == sp["transform"] and op["nodata"] == sp["nodata"]
   assert op["tags"]["CLOUDFILL_SOURCE"] == "upload:" + stem + ".tif"
   assert int(r.headers["x-cloudfill-missing"]) == int(mask.sum())
+  odd = requests.post(url + "/v1/restore", files=_files(root, stem), data={"source": 'a"b\r\nX-Evil: 1é.tif'},
+                      timeout=60)
+  assert odd.status_code == 200 and "x-evil" not in odd.headers
+  assert 'filename="a_b__X-Evil__1_' in odd.headers["content-disposition"]
 
 
 def test_png_in_png_out(server, tmp_path):
