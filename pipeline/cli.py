@@ -4,6 +4,7 @@
     cloudfill train  ...   (training.train)
     cloudfill export ...   (training.export)
     cloudfill report RUN_DIR
+    cloudfill serve  [--model URI] [--config NAME] [--root DIR] ...   (pipeline.serve)
     cloudfill --version
 
 Exit statuses of ``cloudfill run``: 0 every input restored or skipped; 3 the
@@ -208,6 +209,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if verb == "export":
     from training import export  # pylint: disable=import-outside-toplevel
     return export.main(rest) or 0
+  if verb == "serve":
+    from pipeline import serve  # pylint: disable=import-outside-toplevel
+    return serve.main(rest)
   if verb == "report":
     from pipeline import report  # pylint: disable=import-outside-toplevel
     return report.main(rest) or 0

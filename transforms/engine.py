@@ -1,0 +1,84 @@
+"""One tile restored in memory, with the pipeline's own stages.
+
+``cloudfill serve`` restores an uploaded image with :func:`restore_array`; it
+is built from the very functions the Beam pipeline chains (window
+:func:`transforms.window.cut` -> the model's ``restore`` signature ->
+:func:`transforms.composite.sparsify` -> :func:`transforms.composite.composite`),
+so a tile restored here and by ``cloudfill run`` goes through one
+implementation. Nothing here knows about HTTP or Beam runners.
+
+``predict`` is any callable with the ``restore`` signature on numpy batches,
+e.g. :class:`model_loader.native.LoadedModel` or the server's micro-batcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import numpy as np
+
+from transforms.composite import composite, sparsify
+from transforms.records import Tile, TilePair
+from transforms.window import WindowSpec, cut
+
+# ``predict(images [N, S, S, C] float32 0…1, masks [N, S, S, 1] float32 1=missing)
+# -> restored [N, S, S, C] float32 0…1``.
+Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+  """How a tile is cut and batched.
+
+  Attributes:
+    window: The windows (the model card's window and overlap, the profile's
+      value range).
+    batch_size: Windows per ``predict`` call, as ``--max-batch-size`` in the
+      pipeline (same batches, same floating-point sums, same bytes).
+  """
+
+  window: WindowSpec = WindowSpec()
+  batch_size: int = 16
+
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise ValueError("batch_size must be >= 1")
+
+
+def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
+                  predict: Predict, spec: EngineSpec) -> tuple[np.ndarray, int]:
+  """The restored tile and how many windows went through the model.
+
+  Args:
+    image: ``[H, W, C]`` in its dtype (uint8, uint16, int16 or float32); not
+      modified.
+    mask: ``[H, W]`` bool, True = missing.
+    profile: The tile's profile (``dtype``, ``nodata``; see
+      :class:`transforms.records.Tile`).
+    predict: The model (see :data:`Predict`).
+    spec: Windows and batching.
+
+  Returns:
+    ``([H, W, C]`` in the input dtype, windows): known pixels bit-identical,
+    missing ones filled.
+
+  Raises:
+    ValueError: a window the model left uncovered, or a wrong output shape.
+  """
+  tile = Tile(pair=TilePair(image_path="<memory>", stem="tile", mask_path=None),
+              image=image, mask=mask, profile=profile)
+  windows = list(cut(tile, spec.window))
+  results = []
+  for i in range(0, len(windows), spec.batch_size):
+    batch = windows[i:i + spec.batch_size]
+    images = np.stack([w.image for w in batch])
+    restored = np.asarray(predict(images, np.stack([w.mask for w in batch])))
+    if restored.shape != images.shape:
+      raise ValueError(f"the model returned shape {restored.shape} for input {images.shape}")
+    for w, r in zip(batch, restored):
+      w.restored = r
+      results.append(sparsify(w, spec.window.overlap))
+  out = composite(image, mask, results, spec.window.value_range, profile.get("nodata"))
+  return out, len(windows)
+
