@@ -29,6 +29,8 @@ import sys
 from typing import Optional, Sequence
 
 TRUE = ("true", "1", "yes", "on")
+# Underscored names that stay Beam options although cloudfill has a flag of that name.
+BEAM_OWN = {"dry_run"}
 FALSE = ("false", "0", "no", "off", "")
 
 
@@ -39,7 +41,8 @@ def _flags() -> tuple[dict[str, str], set[str]]:
   booleans: set[str] = set()
   for action in options.build_parser()._actions:  # pylint: disable=protected-access
     for flag in action.option_strings:
-      if flag.startswith("--"):
+      # Beam's --dry_run (build the Dataflow job only) is not cloudfill's local --dry-run.
+      if flag.startswith("--") and flag[2:].replace("-", "_") not in BEAM_OWN:
         names[flag[2:].replace("-", "_")] = flag
         if action.nargs == 0:
           booleans.add(flag)
