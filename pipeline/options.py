@@ -375,6 +375,11 @@ def parse(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]
     args.mask_source = "file" if args.masks else "nodata"
   if args.mask_source == "file" and not args.masks:
     raise UsageError("--mask-source file needs --masks TEMPLATE")
+  if args.mask_source not in ("file", "nodata"):
+    kind, _, k = str(args.mask_source).partition(":")
+    if kind != "band" or not k.isdigit() or int(k) < 1:
+      raise UsageError(f"--mask-source is file, nodata or band:K; mask source band:K needs a "
+                       f"1-based band number K, got {args.mask_source!r}")
   if args.mask_bits and args.mask_values:
     raise UsageError("--mask-bits and --mask-values are two ways to read one mask: give one")
   if (args.mask_bits or args.mask_values) and args.mask_source == "nodata":

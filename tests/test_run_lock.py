@@ -114,11 +114,11 @@ def test_outputs_inside_the_input_tree_are_never_inputs(tmp_path, mean_model):
 
 
 BAD_FLAGS = [
-    (["--value-range", "nan,nan"], "--value-range must be two finite numbers"),
-    (["--value-range", "0,inf"], "--value-range must be two finite numbers"),
-    (["--value-range", "5,1"], "--value-range must be two finite numbers"),
-    (["--mask-threshold", "nan"], "--mask-threshold must be a finite number"),
-    (["--bands", "0,1,2"], "--bands are 1-based"),
+    (["--value-range", "nan,nan"], "--value-range: expected finite LO < HI"),
+    (["--value-range", "0,inf"], "--value-range: expected finite LO < HI"),
+    (["--value-range", "5,1"], "--value-range: expected finite LO < HI"),
+    (["--mask-threshold", "nan"], "--mask-threshold: expected a finite number"),
+    (["--bands", "0,1,2"], "bands are 1-based"),
     (["--mask-source", "band:x"], "band:K needs a 1-based band number"),
     (["--max-pixels", "0"], "--max-pixels must be a positive number"),
     (["--masks", "{0}.png"], "unknown placeholder {0}"),

@@ -199,12 +199,25 @@ def load_generator(config_path: str, weights_path: str) -> keras.Model:
   return g
 
 
-def weights_digest(gen: keras.Model) -> str:
-  """SHA-256 of the generator's weights (their values, in order)."""
+def weights_sha256(generator: keras.Model) -> str:
+  """SHA-256 (hex) of a model's weights: every array's dtype, shape and bytes, in order."""
   h = hashlib.sha256()
-  for w in gen.get_weights():
-    h.update(np.ascontiguousarray(w, np.float32).tobytes())
+  for w in generator.get_weights():
+    a = np.ascontiguousarray(w)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
   return h.hexdigest()
+
+
+def check_out(out: str, overwrite: bool) -> Optional[str]:
+  """Why ``out`` may not be written (a file; a model or a non-empty folder
+  without ``--overwrite``), or None."""
+  if os.path.isfile(out):
+    return f"--out {out} is a file"
+  if os.path.isdir(out) and os.listdir(out) and not overwrite:
+    what = "a model" if os.path.exists(os.path.join(out, "saved_model.pb")) else "a non-empty folder"
+    return f"--out {out} already holds {what}; pass --overwrite to replace it"
+  return None
 
 
 def representative_inputs(data: str, bands: int, window: int, n: int,
@@ -232,7 +245,8 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
   p.add_argument("--name", default="cloudfill-ctx")
   p.add_argument("--version", default=None,
-                 help="model version (default: sha-<first 12 hex digits of the weights' SHA-256>)")
+                 help="model version (default: w + the first 12 hex digits of the weights' SHA-256, "
+                      "which the card also keeps whole as weights_sha256)")
   p.add_argument("--bands", type=int, default=3)
   p.add_argument("--window", type=int, default=256)
   p.add_argument("--overlap", type=int, default=32)
@@ -260,8 +274,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("cloudfill export: runs under the TensorFlow backend (KERAS_BACKEND=tensorflow)",
           file=sys.stderr)
     return 2
-  if os.path.exists(args.out) and not args.overwrite:
-    print(f"cloudfill export: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+  refused = check_out(args.out, args.overwrite)
+  if refused:
+    print(f"cloudfill export: {refused}", file=sys.stderr)
     return 2
   trained_on, metrics, bands = [], {}, args.bands
   if args.untrained:
@@ -290,9 +305,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.metrics:
     with open(args.metrics) as f:
       metrics.update(json.load(f))
-  digest = weights_digest(gen)
+  digest = weights_sha256(gen)
   metrics["weights_sha256"] = digest
-  card = ModelCard(name=args.name, version=args.version or f"sha-{digest[:12]}", bands=bands,
+  card = ModelCard(name=args.name, version=args.version or f"w{digest[:12]}", bands=bands,
                    window=args.window, overlap=args.overlap,
                    pad_multiple=gen.multiple, trained_on=tuple(trained_on),
                    metrics=metrics, inputs=V2_INPUTS, guided=True, context="push_pull",

@@ -31,14 +31,12 @@ import numpy as np
 
 from training.defaults import DEFAULT_TRAIN_MINUTES, default_data_dir
 
-DEFAULT_DATA = default_data_dir()
-
 
 def _parse(argv):
   p = argparse.ArgumentParser(prog="cloudfill train", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   a = p.add_argument
-  a("--data", default=DEFAULT_DATA,
+  a("--data", default=None,
     help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz "
          "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)")
   a("--out", default="runs/train", help="run directory")
@@ -49,8 +47,9 @@ def _parse(argv):
   a("--val-tiles", type=int, default=48, help="validation windows per set (guided, unguided)")
   a("--batch", type=int, default=16)
   a("--steps", type=int, default=0, help="stop after this many steps (0: --minutes decides)")
-  a("--minutes", type=float, default=DEFAULT_TRAIN_MINUTES,
-    help="stop after this much wall time (ignored with --steps)")
+  a("--minutes", type=float, default=None,
+    help=f"stop after this much wall time (default {DEFAULT_TRAIN_MINUTES:g} when --steps is not "
+         "given either)")
   a("--lr", type=float, default=1e-3)
   a("--tv-weight", type=float, default=0.01)
   a("--gan", choices=("none", "hinge", "lsgan"), default="none")
@@ -67,7 +66,11 @@ def _parse(argv):
   a("--seed", type=int, default=0)
   a("--val-every", type=float, default=60.0, help="seconds between validations")
   a("--log-every", type=int, default=50)
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  args.data = args.data or default_data_dir()
+  if args.minutes is None:  # Never train forever by default.
+    args.minutes = 0.0 if args.steps else DEFAULT_TRAIN_MINUTES
+  return args
 
 
 def _sampler(data: str, bands: int, crop: int, region: int, split: str,

@@ -110,8 +110,9 @@ def test_export_refuses_to_overwrite(tmp_path):
   from training.export import main
   out = tmp_path / "m"
   out.mkdir()
+  (out / "keep.txt").write_text("mine")
   assert main(["--untrained", "--out", str(out)]) == 2
-  assert not os.listdir(out)
+  assert os.listdir(out) == ["keep.txt"]
 
 
 def test_shipped_default_model():

@@ -36,7 +36,7 @@ def test_weights_hash_is_the_default_version_and_changes_with_the_weights(tiny_g
   from training.generator import build_generator
   h1 = export.weights_sha256(tiny_generator)
   assert h1 == export.weights_sha256(tiny_generator) and len(h1) == 64
-  other = build_generator(bands=3, encoder=(8, 8, 16, 16, 16), decoder=(16, 16, 8, 8))
+  other = build_generator(bands=3, stem=8, widths=(8, 16, 16, 16))
   weights = other.get_weights()
   weights[0] = weights[0] + np.float32(1e-3)
   other.set_weights(weights)

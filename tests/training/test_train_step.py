@@ -123,5 +123,5 @@ def test_train_cli_runs_and_exports(tmp_path, data_dir):
   model = tmp_path / "model"
   assert export_main(["--run", str(out), "--out", str(model)]) == 0
   card = json.loads((model / "assets" / "cloudfill.json").read_text())
-  assert card["trained_on"] == info["files"] and card["version"].startswith("sha-")
+  assert card["trained_on"] == info["files"] and card["version"] == "w" + card["weights_sha256"][:12]
   assert card["inputs"] == list(ALL_INPUTS)
