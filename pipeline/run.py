@@ -39,7 +39,7 @@ from transforms.neighbours import NeighbourSpec
 from transforms.neighbours import header as tile_header
 from transforms.prepare import PrepareSpec, PrepareTiles
 from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, SpillRef
-from transforms.window import CutWindows, WindowSpec
+from transforms.window import FAILED_WINDOWS, CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
 
 METRICS_DIR = "metrics"
@@ -112,10 +112,10 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str,
   # Tiles and large scenes share one output and one windowing step, so that
   # windows stream straight into RunInference (a Flatten here could be
   # materialised by the DirectRunner, holding every window in memory).
-  windows = prepared.tiles | "Window" >> beam.ParDo(CutWindows(
+  cut = prepared.tiles | "Window" >> beam.ParDo(CutWindows(
       WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange), out,
-      preview=not args.no_preview, guide_spec=guide_spec))
-  inferred = windows | "Infer" >> Infer(InferSpec(
+      preview=not args.no_preview, guide_spec=guide_spec)).with_outputs(FAILED_WINDOWS, main="windows")
+  inferred = cut.windows | "Infer" >> Infer(InferSpec(
       # None = the packaged default, resolved where the model loads (a worker's
       # install path differs from the launcher's). tfx-bsl needs a path now.
       model_uri=args.model if args.backend == "native" else model_uri,
@@ -123,6 +123,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str,
       min_batch_size=args.min_batch_size, max_batch_size=args.max_batch_size,
       max_batch_duration_secs=args.max_batch_duration_secs, large_model=args.large_model,
       model_copies=args.model_copies, accelerator=args.accelerator, model_inputs=model_inputs))
+  inferred = (inferred, cut[FAILED_WINDOWS]) | "WithCutFailures" >> beam.Flatten()
   tile_windows, scene_spills = inferred | "SplitScenes" >> beam.Partition(
       lambda kv, _: int(isinstance(kv[1], SpillRef) or getattr(kv[1], "scene", False)), 2)
   tiles, scene_refs = prepared.tiles | "SplitTileKinds" >> beam.Partition(

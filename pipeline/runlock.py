@@ -34,7 +34,8 @@ DEFAULT_TTL_S = 24 * 3600
 
 
 class LockHeld(ValueError):
-  """Another run holds the output's lock; the message says which and how to proceed."""
+  """Another run holds the output's lock, or it cannot be created; the message
+  says which and how to proceed (``cloudfill run`` exits 2)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +158,18 @@ def acquire(output_dir: str, run_id: str, options=None, ttl_s: float = DEFAULT_T
   """Takes the output's lock for ``run_id``.
 
   Raises:
-    LockHeld: another live run holds it.
+    LockHeld: another live run holds it, or it cannot be read or created
+      (e.g. ``--output`` is a file, read-only, or the store refuses).
   """
+  try:
+    return _acquire(output_dir, run_id, options, ttl_s)
+  except LockHeld:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise LockHeld(f"cannot create the run lock {lock_path(output_dir)}: {type(e).__name__}: {e}") from e
+
+
+def _acquire(output_dir: str, run_id: str, options, ttl_s: float) -> RunLock:
   path = lock_path(output_dir)
   body = json.dumps(_content(run_id, ttl_s)).encode()
   for _ in range(3):

@@ -184,3 +184,27 @@ def test_any_exception_is_a_refusal_with_its_reason():
   assert refusal(KeyError("z")) == ("decode", "KeyError: 'z'")
   from PIL import Image
   assert refusal(Image.DecompressionBombError("big"))[0] == "decode"
+
+
+def test_a_scene_whose_file_changes_after_decoding_fails_alone(tmp_path):
+  """CutWindows re-reads a scene's rows; if its file was cut short meanwhile,
+  the scene becomes a ``window`` failure that its assembly turns into a dead letter."""
+  from transforms.records import WindowFailure
+  from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec
+  from transforms.window import FAILED_WINDOWS, CutWindows, WindowSpec
+  a = np.random.default_rng(5).integers(1000, 9000, (300, 300, 3)).astype(np.uint16)
+  write_geotiff(str(tmp_path / "s.tif"), a)
+  m = np.zeros((300, 300), np.uint8)
+  m[::37, ::41] = 255
+  write_png(str(tmp_path / "s.png"), m)
+  ref = decode_pair(_pair(tmp_path / "s.tif", tmp_path / "s.png"), DecodeSpec(scene_pixels=100))
+  assert isinstance(ref, SceneRef)
+  data = (tmp_path / "s.tif").read_bytes()
+  (tmp_path / "s.tif").write_bytes(data[:len(data) // 3])  # Changed by someone else mid-run.
+  out = list(CutWindows(WindowSpec(size=64, overlap=8), str(tmp_path / "out")).process(ref))
+  assert out and out[-1].tag == FAILED_WINDOWS
+  key, failure = out[-1].value
+  assert key == "s.tif" and isinstance(failure, WindowFailure) and failure.stage == "window" and failure.scene
+  (dead,) = list(AssembleScenes(SceneWriteSpec(str(tmp_path / "out"), "v")).process(
+      ("s.tif", {"scene": [ref], "spills": [failure]})))
+  assert dead.tag == "dead" and dead.value.stage == "window" and "window(s) failed" in dead.value.reason

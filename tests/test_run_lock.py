@@ -170,3 +170,10 @@ def test_object_storage_locks_are_exclusive():
     assert not runlock._create_exclusive(lock.path, b"{}", options)  # pylint: disable=protected-access
     lock.release()
     runlock.acquire("s3://cf-lock/out", "s3-2", options).release()
+
+
+def test_a_lock_that_cannot_be_created_is_a_usage_error(tmp_path):
+  (tmp_path / "ro").mkdir()
+  (tmp_path / "ro" / "out").write_text("a file where the output folder should be")
+  with pytest.raises(runlock.LockHeld, match="cannot create the run lock"):
+    runlock.acquire(str(tmp_path / "ro" / "out"), "r")

@@ -179,7 +179,7 @@ class CompositeTiles(beam.DoFn):
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         counters.inc("failed_infer")
         yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-            tile.pair.image_path, "infer", f"{len(failures)} window(s) failed: {failures[0].reason}"))
+            tile.pair.image_path, failures[0].stage, f"{len(failures)} window(s) failed: {failures[0].reason}"))
         continue
       start = time.perf_counter()
       try:

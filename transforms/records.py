@@ -182,7 +182,7 @@ class WindowResult:
 
 @dataclasses.dataclass(frozen=True)
 class WindowFailure:
-  """A window whose inference failed; its tile becomes an ``infer`` dead letter.
+  """A window that failed; its tile becomes a dead letter of ``stage``.
 
   It travels where the window's :class:`WindowResult` (or, for large scenes,
   its ``SpillRef``) would have gone.
@@ -191,12 +191,15 @@ class WindowFailure:
     y, x: The window's top-left corner in the tile.
     reason: Why (the exception, in one line).
     scene: True for a window of a large scene (it joins the scene's spills).
+    stage: The stage that failed: ``infer``, or ``window`` (cutting a
+      scene's windows failed, e.g. its file changed during the run).
   """
 
   y: int
   x: int
   reason: str
   scene: bool = False
+  stage: str = "infer"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -194,7 +194,7 @@ class AssembleScenes(beam.DoFn):
         self._cleanup(ref)
         counters.inc("failed_infer")
         yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-            ref.pair.image_path, "infer", f"{len(failures)} window(s) failed: {failures[0].reason}"))
+            ref.pair.image_path, failures[0].stage, f"{len(failures)} window(s) failed: {failures[0].reason}"))
         continue
       try:
         yield self._assemble(ref, spills)

@@ -16,7 +16,10 @@ import numpy as np
 
 from transforms import context as ctx
 from transforms import counters
-from transforms.records import Tile, Window
+from transforms.records import Tile, Window, WindowFailure
+
+# CutWindows' second output: ``(tile_key, WindowFailure)`` when cutting fails.
+FAILED_WINDOWS = "failed"
 
 # Default value ranges by dtype, mapped to 0…1 for the model.
 DTYPE_RANGES = {
@@ -212,9 +215,14 @@ class CutWindows(beam.DoFn):
         preview.write_tile_preview(self._output, tile, fill, self._spec.value_range)
       windows = cut(tile, self._spec, fill, mapped)
     else:
-      from transforms import scene_context
+      from transforms import scene_context  # pylint: disable=import-outside-toplevel
       windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide,
                                            self._preview and bool(self._output))
-    for win in windows:
-      counters.inc("windows")
-      yield win
+    try:
+      for win in windows:
+        counters.inc("windows")
+        yield win
+    except Exception as e:  # pylint: disable=broad-except
+      # E.g. a scene's file changed since it was decoded: that scene fails, not the run.
+      yield beam.pvalue.TaggedOutput(FAILED_WINDOWS, (tile.key, WindowFailure(
+          y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=not isinstance(tile, Tile), stage="window")))
