@@ -33,6 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -66,6 +67,9 @@ class ServeSpec:
     max_upload_bytes: Request bodies larger than this are refused (413).
     max_batch: Most windows in one model call.
     batch_wait_ms: How long a window waits for others to share its call.
+    max_concurrent: Requests decoded and restored at once; the others wait
+      their turn, so memory stays bounded (a 64 Mpx upload takes about 1.5 GB
+      while it is restored).
     cors_origins: Origins allowed cross-origin requests; none by default.
     share_batches: Windows of concurrent requests share model calls. False
       (``--exact``): each model call serves one request, so every answer is
@@ -78,6 +82,7 @@ class ServeSpec:
   max_pixels: int = 64 * 1024 * 1024
   max_upload_bytes: int = 1024 << 20
   max_batch: int = 16
+  max_concurrent: int = 8
   batch_wait_ms: float = 5.0
   cors_origins: tuple[str, ...] = ()
   share_batches: bool = True
@@ -87,8 +92,9 @@ class ServeSpec:
       raise ValueError(f"--port {self.port} is not a port")
     if self.root is not None and not os.path.isdir(self.root):
       raise ValueError(f"--root {self.root} is not a folder")
-    if self.max_pixels < 1 or self.max_upload_bytes < 1 or self.max_batch < 1 or self.batch_wait_ms < 0:
-      raise ValueError("--max-pixels, --max-upload-mb and --max-batch must be positive")
+    if (self.max_pixels < 1 or self.max_upload_bytes < 1 or self.max_batch < 1 or self.batch_wait_ms < 0
+        or self.max_concurrent < 1):
+      raise ValueError("--max-pixels, --max-upload-mb, --max-batch and --max-concurrent must be positive")
 
 
 @dataclasses.dataclass
@@ -279,12 +285,20 @@ def create_app(svc: Service):
           svc.decode, mask=dataclasses.replace(svc.decode.mask, source="file")))
     return svc
 
+  slots = threading.BoundedSemaphore(svc.spec.max_concurrent)
+
+  def in_slot(work):
+    def run(*args):
+      with slots:
+        return work(*args)
+    return run
+
   def handler(work, need_image=True):
     async def endpoint(request):
       inputs = None
       try:
         inputs = await read_inputs(request, svc.temp, svc.spec.root, need_image)
-        return await run_in_threadpool(work, _decode_mask_spec(inputs), inputs)
+        return await run_in_threadpool(in_slot(work), _decode_mask_spec(inputs), inputs)
       except BadInput as e:
         return JSONResponse(e.to_json(), status_code=e.status)
       except Exception:  # pylint: disable=broad-except
@@ -369,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Refuse images with more pixels, from their header (default 64 Mpx).")
   p.add_argument("--max-upload-mb", type=float, default=1024.0, help="Largest request body (MiB).")
   p.add_argument("--max-batch", type=int, default=16, help="Most windows per model call.")
+  p.add_argument("--max-concurrent", type=int, default=8,
+                 help="Requests decoded and restored at once; others wait (bounds memory; default 8).")
   p.add_argument("--batch-wait-ms", type=float, default=5.0,
                  help="How long a window waits for others to share a model call.")
   p.add_argument("--exact", action="store_true",
@@ -385,6 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     spec = ServeSpec(host=args.host, port=args.port, root=args.root, max_pixels=args.max_pixels,
                      max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_batch=args.max_batch,
+                     max_concurrent=args.max_concurrent,
                      batch_wait_ms=args.batch_wait_ms, cors_origins=tuple(args.cors_origin),
                      share_batches=not args.exact)
     svc = load_service(spec, args.model, args.config)
