@@ -68,8 +68,8 @@ class ServeSpec:
     max_batch: Most windows in one model call.
     batch_wait_ms: How long a window waits for others to share its call.
     max_concurrent: Requests decoded and restored at once; the others wait
-      their turn, so memory stays bounded (a 64 Mpx upload takes about 1.5 GB
-      while it is restored).
+      their turn, so memory stays bounded (a 64 Mpx 3-band uint16 image is
+      384 MiB of pixels, and decoding and compositing hold several copies).
     cors_origins: Origins allowed cross-origin requests; none by default.
     share_batches: Windows of concurrent requests share model calls. False
       (``--exact``): each model call serves one request, so every answer is
