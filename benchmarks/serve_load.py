@@ -5,7 +5,8 @@ A script, not a test. It starts ``cloudfill serve`` in its own process on
 
 1. **raw**: the SavedModel's ``restore`` signature in a tight loop over the
    same tiles' windows (batch ``--batch``, the pipeline's and the server's
-   default 16), warm; tiles per second.
+   default 16), warm, as many tiles as the clients will send; tiles per
+   second.
 2. **serve**: ``--clients`` threads (default 32), each with its own HTTP
    connection, POST ``/v1/restore`` (GeoTIFF + PNG mask, ``--size``² tiles)
    until ``--requests`` have been answered; throughput, p50/p95/max latency,
@@ -53,10 +54,10 @@ def _free_port() -> int:
 
 
 def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: float,
-                  exact: bool) -> subprocess.Popen:
+                  exact: bool, extra: list[str]) -> subprocess.Popen:
   import requests  # pylint: disable=import-outside-toplevel
   cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
-         "--batch-wait-ms", str(wait_ms)] + (["--model", model] if model else []) + (["--exact"] if exact else [])
+         "--batch-wait-ms", str(wait_ms)] + (["--model", model] if model else []) + (["--exact"] if exact else []) + extra
   proc = subprocess.Popen(cmd, cwd=common.ROOT, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 180
   while time.monotonic() < deadline:
@@ -177,6 +178,8 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--batch-wait-ms", type=float, default=5.0)
   p.add_argument("--exact", action="store_true", help="serve with --exact (no batches shared across requests)")
+  p.add_argument("--serve-arg", action="append", default=[],
+                 help="extra flag for cloudfill serve, e.g. --serve-arg=--max-concurrent=32")
   p.add_argument("--no-preview", action="store_true")
   p.add_argument("--out", default=OUT)
   p.add_argument("--tag", default="run")
@@ -194,11 +197,12 @@ def main(argv: Optional[list[str]] = None) -> int:
   uri = locate.resolve(args.model)
   card = locate.read_card(uri)
   port = _free_port()
-  server = _start_server(args.model, port, args.batch, args.batch_wait_ms, args.exact)
+  server = _start_server(args.model, port, args.batch, args.batch_wait_ms, args.exact, args.serve_arg)
   url = f"http://127.0.0.1:{port}"
   try:
     model = native.load(locate.stage_locally(uri))
-    result["raw_before"] = raw_loop(model, tiles, args.batch, card.window, card.overlap)
+    rounds = max(1, args.requests // len(tiles))  # The raw loop restores as many tiles as the clients send.
+    result["raw_before"] = raw_loop(model, tiles, args.batch, card.window, card.overlap, rounds)
     print("raw before:", result["raw_before"], flush=True)
     solo = [requests.post(url + "/v1/restore", files={"image": ("t.tif", a), "mask": ("m.png", b)},
                           timeout=600).content for a, b in payloads]  # Also warms the server.
@@ -214,7 +218,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     served["server_model_seconds"] = round(after["model_seconds"] - before["model_seconds"], 3)
     result["serve"] = served
     print("serve:", served, flush=True)
-    result["raw_after"] = raw_loop(model, tiles, args.batch, card.window, card.overlap)
+    result["raw_after"] = raw_loop(model, tiles, args.batch, card.window, card.overlap, rounds)
     print("raw after:", result["raw_after"], flush=True)
     raw = max(result["raw_before"]["tiles_per_s"], result["raw_after"]["tiles_per_s"])
     result["serve_vs_raw"] = round(served["tiles_per_s"] / raw, 3)
