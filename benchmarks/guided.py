@@ -45,10 +45,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -192,7 +193,6 @@ def linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray) -> tuple
 
 def _finish(est: np.ndarray, have: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """Composite ``est`` into the hole; hole pixels without an estimate filled by GDAL from the rest."""
-  known = ~mask
   out = np.where(mask[..., None], est, target).astype(np.float32)
   missing = mask & ~have
   if missing.any():
@@ -267,10 +267,9 @@ def methods(args) -> tuple[dict[str, Callable[[dict], np.ndarray]], list[str]]:
   notes = []
   out = {"gdal_fillnodata": gdal_unguided, "guide_copy": guide_copy, "guide_linear": guide_linear,
          "guide_linear_residual": lambda c: guide_linear(c, residual=True)}
-  try:
-    from transforms import context  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  if importlib.util.find_spec("transforms.context") is not None:
     out["context_guided_fill"] = context_guided_fill
-  except ImportError:
+  else:
     notes.append("transforms.context absent: context_guided_fill left out")
   if args.unguided_model:
     out["cloudfill_unguided"] = ModelFiller(args.unguided_model, use_guide=False)

@@ -12,7 +12,8 @@ method can read the truth there.
 Both methods fill the same holes: ``cloudfill run`` (subprocess, the
 worktree's console script, the scene's ``--bands``/``--value-range``/
 ``--nodata``, plus ``--cloudfill-arg``), and GDAL FillNodata (per band, from
-the known valid pixels, search distance = the scene's diagonal). Per scene:
+the known valid pixels, search distance 4× the farthest hole pixel's distance
+to known ground, or the diagonal if that left any hole pixel unfilled). Per scene:
 
 * hole PSNR, SSIM, MAE on the *scene scale*: each band stretched between the
   0.1 and 99.9 percentiles of its valid truth pixels (as the trainer scales
@@ -267,7 +268,15 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   row["cloudfill_exit"] = run["rc"]
   out_path = os.path.join(folder, "out", "restored", spec.name + ".tif")
   t = time.perf_counter()
-  gdal = runner.to_dtype(runner.gdal_fill(given[..., band_idx], ~clouds & valid), dtype)
+  # A search distance of 4x the farthest hole pixel fills everything (checked below) and is
+  # 3x faster than the scene's diagonal on the Landsat 8 scene, with the same fill (RMSE equal).
+  search = 4 * row["max_distance_to_known_px"] + 16
+  raw = runner.gdal_fill(given[..., band_idx], ~clouds & valid, search)
+  if (raw[hole] == given[..., band_idx][hole]).all(-1).any():
+    search = None  # some hole pixel left unfilled: the whole diagonal
+    raw = runner.gdal_fill(given[..., band_idx], ~clouds & valid)
+  row["gdal_search_distance_px"] = search or "diagonal"
+  gdal = runner.to_dtype(raw, dtype)
   row["gdal_seconds"] = round(time.perf_counter() - t, 2)
   gdal = np.where(hole[..., None], gdal, given[..., band_idx])
   truth, sub_given = img[..., band_idx], given[..., band_idx]
