@@ -42,7 +42,8 @@ class LoadedModel:
     """Runs ``restore``; ``extra`` arrays (``context``, ``guide``,
     ``guide_mask``, ``[N, H, W, *]``) are passed when the signature declares
     them and ignored otherwise. A declared input not given gets its neutral
-    value: ``context`` = ``images``, ``guide`` = 0, ``guide_mask`` = 1 (no guide)."""
+    value: ``context`` = each window's own push-pull fill, ``guide`` = 0,
+    ``guide_mask`` = 1 (no guide)."""
     tf = self._tf
     feed = {INPUT_IMAGE: images, INPUT_MASK: masks}
     for name in self.input_names:
@@ -51,15 +52,20 @@ class LoadedModel:
       if name in extra and extra[name] is not None:
         feed[name] = extra[name]
       else:
-        feed[name] = neutral_input(name, images)
+        feed[name] = neutral_input(name, images, masks)
     out = self._fn(**{k: tf.constant(v, tf.float32) for k, v in feed.items()})
     return out[OUTPUT_RESTORED].numpy()
 
 
-def neutral_input(name: str, images: np.ndarray) -> np.ndarray:
-  """The value of an optional model input that a window does not have."""
+def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = None) -> np.ndarray:
+  """The value of an optional model input that a window does not have
+  (``context``: the window's own push-pull fill, never its zeros)."""
   if name == "context":
-    return images
+    if masks is None:
+      return images
+    from transforms.context import push_pull  # pylint: disable=import-outside-toplevel
+    return np.stack([push_pull(i, (m[..., 0] < 0.5).astype(np.float32))
+                     for i, m in zip(images, masks)])
   if name == "guide":
     return np.zeros_like(images)
   if name == "guide_mask":

@@ -25,14 +25,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
-Model = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# ``model(images, masks, **extra)``, e.g. :class:`model_loader.native.LoadedModel`.
+Model = Callable[..., np.ndarray]
 
 
 class _Job:
   """One caller's windows, filled in as the model returns their rows."""
 
-  def __init__(self, images: np.ndarray, masks: np.ndarray):
+  def __init__(self, images: np.ndarray, masks: np.ndarray, extra: dict[str, np.ndarray]):
     self.images, self.masks = images, masks  # [n, S, S, C], [n, S, S, 1] float32
+    self.extra = extra  # context, guide, guide_mask: [n, S, S, *] float32
     self.out: Optional[np.ndarray] = None
     self.taken = 0  # Rows handed to model calls so far.
     self.done = 0   # Rows returned.
@@ -78,11 +80,13 @@ class MicroBatcher:
     self._worker = threading.Thread(target=self._run, name="cloudfill-batcher", daemon=True)
     self._worker.start()
 
-  def predict(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Blocks until the model has restored these windows; same shape as ``images``."""
+  def predict(self, images: np.ndarray, masks: np.ndarray, **extra: np.ndarray) -> np.ndarray:
+    """Blocks until the model has restored these windows; same shape as
+    ``images``. ``extra``: the model's other inputs (``context``, ``guide``,
+    ``guide_mask``), one row per window."""
     if not self._worker.is_alive():
       raise RuntimeError("the batcher is closed")
-    job = _Job(images, masks)
+    job = _Job(images, masks, {k: v for k, v in extra.items() if v is not None})
     self._queue.put(job)
     return job.future.result()
 
@@ -139,9 +143,11 @@ class MicroBatcher:
   def _call(self, parts: list[tuple[_Job, int, int]]) -> None:
     images = np.concatenate([j.images[a:b] for j, a, b in parts])
     masks = np.concatenate([j.masks[a:b] for j, a, b in parts])
+    names = set.intersection(*[set(j.extra) for j, _, _ in parts])
+    extra = {k: np.concatenate([j.extra[k][a:b] for j, a, b in parts]) for k in sorted(names)}
     start = time.perf_counter()
     try:
-      out = np.asarray(self._model(images, masks))
+      out = np.asarray(self._model(images, masks, **extra))
       if out.shape[0] != images.shape[0]:
         raise ValueError(f"the model returned {out.shape[0]} rows for {images.shape[0]}")
     except Exception as e:  # pylint: disable=broad-except

@@ -5,7 +5,10 @@ is built from the very functions the Beam pipeline chains (window
 :func:`transforms.window.cut` -> the model's ``restore`` signature ->
 :func:`transforms.composite.sparsify` -> :func:`transforms.composite.composite`),
 so a tile restored here and by ``cloudfill run`` goes through one
-implementation. Nothing here knows about HTTP or Beam runners.
+implementation: the same footprint (:func:`transforms.prepare.prepare_tile`),
+the same tile-level context (:func:`transforms.window.tile_context`) and the
+same finishing (:func:`transforms.composite.finish_tile`). Nothing here knows
+about HTTP or Beam runners.
 
 ``predict`` is any callable with the ``restore`` signature on numpy batches,
 e.g. :class:`model_loader.native.LoadedModel` or the server's micro-batcher.
@@ -18,13 +21,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from transforms.composite import composite, sparsify
+from transforms.composite import composite, finish_tile, sparsify
+from transforms.prepare import PrepareSpec, prepare_tile
 from transforms.records import Tile, TilePair
-from transforms.window import WindowSpec, cut
+from transforms.window import WindowSpec, cut, tile_context
 
-# ``predict(images [N, S, S, C] float32 0…1, masks [N, S, S, 1] float32 1=missing)
-# -> restored [N, S, S, C] float32 0…1``.
-Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# ``predict(images [N, S, S, C] float32 0…1, masks [N, S, S, 1] float32 1=missing,
+# context=…, guide=…, guide_mask=… [N, S, S, *]) -> restored [N, S, S, C] float32 0…1``
+# (:class:`model_loader.native.LoadedModel` passes the extra inputs its model takes).
+Predict = Callable[..., np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,17 +73,24 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
   """
   tile = Tile(pair=TilePair(image_path="<memory>", stem="tile", mask_path=None),
               image=image, mask=mask, profile=profile)
-  windows = list(cut(tile, spec.window))
+  tile = prepare_tile(tile, PrepareSpec(value_range=spec.window.value_range))
+  if not tile.known().any():
+    raise ValueError("no known pixel inside the footprint")
+  fill, mapped = tile_context(tile, spec.window)
+  windows = list(cut(tile, spec.window, fill, mapped))
   results = []
   for i in range(0, len(windows), spec.batch_size):
     batch = windows[i:i + spec.batch_size]
-    images = np.stack([w.image for w in batch])
-    restored = np.asarray(predict(images, np.stack([w.mask for w in batch])))
+    inputs = [w.model_inputs() for w in batch]
+    stacked = {k: np.stack([x[k] for x in inputs]) for k in inputs[0]}
+    images, masks = stacked.pop("image"), stacked.pop("mask")
+    restored = np.asarray(predict(images, masks, **stacked))
     if restored.shape != images.shape:
       raise ValueError(f"the model returned shape {restored.shape} for input {images.shape}")
     for w, r in zip(batch, restored):
       w.restored = r
       results.append(sparsify(w, spec.window.overlap))
-  out = composite(image, mask, results, spec.window.value_range, profile.get("nodata"))
+  out = composite(tile.image, tile.mask, results, spec.window.value_range, profile.get("nodata"))
+  out, _, _ = finish_tile(tile, out)
   return out, len(windows)
 

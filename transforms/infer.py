@@ -155,7 +155,7 @@ def _example(win: Window, names: tuple[str, ...]) -> bytes:
   for name in names:
     if name in ("image", "mask"):
       continue
-    extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None])[0]
+    extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None], inputs["mask"][None])[0]
   return tfx.serialize_example(inputs["image"], inputs["mask"], **extra)
 
 
