@@ -81,7 +81,7 @@ def load_service(spec: ServeSpec, model_uri: Optional[str], config: Optional[str
   return Service(spec=spec, card=card, predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000,
                                                                share=spec.share_batches),
                  engine=EngineSpec(WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
-                                   batch_size=spec.max_batch),
+                                   batch_size=spec.max_batch, takes_context=card.takes_context),
                  decode=decode, temp=temp)
 
 

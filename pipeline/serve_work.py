@@ -24,7 +24,8 @@ from pipeline.serve_request import Inputs
 from transforms.decode import DecodeSpec
 from transforms.engine import EngineSpec, restore_array
 from transforms.incremental import provenance_tags
-from transforms.raster_io import decode_raster, encode_raster, split_ext
+from transforms import geotiff_out
+from transforms.raster_io import TIFF_EXTS, decode_raster, encode_raster, split_ext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,12 @@ def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   tile = decode_request(inputs.image, inputs.mask, svc.decode, inputs.source, inputs.mtime)
   start = time.perf_counter()
   restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine)
-  data = encode_raster(restored, tile.profile, provenance_tags(tile.pair, svc.card.version))
+  # The pipeline's own encoder and tags (transforms.write), so the bytes match `cloudfill run`.
+  tags = provenance_tags(tile.pair, svc.card.version, svc.card.weights_sha256)
+  if tile.profile["ext"].lower() in TIFF_EXTS:
+    data = geotiff_out.encode(restored, tile.profile, tags, geotiff_out.TiffSpec())
+  else:
+    data = encode_raster(restored, tile.profile, tags)
   name = _safe_name(tile.pair.stem) + tile.profile["ext"]
   return data, name, {"X-Cloudfill-Windows": str(windows),
                       "X-Cloudfill-Missing": str(int(tile.mask.sum())),

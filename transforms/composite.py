@@ -8,6 +8,8 @@ Values are clipped to the tile's value range and cast back to its dtype.
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from typing import Iterable, Optional
 
@@ -48,6 +50,20 @@ def legacy_blend(restored: np.ndarray, context: np.ndarray, unknown: np.ndarray,
   r = max(1.0, reach * restored.shape[0])
   w = np.clip(1.0 - d / r, 0.0, 1.0)[..., None].astype(np.float32)
   return (w * restored + (1.0 - w) * context).astype(np.float32)
+
+
+def window_result(win: Window, restored: np.ndarray, overlap: int, takes_context: bool) -> WindowResult:
+  """A window's model output as the values to composite (``win`` is not modified).
+
+  A context-blind model's output is first faded into the window's context
+  (:func:`legacy_blend`). Used by the pipeline (:mod:`transforms.infer`) and
+  by the in-memory engine (:mod:`transforms.engine`) alike.
+  """
+  restored = np.asarray(restored, np.float32)
+  if not takes_context and win.context is not None:
+    unknown = win.mask if win.unknown is None else win.unknown
+    restored = legacy_blend(restored, win.context, unknown)
+  return sparsify(dataclasses.replace(win, restored=restored), overlap)
 
 
 def sparsify(win: Window, overlap: int) -> WindowResult:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from transforms.composite import composite, finish_tile, sparsify
+from transforms.composite import composite, finish_tile, window_result
 from transforms.prepare import PrepareSpec, prepare_tile
 from transforms.records import Tile, TilePair
 from transforms.window import WindowSpec, cut, tile_context
@@ -41,10 +41,13 @@ class EngineSpec:
       value range).
     batch_size: Windows per ``predict`` call, as ``--max-batch-size`` in the
       pipeline (same batches, same floating-point sums, same bytes).
+    takes_context: The model takes the ``context`` input (its card says so);
+      a context-blind model's output is faded into the context as in the pipeline.
   """
 
   window: WindowSpec = WindowSpec()
   batch_size: int = 16
+  takes_context: bool = True
 
   def __post_init__(self):
     if self.batch_size < 1:
@@ -88,8 +91,7 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
     if restored.shape != images.shape:
       raise ValueError(f"the model returned shape {restored.shape} for input {images.shape}")
     for w, r in zip(batch, restored):
-      w.restored = r
-      results.append(sparsify(w, spec.window.overlap))
+      results.append(window_result(w, r, spec.window.overlap, spec.takes_context))
   out = composite(tile.image, tile.mask, results, spec.window.value_range, profile.get("nodata"))
   out, _, _ = finish_tile(tile, out)
   return out, len(windows)

@@ -18,12 +18,11 @@ import dataclasses
 from typing import Optional
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.ml.inference.base import RunInference
 
 from model_loader import native, tfx
 from transforms import counters, scenes
-from transforms.composite import legacy_blend, sparsify
+from transforms.composite import window_result
 from transforms.records import Window, WindowFailure
 
 BACKENDS = ("native", "tfx")
@@ -71,12 +70,8 @@ class InferSpec:
 
 def _finish(win: Window, restored, overlap: int, takes_context: bool):
   """``(tile_key, WindowResult)``, or ``(tile_key, SpillRef)`` for scenes."""
-  if not takes_context and win.context is not None:
-    unknown = win.mask if win.unknown is None else win.unknown
-    restored = legacy_blend(np.asarray(restored, np.float32), win.context, unknown)
-  win.restored = restored
   counters.inc("windows_inferred")
-  result = sparsify(win, overlap)
+  result = window_result(win, restored, overlap, takes_context)
   if win.spill_to:
     return win.tile_key, scenes.spill(result, win.spill_to)
   return win.tile_key, result
