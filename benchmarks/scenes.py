@@ -246,7 +246,12 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   clouds = cloud_mask(spec, img.shape[:2], valid, args.coverage, args.data, rng)
   hole = clouds & valid
   dtype = img.dtype
-  cloud_value = np.iinfo(dtype).max if dtype.kind in "iu" else 1.0
+  # Clouds are bright: the top of the value cloudfill is told to expect (inside
+  # it, so the launch check's sample of the inputs does not refuse the scene).
+  if spec.value_range:
+    cloud_value = spec.value_range[1]
+  else:
+    cloud_value = np.iinfo(dtype).max if dtype.kind in "iu" else 1.0
   given = img.copy()
   given[hole] = cloud_value
   folder = os.path.join(args.work, spec.name)
