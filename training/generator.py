@@ -111,8 +111,9 @@ class CloudfillGenerator(keras.Model):
     valid = ops.cast(mask < 0.5, "float32")
     gvalid = ops.cast(guide_mask < 0.5, "float32")
     mean = ops.mean(context, axis=(1, 2), keepdims=True)
-    std = ops.sqrt(ops.mean(ops.square(context - mean), axis=(1, 2), keepdims=True) + 1e-6) + 1e-3
-    inv = 1.0 / std
+    var = ops.mean(ops.square(context - mean), axis=(1, 2), keepdims=True) + 1e-6
+    # SQRT and RSQRT, no DIV: TFLite's INT8 DIV refuses a zero raw denominator.
+    std, inv = ops.sqrt(var), ops.rsqrt(var)
     cs = (context - mean) * inv
     xs = (image - mean) * inv * valid
     gs = (guide - mean) * inv * gvalid

@@ -100,7 +100,9 @@ def push_pull(values: np.ndarray, valid: np.ndarray, prior: Optional[np.ndarray]
   w0 = np.clip(np.asarray(valid, np.float32), 0.0, 1.0)
   if levels is None:
     levels = levels_for(values.shape[:2])
-  xs, ws = [values * w0[..., None]], [w0]
+  # Level 0 holds the values themselves (0 where unknown): each level is a
+  # weighted *mean*, weighted once (fractional weights, e.g. LowRes cells).
+  xs, ws = [np.where(w0[..., None] > 0, values, 0.0).astype(np.float32)], [w0]
   for _ in range(levels):
     wp = _pool2(ws[-1])
     xp = _pool2(xs[-1] * ws[-1][..., None]) / np.maximum(wp, _EPS)[..., None]
@@ -297,6 +299,29 @@ class LowRes:
     if ph or pw:
       crop = np.pad(crop, [(0, ph), (0, pw), (0, 0)], mode="edge")
     return crop
+
+  def region_prior(self, y0: int, h: int) -> np.ndarray:
+    """The prior of full-width rows ``[y0, y0 + h)`` (``y0`` a multiple of the
+    factor) for :func:`push_pull` with ``levels = log2(factor)``."""
+    if self.fill is None:
+      raise RuntimeError("LowRes.finish() has not run")
+    f = self.factor
+    if y0 % f:
+      raise ValueError(f"rows must start at a multiple of {f}, got {y0}")
+    n = level_shape((h, self.shape[1]), int(np.log2(f)))
+    crop = self.fill[y0 // f:y0 // f + n[0], :n[1]]
+    if crop.shape[0] < n[0]:
+      crop = np.pad(crop, [(0, n[0] - crop.shape[0]), (0, 0), (0, 0)], mode="edge")
+    return crop
+
+  def region_context(self, values: np.ndarray, valid: np.ndarray, y0: int) -> np.ndarray:
+    """The fine context of full-width rows starting at ``y0``: their own
+    push-pull under the scene's low-resolution fill as the coarsest level."""
+    levels = int(np.log2(self.factor))
+    prior = self.region_prior(y0, values.shape[0])
+    if levels == 0:
+      return np.where(np.asarray(valid)[..., None] >= 1.0, values, prior).astype(np.float32)
+    return push_pull(values, valid, prior=prior, levels=levels)
 
   def window_context(self, values: np.ndarray, valid: np.ndarray, y: int, x: int) -> np.ndarray:
     """The fine context of a window: its own push-pull over the scene prior."""

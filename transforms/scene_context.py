@@ -30,7 +30,7 @@ from transforms import footprint, preview
 from transforms.guide import AlignedGuide, GuideSpec, Grid
 from transforms.records import Window
 from transforms.scenes import STRIPE_ROWS, SceneRef, gdal_env, read_rows, spill_dir
-from transforms.window import WindowSpec, cut_rows, to_unit, value_range
+from transforms.window import WindowSpec, _pad_reflect, cut_rows, to_unit, value_range
 
 
 def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
@@ -133,14 +133,32 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
     aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index),
                            ref.profile["dtype"], guide_spec).__enter__()
 
+  lo, hi = value_range(ref.profile["dtype"], spec.value_range)
+  halo = size // 2
+  cached: dict = {}
+
+  def region(src, y):
+    """The context of the rows around the row of windows at ``y`` (one cached)."""
+    if cached.get("y") != y:
+      f = lr.factor
+      y0 = max(0, (y - halo) // f * f)
+      y1 = min(h, y + size + halo)
+      rows = to_unit(read_rows(src, y0, y1, ref.band_index), lo, hi)
+      cached.clear()
+      cached.update(y=y, y0=y0, ctx=lr.region_context(rows, known[y0:y1].astype(np.float32), y0))
+    return cached["y0"], cached["ctx"]
+
   def context(y, x, image, kp):
-    c = window_context(lr, image, kp, y, x)
+    y0, rc = region(src_holder[0], y)
+    c = _pad_reflect(rc[y - y0:y - y0 + size, x:x + size], size)
     if aligned is None:
       return {"context": c}
     return _guided(aligned, y, x, size, h, w, image, kp, c)
 
+  src_holder: list = []
   try:
     with gdal_env(), rasterio.open(ref.local_path) as src:
+      src_holder.append(src)
       yield from cut_rows(ref.key, mask, ref.profile["dtype"],
                           lambda y0, y1: read_rows(src, y0, y1, ref.band_index), spec,
                           spill_to=spill_dir(output_dir, ref.key), known=known, context=context)
