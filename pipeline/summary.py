@@ -111,7 +111,8 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   subdirs = ("metrics", "failed")
   if FileSystems.get_scheme(output_dir) is None:
     root = os.path.abspath(output_dir)
-    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp")]
+    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp"),
+                os.path.join(root, "provenance", ".*.tmp")]
     patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
     for path in found:
