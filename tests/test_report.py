@@ -259,7 +259,7 @@ def test_report_on_gcs(run_dir, tmp_path):
     assert report.main([dest, "--thumbnails", "2"]) == 0
     pngs = sorted(m.path.rsplit("/", 1)[1]
                   for m in FileSystems.match([f"{dest}/report/*.png"])[0].metadata_list)
-    assert len(pngs) == 3 + 2 * 2, pngs
+    assert len(pngs) == 3 + 2 * 3, pngs  # before, after, provenance of 2 tiles
     with FileSystems.open(f"{dest}/report.html") as f:
       page = f.read().decode("utf-8")
     assert 'id="count-restored" data-count="2"' in page and "Could not preview" not in page
