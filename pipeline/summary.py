@@ -119,7 +119,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   if FileSystems.get_scheme(output_dir) is None:
     root = glob.escape(os.path.abspath(output_dir))  # Its name is literal, not a pattern.
     patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp"),
-                os.path.join(root, "preview", ".*.tmp")]
+                os.path.join(root, "preview", ".*.tmp"), os.path.join(root, "provenance", ".*.tmp")]
     patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
     for path in found:

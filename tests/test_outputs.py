@@ -89,7 +89,6 @@ def test_provenance_classes_engine_given_and_derived():
   np.testing.assert_array_equal(provenance.check(given, (2, 2)), given)
   with pytest.raises(ValueError, match="unknown classes"):
     provenance.check(np.array([[7, 0], [0, 0]], np.uint8), (2, 2))
-  from tests.helpers import write_geotiff  # noqa: F401  (the encoder needs only a profile)
   data = provenance.encode(given, {"crs": None, "transform": None})
   from rasterio.io import MemoryFile
   with MemoryFile(data) as mem, mem.open() as src:
