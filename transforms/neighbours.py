@@ -148,7 +148,10 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
     x0, x1 = max(-m, ox), min(w + m, ox + o.width)
     if y0 >= y1 or x0 >= x1:
       continue
-    part = _read_part(o, y0 - oy, y1 - oy, x0 - ox, x1 - ox, spec, c)
+    try:
+      part = _read_part(o, y0 - oy, y1 - oy, x0 - ox, x1 - ox, spec, c)
+    except Exception:  # pylint: disable=broad-except
+      part = None  # A broken neighbour is its own dead letter; this tile goes on without it.
     if part is None:
       continue
     vals, kn = part
