@@ -215,11 +215,16 @@ def guide_linear(c: dict, residual: bool = False) -> np.ndarray:
   return _finish(mapped, ~gm, t, m)
 
 
-def context_guided_fill(c: dict) -> np.ndarray:
+def _guided(c: dict):
   from transforms import context  # pylint: disable=import-outside-toplevel
   return context.guided_fill(c["image"] * ~c["mask"][..., None], (~c["mask"]).astype(np.float32),
                              c["guide_image"] * ~c["guide_mask"][..., None],
-                             (~c["guide_mask"]).astype(np.float32)).fill
+                             (~c["guide_mask"]).astype(np.float32))
+
+
+def context_guided_fill(c: dict) -> np.ndarray:
+  """cloudfill's classical guided context (local linear fit + residual)."""
+  return _guided(c).fill
 
 
 def gdal_unguided(c: dict) -> np.ndarray:
@@ -249,16 +254,16 @@ class ModelFiller:
     m = c["mask"]
     img = np.where(m[..., None], 0, c["image"]).astype(np.float32)
     feed = {"image": img, "mask": m[..., None].astype(np.float32)}
-    if self.guided:
-      gm = c["guide_mask"]
-      feed["guide"] = np.where(gm[..., None], 0, c["guide_image"]).astype(np.float32)
-      feed["guide_mask"] = gm[..., None].astype(np.float32)
-    if "context" in self.inputs:
+    if self.guided:  # As the pipeline feeds it: the guide mapped onto the target's radiometry.
+      g = _guided(c)
+      feed["guide"] = g.mapped
+      feed["guide_mask"] = c["guide_mask"][..., None].astype(np.float32)
+      feed["context"] = g.fill
+    else:
       from transforms import context  # pylint: disable=import-outside-toplevel
-      if self.guided:
-        feed["context"] = context_guided_fill(c)
-      else:
-        feed["context"] = context.push_pull(img, (~m).astype(np.float32))
+      feed["context"] = context.push_pull(img, (~m).astype(np.float32))
+      feed["guide"] = np.zeros_like(img)
+      feed["guide_mask"] = np.ones_like(feed["mask"])
     out = self.fn(**{k: tf.constant(v[None], tf.float32) for k, v in feed.items() if k in self.inputs})
     return _finish(out[self.out_key].numpy()[0], np.ones_like(m), c["image"], m)
 
