@@ -300,28 +300,43 @@ class LowRes:
       crop = np.pad(crop, [(0, ph), (0, pw), (0, 0)], mode="edge")
     return crop
 
-  def region_prior(self, y0: int, h: int) -> np.ndarray:
-    """The prior of full-width rows ``[y0, y0 + h)`` (``y0`` a multiple of the
-    factor) for :func:`push_pull` with ``levels = log2(factor)``."""
+  def region_prior(self, y0: int, h: int, x0: int = 0, w: Optional[int] = None) -> np.ndarray:
+    """The prior of the region of rows ``[y0, y0 + h)`` and columns
+    ``[x0, x0 + w)`` (corners multiples of the factor; ``w`` default: to the
+    scene's right edge) for :func:`push_pull` with ``levels = log2(factor)``."""
     if self.fill is None:
       raise RuntimeError("LowRes.finish() has not run")
     f = self.factor
-    if y0 % f:
-      raise ValueError(f"rows must start at a multiple of {f}, got {y0}")
-    n = level_shape((h, self.shape[1]), int(np.log2(f)))
-    crop = self.fill[y0 // f:y0 // f + n[0], :n[1]]
-    if crop.shape[0] < n[0]:
-      crop = np.pad(crop, [(0, n[0] - crop.shape[0]), (0, 0), (0, 0)], mode="edge")
+    if y0 % f or x0 % f:
+      raise ValueError(f"a region must start at multiples of {f}, got ({y0}, {x0})")
+    w = self.shape[1] - x0 if w is None else w
+    n = level_shape((h, w), int(np.log2(f)))
+    crop = self.fill[y0 // f:y0 // f + n[0], x0 // f:x0 // f + n[1]]
+    ph, pw = n[0] - crop.shape[0], n[1] - crop.shape[1]
+    if ph or pw:
+      crop = np.pad(crop, [(0, ph), (0, pw), (0, 0)], mode="edge")
     return crop
 
-  def region_context(self, values: np.ndarray, valid: np.ndarray, y0: int) -> np.ndarray:
+  def region_context(self, values: np.ndarray, valid: np.ndarray, y0: int,
+                     chunk: int = 1024, halo: int = 128) -> np.ndarray:
     """The fine context of full-width rows starting at ``y0``: their own
-    push-pull under the scene's low-resolution fill as the coarsest level."""
+    push-pull under the scene's low-resolution fill as the coarsest level,
+    computed in column chunks of ``chunk`` (with ``halo`` columns of overlap
+    on each side), so memory follows the chunk, not the scene's width."""
     levels = int(np.log2(self.factor))
-    prior = self.region_prior(y0, values.shape[0])
+    h, w = values.shape[:2]
     if levels == 0:
+      prior = self.region_prior(y0, h)
       return np.where(np.asarray(valid)[..., None] >= 1.0, values, prior).astype(np.float32)
-    return push_pull(values, valid, prior=prior, levels=levels)
+    f = self.factor
+    out = np.empty(values.shape, np.float32)
+    for c0 in range(0, w, chunk):
+      a = max(0, (c0 - halo) // f * f)
+      b = min(w, c0 + chunk + halo)
+      part = push_pull(values[:, a:b], valid[:, a:b], prior=self.region_prior(y0, h, a, b - a),
+                       levels=levels)
+      out[:, c0:min(w, c0 + chunk)] = part[:, c0 - a:c0 - a + min(chunk, w - c0)]
+    return out
 
   def window_context(self, values: np.ndarray, valid: np.ndarray, y: int, x: int) -> np.ndarray:
     """The fine context of a window: its own push-pull over the scene prior."""
