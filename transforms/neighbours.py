@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import masks as masks_lib
 from transforms.context import push_pull
+from transforms.raster_open import check_regular
 from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
 
 
@@ -44,6 +45,10 @@ def header(pair) -> Optional[TileHeader]:
   if split_ext(pair.image_path)[1].lower() not in TIFF_EXTS:
     return None
   try:
+    # A FIFO or a directory would block or fail the open: not a neighbour (decode reports it).
+    check_regular(pair.image_path)
+    if pair.mask_path:
+      check_regular(pair.mask_path)
     with rasterio.open(pair.image_path) as src:
       if src.crs is None:
         return None
