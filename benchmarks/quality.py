@@ -122,6 +122,21 @@ def tile_metrics(truth, filled, mask):
       spectral_angle=float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()))
 
 
+def unguided_inputs(image: np.ndarray, mask: np.ndarray, names) -> dict:
+  """A tile's model inputs as the pipeline makes them, without a guide:
+  holes zeroed, the tile's push-pull context (for models that take one)."""
+  from transforms.context import push_pull
+  img = image.astype(np.float32)
+  m = mask[..., None].astype(np.float32)
+  feed = {"image": img * (1 - m), "mask": m}
+  if "context" in names:
+    feed["context"] = push_pull(img, 1.0 - m[..., 0])
+  if "guide" in names:
+    feed["guide"] = np.zeros_like(img)
+    feed["guide_mask"] = np.ones_like(m)
+  return feed
+
+
 class SavedModelFiller:
   """Calls a cloudfill SavedModel's ``restore`` signature (with the tile's
   push-pull context and no guide, for models that take them)."""
@@ -133,16 +148,9 @@ class SavedModelFiller:
     self.inputs = set(self.fn.structured_input_signature[1])
 
   def __call__(self, image, mask):
-    from transforms.context import push_pull
-    img = image.astype(np.float32)
-    m = mask[..., None].astype(np.float32)
-    feed = {"image": img * (1 - m), "mask": m}
-    if "context" in self.inputs:
-      feed["context"] = push_pull(img, 1.0 - m[..., 0])
-    if "guide" in self.inputs:
-      feed["guide"] = np.zeros_like(img)
-      feed["guide_mask"] = np.ones_like(m)
-    out = self.fn(**{k: self.tf.constant(v[None], self.tf.float32) for k, v in feed.items()})
+    feed = unguided_inputs(image, mask, self.inputs)
+    out = self.fn(**{k: self.tf.constant(v[None], self.tf.float32) for k, v in feed.items()
+                     if k in self.inputs})
     return out["restored"].numpy()[0]
 
 
@@ -157,15 +165,7 @@ class TFLiteFiller:
     self.inputs = set(self.it.get_signature_list()["serving_default"]["inputs"])
 
   def __call__(self, image, mask):
-    from transforms.context import push_pull
-    img = image.astype(np.float32)
-    m = mask[..., None].astype(np.float32)
-    feed = {"image": img * (1 - m), "mask": m}
-    if "context" in self.inputs:
-      feed["context"] = push_pull(img, 1.0 - m[..., 0])
-    if "guide" in self.inputs:
-      feed["guide"] = np.zeros_like(img)
-      feed["guide_mask"] = np.ones_like(m)
+    feed = unguided_inputs(image, mask, self.inputs)
     out = self.run(**{k: v[None] for k, v in feed.items() if k in self.inputs})
     return out["restored"][0]
 
