@@ -8,14 +8,20 @@ A scene (:class:`transforms.scenes.SceneRef`) is never decoded whole. Here:
 2. :func:`cut_scene` reads it once more by stripes into a
    :class:`transforms.context.LowRes` (block means of the known ground at
    ``context.factor_for(shape)``), fills it, writes the quicklook
-   (``DIR/preview/{stem}.png``), then cuts the windows one row at a time,
-   each with ``context = lowres.window_context(...)``; a guide is read window
+   (``DIR/preview/{stem}.png``), then cuts the windows one row at a time;
+   each row of windows (with half a window of rows above and below) gets its
+   own push-pull under the low-resolution fill as its coarsest level
+   (``LowRes.region_context``, in column chunks), and each window its crop:
+   within 0.01 dB of the whole scene's push-pull on a 3000² Landsat 8 scene,
+   and seamless across rows (block 0.86, truth 0.99); a guide is read window
    by window through a ``WarpedVRT`` and mapped to the window's radiometry by
    a linear fit on the window's own pixels known in both
    (:func:`transforms.context.guided_fill`).
 
 Memory: the scene's bit masks (a few bool ``[H, W]`` arrays while preparing),
-one stripe, and the low-resolution scene (at most 1024² per band).
+one stripe, one row region's chunk, and the low-resolution scene (at most
+1024² per band) — plus the windows the runner holds before inference (see
+the README: 3.2 GB peak on an 8000² scene).
 """
 
 from __future__ import annotations
