@@ -156,7 +156,9 @@ def test_the_guided_model_hook_feeds_guide_guide_mask_and_context(tmp_path):
   out = fn(c)
   np.testing.assert_array_equal(out[~m], g[~m])
   clear = m & ~gm
-  np.testing.assert_allclose(out[clear], g[clear], atol=1e-6)  # the guide came through where clear
+  # The guide came through where clear, mapped onto the target by the local linear fit (the
+  # pipeline's guide input): here the target is the guide itself, so nearly unchanged.
+  np.testing.assert_allclose(out[clear], g[clear], atol=0.02)
   assert np.abs(out[gm] - g[gm]).mean() < 0.15 and out[gm].min() > 0.1  # a real fill, not the zeroed guide
   plain = _save_model(str(tmp_path / "plain"), False)
   fns, notes = guided.methods(argparse.Namespace(model=plain, unguided_model=plain))

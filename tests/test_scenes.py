@@ -40,7 +40,7 @@ def test_streamed_scene_equals_in_memory_tile(tmp_path, mean_model, monkeypatch)
   assert m["metrics"]["scene"] is True and m["metrics"]["windows"] > 4
   (t,) = read_jsonl(str(outs["tile"] / "metrics"))
   assert abs(m["metrics"]["psnr"] - t["metrics"]["psnr"]) < 0.05
-  # The fixture's flat per-window means are blocks: summed stripe by stripe, the scene sees them too.
-  assert m["metrics"]["block"] > 10 and t["metrics"]["block"] > 10
+  # The block metric, summed stripe by stripe for the scene, reads what the whole tile reads.
+  assert abs(m["metrics"]["block"] - t["metrics"]["block"]) < 0.25 * t["metrics"]["block"]
   assert read_summary(str(outs["scene"]))["counts"]["restored"] == 1
   assert not os.path.exists(outs["scene"] / scenes.WORK_DIR / "scene")  # Spills cleaned up.

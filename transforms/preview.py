@@ -78,4 +78,4 @@ def write_tile_preview(output_dir: str, tile, fill: np.ndarray,
   img = np.where(known[..., None], to_unit(tile.image, lo, hi), fill)
   inside = np.ones(known.shape, bool) if tile.nodata is None else ~tile.nodata
   img = np.where(inside[..., None], img, 0.0)
-  return write_preview(output_dir, tile.key, img, inside)
+  return write_preview(output_dir, tile.pair.stem, img, inside)

@@ -132,7 +132,7 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
     inside = None if nodata is None else ~nodata[::f, ::f][:lr.fill.shape[0], :lr.fill.shape[1]]
     img = lr.fill if inside is None else np.where(inside[..., None], lr.fill, 0.0)
     del small_known
-    preview.write_preview(output_dir, ref.key, img, inside)
+    preview.write_preview(output_dir, ref.pair.stem, img, inside)
   size = spec.size
   aligned = None
   if ref.guide is not None and guide_spec is not None:
