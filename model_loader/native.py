@@ -17,6 +17,10 @@ from model_loader import locate
 from model_loader.contract import INPUT_IMAGE, INPUT_MASK, OUTPUT_RESTORED, SIGNATURE_RESTORE
 
 
+# Windows per call of the model (RunInference's batches are split to this).
+CALL_BATCH = 8
+
+
 class LoadedModel:
   """A loaded SavedModel's ``restore`` signature, callable on numpy arrays."""
 
@@ -53,8 +57,13 @@ class LoadedModel:
         feed[name] = extra[name]
       else:
         feed[name] = neutral_input(name, images, masks)
-    out = self._fn(**{k: tf.constant(v, tf.float32) for k, v in feed.items()})
-    return out[OUTPUT_RESTORED].numpy()
+    # At most CALL_BATCH windows per call: a batch's activations at full
+    # resolution are the largest memory of a run (2.0: ~80 channels x 256² a window).
+    outs = []
+    for i in range(0, len(images), CALL_BATCH):
+      out = self._fn(**{k: tf.constant(v[i:i + CALL_BATCH], tf.float32) for k, v in feed.items()})
+      outs.append(out[OUTPUT_RESTORED].numpy())
+    return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
 
 def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = None) -> np.ndarray:

@@ -147,8 +147,10 @@ def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], 
         unknown = (1.0 - kp)[:, :, None]
         if context is not None:
           extras = context(y, x, img, kp)
-      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w), image=img,
-                   mask=_pad_reflect(m.astype(np.float32), size)[:, :, None],
+      mask_w = _pad_reflect(m.astype(np.float32), size)[:, :, None]
+      if unknown is not None and np.array_equal(unknown, mask_w):
+        unknown = None  # No no-data here: the mask says it (a window less to carry).
+      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w), image=img, mask=mask_w,
                    seconds=time.perf_counter() - start, spill_to=spill_to, unknown=unknown, **extras)
       start = time.perf_counter()
 
