@@ -75,7 +75,7 @@ def test_corner_known_tile_context_has_no_zero_and_windows_carry_crops():
   wins = list(cut(tile, spec, fill))
   assert wins and all(w.context is not None and w.context.shape == (64, 64, 3) for w in wins)
   far = [w for w in wins if w.y > 100 and w.x > 100][0]
-  assert far.unknown.min() == 1.0  # it sees no known pixel: only the context knows
+  assert far.model_inputs()["mask"].min() == 1.0  # it sees no known pixel: only the context knows
   np.testing.assert_allclose(far.context, fill[far.y:far.y + 64, far.x:far.x + 64])
 
 
