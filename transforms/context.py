@@ -17,8 +17,9 @@ top of it.
   per-band linear fit on pixels known in both, plus the fit's residual
   interpolated into the holes (the classical "fit + residual" guided fill).
 * :class:`LowRes` — a scene reduced by block means of its known pixels, built
-  one band of rows at a time (streamed scenes), whose fill is the prior of
-  every window's own fine fill (:func:`push_pull` with ``prior``).
+  one band of rows at a time (streamed scenes), whose fill is the prior (the
+  coarsest level) of each row of windows' own fine fill
+  (:meth:`LowRes.region_context`, :func:`push_pull` with ``prior``).
 
 Pure numpy (no TensorFlow, no Beam): the training data loader uses the very
 same functions, so the model is trained on the inputs the pipeline gives it.
@@ -283,23 +284,6 @@ class LowRes:
     self.fill = push_pull(mean, w.astype(np.float32))
     return self.fill
 
-  def window_prior(self, y: int, x: int, size: int) -> np.ndarray:
-    """The prior of a ``size``-square window at ``(y, x)`` for :func:`push_pull`
-    with ``levels = log2(factor)``: the low-resolution fill over the window
-    (edge-padded past the scene)."""
-    if self.fill is None:
-      raise RuntimeError("LowRes.finish() has not run")
-    f = self.factor
-    n = level_shape((size, size), int(np.log2(f)))
-    # Corners off the factor grid take the nearest low-resolution cell: the
-    # prior is smooth, and the window's own fine levels correct the rest.
-    r, c = max(0, int(round(y / f))), max(0, int(round(x / f)))
-    crop = self.fill[r:r + n[0], c:c + n[1]]
-    ph, pw = n[0] - crop.shape[0], n[1] - crop.shape[1]
-    if ph or pw:
-      crop = np.pad(crop, [(0, ph), (0, pw), (0, 0)], mode="edge")
-    return crop
-
   def region_prior(self, y0: int, h: int, x0: int = 0, w: Optional[int] = None) -> np.ndarray:
     """The prior of the region of rows ``[y0, y0 + h)`` and columns
     ``[x0, x0 + w)`` (corners multiples of the factor; ``w`` default: to the
@@ -337,16 +321,6 @@ class LowRes:
                        levels=levels)
       out[:, c0:min(w, c0 + chunk)] = part[:, c0 - a:c0 - a + min(chunk, w - c0)]
     return out
-
-  def window_context(self, values: np.ndarray, valid: np.ndarray, y: int, x: int) -> np.ndarray:
-    """The fine context of a window: its own push-pull over the scene prior."""
-    size = values.shape[0]
-    levels = int(np.log2(self.factor))
-    if levels == 0:
-      # No reduction: the low-resolution fill is the full-resolution fill.
-      return np.where(np.asarray(valid)[..., None] >= 1.0, values,
-                      self.window_prior(y, x, size)[:values.shape[0], :values.shape[1]])
-    return push_pull(values, valid, prior=self.window_prior(y, x, size), levels=levels)
 
 
 def _box_sum(a: np.ndarray, r: int) -> np.ndarray:
