@@ -80,32 +80,6 @@ def lowres_of(ref: SceneRef, known: np.ndarray, spec: WindowSpec) -> ctx.LowRes:
   return lr
 
 
-# The window's own push-pull is trusted up to this fraction of its side from
-# known ground, then handed over to the low-resolution prior (see
-# :func:`window_context`).
-OWN_REACH = 0.25
-
-
-def window_context(lr: ctx.LowRes, image: np.ndarray, known: np.ndarray, y: int, x: int) -> np.ndarray:
-  """A scene window's context: ``lr.window_context`` far from known ground,
-  the window's own full-depth push-pull next to it.
-
-  ``LowRes.window_context`` alone runs only ``log2(factor)`` fine levels under
-  the prior, and its fill steps at the cloud edges (on a 1300x1100 test
-  scene, factor 2: seam 7.0 against 1.4 for the whole-tile push-pull); the
-  blend brings it to 1.35 and the hole MAE to within 2 % of the whole tile's.
-  """
-  from scipy import ndimage  # pylint: disable=import-outside-toplevel
-  c = lr.window_context(image, known, y, x)
-  k = known >= 1.0
-  if lr.factor == 1 or not k.any():
-    return c
-  own = ctx.push_pull(image, known)
-  d = ndimage.distance_transform_edt(~k)
-  a = np.clip(1.0 - d / max(1.0, OWN_REACH * image.shape[0]), 0.0, 1.0)[..., None]
-  return (a * own + (1.0 - a) * c).astype(np.float32)
-
-
 def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, image: np.ndarray,
             known: np.ndarray, context: np.ndarray) -> dict:
   """The guide over one window, mapped on the window's own pixels known in both."""
@@ -127,11 +101,9 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
   lr = lowres_of(ref, known, spec)
   if write_preview:
     f = lr.factor
-    small_known = known[::f, ::f][:lr.fill.shape[0], :lr.fill.shape[1]]
     nodata = ref.nodata()
     inside = None if nodata is None else ~nodata[::f, ::f][:lr.fill.shape[0], :lr.fill.shape[1]]
     img = lr.fill if inside is None else np.where(inside[..., None], lr.fill, 0.0)
-    del small_known
     preview.write_preview(output_dir, ref.pair.stem, img, inside)
   size = spec.size
   aligned = None
@@ -144,29 +116,33 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
   cached: dict = {}
 
   def region(src, y):
-    """The context of the rows around the row of windows at ``y`` (one cached)."""
+    """The rows around the row of windows at ``y`` (raw and their context),
+    read once: the row of windows and its context both come from them."""
     if cached.get("y") != y:
       f = lr.factor
       y0 = max(0, (y - halo) // f * f)
       y1 = min(h, y + size + halo)
-      rows = to_unit(read_rows(src, y0, y1, ref.band_index), lo, hi)
+      raw = read_rows(src, y0, y1, ref.band_index)
       cached.clear()
-      cached.update(y=y, y0=y0, ctx=lr.region_context(rows, known[y0:y1].astype(np.float32), y0))
-    return cached["y0"], cached["ctx"]
+      cached.update(y=y, y0=y0, raw=raw, ctx=lr.region_context(
+          to_unit(raw, lo, hi), known[y0:y1].astype(np.float32), y0))
+    return cached
 
-  def context(y, x, image, kp):
-    y0, rc = region(src_holder[0], y)
-    c = _pad_reflect(rc[y - y0:y - y0 + size, x:x + size], size)
-    if aligned is None:
-      return {"context": c}
-    return _guided(aligned, y, x, size, h, w, image, kp, c)
-
-  src_holder: list = []
   try:
     with gdal_env(), rasterio.open(ref.local_path) as src:
-      src_holder.append(src)
-      yield from cut_rows(ref.key, mask, ref.profile["dtype"],
-                          lambda y0, y1: read_rows(src, y0, y1, ref.band_index), spec,
+
+      def rows(y, y_end):
+        r = region(src, y)
+        return r["raw"][y - r["y0"]:y_end - r["y0"]]
+
+      def context(y, x, image, kp):
+        r = region(src, y)
+        c = _pad_reflect(r["ctx"][y - r["y0"]:y - r["y0"] + size, x:x + size], size)
+        if aligned is None:
+          return {"context": c}
+        return _guided(aligned, y, x, size, h, w, image, kp, c)
+
+      yield from cut_rows(ref.key, mask, ref.profile["dtype"], rows, spec,
                           spill_to=spill_dir(output_dir, ref.key), known=known, context=context)
   finally:
     if aligned is not None:
