@@ -164,3 +164,29 @@ def test_the_guided_model_hook_feeds_guide_guide_mask_and_context(tmp_path):
   fns, notes = guided.methods(argparse.Namespace(model=plain, unguided_model=plain))
   assert "cloudfill_guided" not in fns and "cloudfill_unguided" in fns
   assert any("takes no guide" in n for n in notes)
+
+
+def test_local_regression_predicts_each_band_from_all_guide_bands():
+  """A change between dates that mixes bands (red follows the guide's NIR-like band)
+  is recovered by the multivariate regression, not by a per-band gain."""
+  from transforms import context  # pylint: disable=import-outside-toplevel
+  g = _field(256, 256, seed=3)
+  mix = np.array([[0.2, 0.0, 0.5], [0.7, 0.3, 0.0], [0.0, 0.6, 0.4]], np.float32)  # [guide band, target band]
+  t = (g @ mix + np.array([0.05, 0.1, 0.0], np.float32)).astype(np.float32)
+  m = _hole()
+  valid = (~m).astype(np.float32)
+  a, b = context.local_regression(t, g, ~m)
+  assert a.shape == (256, 256, 3, 3) and b.shape == (256, 256, 3)
+  mapped = context.apply_regression(g, a, b)
+  err_mv = float(np.abs(mapped - t)[m].mean())
+  gain, offset = context.local_linear_fit(t, g, ~m, 32)
+  err_pb = float(np.abs(g * gain + offset - t)[m].mean())
+  assert err_mv < 2e-3, err_mv
+  assert err_pb > 5 * err_mv, (err_pb, err_mv)
+  filled = context.guided_fill(t * valid[..., None], valid, g, np.ones_like(valid))
+  np.testing.assert_array_equal(filled.fill[~m], t[~m])  # known pixels untouched
+  assert float(np.abs(filled.fill - t)[m].mean()) < 2e-3 and filled.guided[m].all()
+  # A target band count other than the guide's (extra bands from restored bands).
+  a1, b1 = context.local_regression(t[..., :1], g, ~m)
+  assert a1.shape == (256, 256, 3, 1)
+  assert float(np.abs(context.apply_regression(g, a1, b1) - t[..., :1])[m].mean()) < 2e-3
