@@ -288,6 +288,33 @@ def methods(args) -> tuple[dict[str, Callable[[dict], np.ndarray]], list[str]]:
   return out, notes
 
 
+def panel(path: str, c: dict, outputs: dict[str, np.ndarray], side: int = 256) -> None:
+  """before (holes white) | guide (its clouds white) | each of ``outputs`` | truth, one window.
+
+  Stretched per band between the 1st and 99th percentiles of the truth.
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  truth = c["image"][..., :3]
+  lo, hi = np.percentile(truth, 1, axis=(0, 1)), np.percentile(truth, 99, axis=(0, 1))
+  before = np.where(c["mask"][..., None], 1e9, truth)
+  guide = np.where(c["guide_mask"][..., None], 1e9, c["guide_image"][..., :3])
+  tiles = [("before", before), ("guide date", guide)] + list(outputs.items()) + [("truth", truth)]
+  row = []
+  for label, img in tiles:
+    u = np.clip((img[..., :3] - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+    im = Image.fromarray((u * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+    ImageDraw.Draw(im).text((5, 3), label, fill=(255, 255, 0))
+    row += [np.asarray(im), np.full((side, 4, 3), 255, np.uint8)]
+  Image.fromarray(np.concatenate(row[:-1], 1)).save(path)
+
+
+def median_gain_case(cases: list, bucket: str, better: str, worse: str) -> dict:
+  """The case of ``bucket`` whose hole PSNR gain of ``better`` over ``worse`` is the median one."""
+  pool = sorted((c for c in cases if c["bucket"] == bucket),
+                key=lambda c: c["metrics"][better]["hole_psnr"] - c["metrics"][worse]["hole_psnr"])
+  return pool[len(pool) // 2]
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--model", default=None, help="a guided cloudfill SavedModel (restore takes guide, guide_mask)")
@@ -352,6 +379,11 @@ def main(argv=None) -> int:
       "seconds_per_window": {m: seconds[m] / len(cases) for m in fns},
       "cases": [{k: v for k, v in c.items() if k not in ("image", "guide_image", "mask", "guide_mask")}
                 for c in cases]})
+  if "cloudfill_guided" in fns and "cloudfill_unguided" in fns:
+    # A representative window, not the best one: the median guided gain of the 30-40 % bucket.
+    c = median_gain_case(cases, bucket_name(BUCKETS[3]), "cloudfill_guided", "cloudfill_unguided")
+    panel(os.path.join(args.out, "panel_guided.png"), c,
+          {"cloudfill unguided": fns["cloudfill_unguided"](c), "cloudfill guided": fns["cloudfill_guided"](c)})
   print(text)
   return 0
 
