@@ -39,8 +39,8 @@ import numpy as np
 _EPS = 1e-6
 # Half-side of the squares of the guide's local regression (pixels): on 40
 # held-out two-date 256² windows (benchmarks.guided_context, val split) radius
-# 64 scored 23.18 dB hole PSNR, the per-band fit at 32 22.58 dB (chosen on the
-# train split: 16/32/64/96/128 gave 23.39/23.65/23.75/23.67/23.55 dB).
+# 64 scored 23.21 dB hole PSNR, the per-band fit at 32 22.58 dB (chosen on the
+# train split: 16/32/64/96/128 gave 23.50/23.67/23.75/23.66/23.55 dB).
 GUIDE_RADIUS = 64
 
 
@@ -201,7 +201,7 @@ def guided_fill(target: np.ndarray, valid: np.ndarray, guide: np.ndarray,
   :func:`linear_fit`), and the fit's residual at the known pixels is
   interpolated into the holes by :func:`push_pull`. On 40 held-out two-date
   256² windows under held-out real cloud masks (``python -m
-  benchmarks.guided_context``) this scored 23.18 dB hole PSNR, against
+  benchmarks.guided_context``) this scored 23.21 dB hole PSNR, against
   22.58 dB for a per-band local fit (:func:`local_linear_fit`, radius 32),
   and 20.69 dB for no guide.
 
@@ -378,8 +378,8 @@ def local_linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
 
 
 def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
-                     radius: int = GUIDE_RADIUS, eps: float = 1e-4,
-                     min_support: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+                     radius: int = GUIDE_RADIUS, eps: float = 1e-4, min_support: float = 0.1,
+                     step: int = 4) -> tuple[np.ndarray, np.ndarray]:
   """Per-pixel multivariate linear regression of every target band on all guide bands.
 
   ``target[..., c] ≈ Σ_k guide[..., k] · A[..., k, c] + b[..., c]``, fitted
@@ -393,10 +393,18 @@ def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   between dates (e.g. vegetation's red and green) is predicted from the
   others, which a per-band gain (:func:`local_linear_fit`) cannot do.
 
+  The coefficients vary over ``radius``, not over a pixel, so they are
+  computed on a grid ``step`` times coarser from block sums of the exact
+  moments (the fast guided filter of He & Sun 2015) and interpolated back:
+  on a 512×8000 region this took 2.3 GB and 27 s at full resolution
+  (``step=1``); the held-out figure in :func:`guided_fill` is the same
+  within 0.01 dB.
+
   Args:
     target: ``[H, W, Ct]`` float32 (anything where ``both`` is False).
     guide: ``[H, W, Cg]`` float32.
     both: ``[H, W]`` bool, pixels known in both.
+    step: Side of the blocks of the coarse grid (1: full resolution).
 
   Returns:
     ``(A [H, W, Cg, Ct], b [H, W, Ct])`` float32; apply with
@@ -408,8 +416,11 @@ def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   h, w_, ct = target.shape
   cg = guide.shape[2]
   w = both.astype(np.float32)
-  n = _box_sum(w, radius)
-  ok = n >= min_support * float((2 * radius + 1) ** 2)
+  r = max(1, int(round(radius / step)))
+  pool = lambda a: _block_sum(a, step)  # noqa: E731
+  sw = pool(w)
+  n = _box_sum(sw, r)
+  ok = n >= min_support * float((2 * r + 1) * step) ** 2
   if not ok.any():
     a = np.zeros((h, w_, cg, ct), np.float32)
     if cg == ct:
@@ -418,26 +429,58 @@ def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
       return a, np.broadcast_to(o1, (h, w_, ct)).copy()
     mean = target[both].mean(0) if both.any() else np.zeros(ct, np.float32)
     return a, np.broadcast_to(mean.astype(np.float32), (h, w_, ct)).copy()
-  nn = np.maximum(n, 1.0)
+  nn = np.maximum(n, 1e-6)
   wg = guide * w[..., None]
-  mg = _box_sum(wg, radius) / nn[..., None]
-  mt = _box_sum(target * w[..., None], radius) / nn[..., None]
-  gg = np.empty((h, w_, cg, cg), np.float32)
+  mg = _box_sum(pool(wg), r) / nn[..., None]
+  mt = _box_sum(pool(target * w[..., None]), r) / nn[..., None]
+  hl, wl = n.shape
+  gg = np.empty((hl, wl, cg, cg), np.float32)
   for i in range(cg):
     for j in range(i, cg):
-      gg[..., i, j] = gg[..., j, i] = _box_sum(wg[..., i] * guide[..., j], radius) / nn - mg[..., i] * mg[..., j]
-  gt = np.empty((h, w_, cg, ct), np.float32)
+      gg[..., i, j] = gg[..., j, i] = _box_sum(pool(wg[..., i] * guide[..., j]), r) / nn - mg[..., i] * mg[..., j]
+  gt = np.empty((hl, wl, cg, ct), np.float32)
   for i in range(cg):
     for j in range(ct):
-      gt[..., i, j] = _box_sum(wg[..., i] * target[..., j], radius) / nn - mg[..., i] * mt[..., j]
+      gt[..., i, j] = _box_sum(pool(wg[..., i] * target[..., j]), r) / nn - mg[..., i] * mt[..., j]
+  del wg
   a = np.linalg.solve(gg + np.float32(eps) * np.eye(cg, dtype=np.float32), gt).astype(np.float32)
   b = mt - np.einsum("hwk,hwkc->hwc", mg, a)
   okf = ok.astype(np.float32)
-  coef = np.concatenate([a.reshape(h, w_, cg * ct), b], axis=-1)
+  coef = np.concatenate([a.reshape(hl, wl, cg * ct), b], axis=-1)
   coef = push_pull(coef * okf[..., None], okf)
-  ones = _box_sum(np.ones((h, w_), np.float32), radius)[..., None]
-  coef = _box_sum(coef, radius) / ones
+  ones = _box_sum(np.ones((hl, wl), np.float32), r)[..., None]
+  coef = _box_sum(coef, r) / ones
+  coef = _upsample(coef, (h, w_), step)
   return coef[..., :cg * ct].reshape(h, w_, cg, ct), np.ascontiguousarray(coef[..., cg * ct:])
+
+
+def _block_sum(a: np.ndarray, step: int) -> np.ndarray:
+  """Sums over ``step``-square blocks of the first two axes (zero-padded to a multiple)."""
+  if step == 1:
+    return np.asarray(a, np.float32)
+  h, w = a.shape[:2]
+  ph, pw = -h % step, -w % step
+  if ph or pw:
+    a = np.pad(a, [(0, ph), (0, pw)] + [(0, 0)] * (a.ndim - 2))
+  hb, wb = a.shape[0] // step, a.shape[1] // step
+  return a.reshape((hb, step, wb, step) + a.shape[2:]).sum(axis=(1, 3), dtype=np.float32)
+
+
+def _upsample(c: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
+  """Bilinear interpolation of block-centred values ``c [h, w, K]`` onto pixels ``shape``."""
+  if step == 1:
+    return c[:shape[0], :shape[1]]
+
+  def axis(n_out: int, n_in: int):
+    pos = np.clip((np.arange(n_out) + 0.5) / step - 0.5, 0.0, n_in - 1.0)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (pos - i0).astype(np.float32)
+
+  y0, y1, fy = axis(shape[0], c.shape[0])
+  x0, x1, fx = axis(shape[1], c.shape[1])
+  rows = c[y0] * (1.0 - fy)[:, None, None] + c[y1] * fy[:, None, None]
+  return (rows[:, x0] * (1.0 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]).astype(np.float32)
 
 
 def apply_regression(guide: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
