@@ -13,9 +13,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters, masks, raster_open, scenes
 from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, select_bands, split_ext
-from transforms.records import FAILED, SKIPPED, DeadLetter, Tile, TilePair
+from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
-DEAD = "dead"
 # Remote TIFFs smaller than this are decoded from their bytes, never as scenes.
 SMALL_REMOTE_BYTES = 64 << 20
 # --max-pixels by default: 16384² (a whole Sentinel-2 or Landsat scene fits).

@@ -27,6 +27,7 @@ import numpy as np
 
 from transforms.match import mask_path_for
 from transforms.raster_io import exists, local_copy
+from transforms.scaling import to_unit, value_range
 
 PLACEHOLDERS = ("stem", "dir", "date")
 RESAMPLING = ("bilinear", "nearest")
@@ -210,8 +211,6 @@ class AlignedGuide:
   def read(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """The guide over target rows ``[y, y+h)``, columns ``[x, x+w)`` (clipped to the target)."""
     from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
-    # pylint: disable=import-outside-toplevel
-    from transforms.window import to_unit, value_range
     win = RWindow(x, y, w, h)
     raw = np.moveaxis(self._guide.read(indexes=self._indexes, window=win), 0, -1)
     valid = self._guide.dataset_mask(window=win) > 0

@@ -23,6 +23,7 @@ from transforms import masks as masks_lib
 from transforms.context import push_pull
 from transforms.raster_open import check_regular
 from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+from transforms.scaling import to_unit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +134,6 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   Returns:
     ``[H, W, C]`` float32, or None when no neighbour touches the margin.
   """
-  # pylint: disable=import-outside-toplevel
-  from transforms.window import to_unit
   m = spec.margin
   h, w, c = unit.shape
   big = np.zeros((h + 2 * m, w + 2 * m, c), np.float32)
