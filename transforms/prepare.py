@@ -146,3 +146,25 @@ class PrepareTiles(beam.DoFn):
       scenes.remove_local_copy(item)
     counters.inc("skipped_nodata_only" if outcome == SKIPPED else f"failed_{stage}")
     yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(item.pair.image_path, stage, reason, outcome))
+
+
+@dataclasses.dataclass
+class Prepare(beam.PTransform):
+  """``(decoded tiles and scenes, matched pairs)`` -> outputs ``tiles`` (prepared) and ``dead``.
+
+  With ``spec.neighbours``, the georeferenced headers of every matched pair
+  (:func:`transforms.neighbours.header`) become a side input, so a tile of a
+  pre-cut grid draws its context from its neighbours too.
+  """
+
+  spec: PrepareSpec
+
+  def expand(self, inputs):
+    decoded, pairs = inputs
+    side = []
+    if self.spec.neighbours is not None:
+      side = [beam.pvalue.AsSingleton(pairs
+                                      | "Headers" >> beam.Map(neighbours.header)
+                                      | "Georeferenced" >> beam.Filter(bool)
+                                      | "AllHeaders" >> beam.combiners.ToList())]
+    return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec), *side).with_outputs(DEAD, main="tiles")

@@ -11,6 +11,7 @@ The geometry (window starts, feathering, padding, :class:`WindowSpec`,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterator, Optional
 
 import apache_beam as beam
@@ -18,6 +19,7 @@ import numpy as np
 
 from transforms import context as ctx
 from transforms import counters, preview, scene_context
+from transforms.guide import GuideSpec
 from transforms.records import Tile, Window, WindowFailure
 from transforms.scaling import DTYPE_RANGES, from_unit, to_unit, value_range  # noqa: F401  (re-exported)
 from transforms.scenes import is_scene
@@ -96,3 +98,29 @@ class CutWindows(beam.DoFn):
       # E.g. a scene's file changed since it was decoded: that scene fails, not the run.
       yield beam.pvalue.TaggedOutput(FAILED_WINDOWS, (tile.key, WindowFailure(
           y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=is_scene(tile), stage="window")))
+
+
+@dataclasses.dataclass
+class WindowTiles(beam.PTransform):
+  """Prepared tiles and scenes -> outputs ``windows`` (:class:`Window`, to infer) and
+  ``failed`` (``(key, WindowFailure)`` where cutting failed).
+
+  Tiles and large scenes share this one step so that windows stream straight
+  into ``RunInference`` (a Flatten of two window streams could be materialised
+  by the DirectRunner, holding every window in memory).
+
+  Attributes:
+    spec: How windows are cut.
+    output_dir: The run's output folder (quicklooks, scene spills).
+    preview: Write the quicklooks to ``DIR/preview/``.
+    guide_spec: Where guides are (a scene's guide is read window by window).
+  """
+
+  spec: WindowSpec
+  output_dir: str
+  preview: bool = True
+  guide_spec: Optional[GuideSpec] = None
+
+  def expand(self, tiles):
+    return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview, self.guide_spec)
+                                       ).with_outputs(FAILED_WINDOWS, main="windows")
