@@ -27,7 +27,7 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-from training.defaults import DEFAULT_TRAIN_MINUTES, default_data_dir
+from training.defaults import ADVERSARIAL, DEFAULT_TRAIN_MINUTES, default_data_dir
 
 FIT_MODULE = "training.fit"  # Loaded once Keras's backend is chosen (see main).
 
@@ -52,7 +52,7 @@ def _parse(argv):
          "given either)")
   a("--lr", type=float, default=1e-3)
   a("--tv-weight", type=float, default=0.01)
-  a("--gan", choices=("none", "hinge", "lsgan"), default="none")
+  a("--gan", choices=("none",) + ADVERSARIAL, default="none")
   a("--adv-weight", type=float, default=0.01)
   a("--fm-weight", type=float, default=1.0)
   a("--gan-after", type=float, default=0.0,

@@ -24,9 +24,10 @@ import string
 from typing import Optional, Sequence
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.match import mask_path_for
-from transforms.raster_io import exists, local_copy
+from transforms.raster_io import local_copy
 from transforms.scaling import to_unit, value_range
 
 PLACEHOLDERS = ("stem", "dir", "date")
@@ -91,9 +92,9 @@ def resolve(image_path: str, spec: GuideSpec) -> Optional[GuideRef]:
   """The first guide that exists for ``image_path``, or None."""
   for template in spec.templates:
     path = mask_path_for(image_path, template)
-    if exists(path):
+    if FileSystems.exists(path):
       mask = mask_path_for(path, spec.mask_template) if spec.mask_template else None
-      if mask is not None and not exists(mask):
+      if mask is not None and not FileSystems.exists(mask):
         raise GuideError(f"guide mask {mask} not found")
       return GuideRef(path=path, mask_path=mask)
   return None

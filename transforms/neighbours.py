@@ -108,7 +108,7 @@ def _read_part(h: TileHeader, r0: int, r1: int, c0: int, c1: int, spec: Neighbou
     return None
   nodata = declared if declared is not None else spec.nodata
   try:
-    _, mask = masks_lib.derive(img, mvals, nodata, spec.mask)
+    mask = masks_lib.derive(img, mvals, nodata, spec.mask)
   except ValueError:
     return None
   known = ~mask
