@@ -203,10 +203,8 @@ def test_no_source_file_is_over_420_lines():
   for folder, dirs, files in os.walk(ROOT):
     rel_folder = os.path.relpath(folder, ROOT)
     top = rel_folder.split(os.sep)[0]
-    if top == "." and folder != ROOT:
-      continue
-    if top in ("tests", ".venv", ".git", "build", "out", "runs") or top.startswith("."):
-      dirs[:] = []
+    if top in ("tests", "build", "out", "runs") or (top.startswith(".") and top != "."):
+      dirs[:] = []  # Tests, build and run outputs, .venv, .git: not source.
       continue
     dirs[:] = [d for d in dirs if d not in ("__pycache__", "results", "default_model")]
     for name in files:

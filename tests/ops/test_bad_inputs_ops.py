@@ -22,6 +22,8 @@ from pipeline.summary import EXIT_SOME_FAILED
 from tests.helpers import cloud_mask, read_jsonl, read_raster, read_summary, write_geotiff
 from tests.ops.opslib import cloudfill, read_json
 
+pytestmark = pytest.mark.slow  # a full run over every odd input
+
 UNICODE = "scène nuageuse ☁ 01"
 STRIP = np.zeros((1, 100_000), bool)
 STRIP[0, 5_000:5_100] = True
