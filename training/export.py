@@ -248,8 +248,8 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="model version (default: w + the first 12 hex digits of the weights' SHA-256, "
                       "which the card also keeps whole as weights_sha256)")
   p.add_argument("--bands", type=int, default=3)
-  p.add_argument("--window", type=int, default=256)
-  p.add_argument("--overlap", type=int, default=32)
+  p.add_argument("--window", type=int, default=ModelCard.window)
+  p.add_argument("--overlap", type=int, default=ModelCard.overlap)
   p.add_argument("--metrics", help="JSON file merged into card.metrics")
   p.add_argument("--trained-on", nargs="*", default=None,
                  help="provenance; default: the run's trained_on.json")

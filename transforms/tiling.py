@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from model_loader.contract import ModelCard
 from transforms.records import Window
 from transforms.scaling import to_unit, value_range
 
@@ -66,8 +67,8 @@ class WindowSpec:
     value_range: ``(lo, hi)`` mapped to 0…1, or None for the dtype's range.
   """
 
-  size: int = 256
-  overlap: int = 32
+  size: int = ModelCard.window  # The model card's defaults: one home.
+  overlap: int = ModelCard.overlap
   value_range: Optional[tuple[float, float]] = None
 
   def __post_init__(self):
