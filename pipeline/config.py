@@ -155,8 +155,8 @@ def infer_spec(args: argparse.Namespace, card: ModelCard, model_uri: str) -> Inf
 def from_options(args: argparse.Namespace, card: ModelCard, model_uri: str, run_id: str) -> RunConfig:
   """The run that parsed options ``args`` ask for, with the model of ``card``.
 
-  The model's inputs are the card's until :meth:`RunConfig.with_model_inputs`
-  sets what the loaded model declares.
+  ``infer.model_inputs`` is ``InferSpec``'s default (``image``, ``mask``) until
+  :meth:`RunConfig.with_model_inputs` sets what the loaded model declares.
 
   Raises:
     ValueError: a bad template, band list or value range (usage errors).
