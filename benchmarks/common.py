@@ -19,8 +19,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from training.defaults import default_data_dir
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("CLOUDFILL_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+SHARED = default_data_dir()  # $CLOUDFILL_SHARED_DATA or ../shared/data
 SCENE = os.path.join(SHARED, "landsat8", "LC08_L1TP_224078_20200518_B2B3B4.tif")
 MASK_DIRS = (os.path.join(SHARED, "cloud_masks", "ukis"), os.path.join(SHARED, "cloud_masks", "eolearn_clm"))
 SAMPLE = os.path.join(ROOT, "sample", "landsat8")

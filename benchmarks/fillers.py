@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from transforms import context
+
 
 def _finish(image, mask, out):
   out = np.asarray(out, np.float32)
@@ -87,8 +89,7 @@ def mean_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def push_pull(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """cloudfill's own classical context (:func:`transforms.context.push_pull`):
   what the model corrects, so "model minus push_pull" is the network's gain."""
-  from transforms.context import push_pull as pp  # pylint: disable=import-outside-toplevel
-  return _finish(image, mask, pp(image.astype(np.float32), (~mask).astype(np.float32)))
+  return _finish(image, mask, context.push_pull(image.astype(np.float32), (~mask).astype(np.float32)))
 
 
 FILLERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

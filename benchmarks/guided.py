@@ -61,6 +61,7 @@ from benchmarks import common, runner  # noqa: E402
 from benchmarks.quality import BUCKETS, METRICS, bucket_name, tile_metrics  # noqa: E402
 from training.masks import MaskGenerator, cloud_mask_files  # noqa: E402
 from training.scenes import crop_origins, read_scene  # noqa: E402
+from transforms import context  # noqa: E402
 
 SIZE = 256
 
@@ -216,7 +217,6 @@ def guide_linear(c: dict, residual: bool = False) -> np.ndarray:
 
 
 def _guided(c: dict):
-  from transforms import context  # pylint: disable=import-outside-toplevel
   return context.guided_fill(c["image"] * ~c["mask"][..., None], (~c["mask"]).astype(np.float32),
                              c["guide_image"] * ~c["guide_mask"][..., None],
                              (~c["guide_mask"]).astype(np.float32))
@@ -260,7 +260,6 @@ class ModelFiller:
       feed["guide_mask"] = c["guide_mask"][..., None].astype(np.float32)
       feed["context"] = g.fill
     else:
-      from transforms import context  # pylint: disable=import-outside-toplevel
       feed["context"] = context.push_pull(img, (~m).astype(np.float32))
       feed["guide"] = np.zeros_like(img)
       feed["guide_mask"] = np.ones_like(feed["mask"])

@@ -42,8 +42,10 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks.fillers import FILLERS  # noqa: E402
+from training.bundle import _keep  # noqa: E402  (the training data set's own exclusions)
 from training.masks import MaskGenerator, cloud_mask_files  # noqa: E402
 from training.scenes import crop_origins, list_rasters, read_scenes  # noqa
+from transforms.context import push_pull  # noqa: E402
 
 BUCKETS = [(0.01, 0.10), (0.10, 0.20), (0.20, 0.30), (0.30, 0.40),
            (0.40, 0.50), (0.50, 0.60)]
@@ -71,7 +73,6 @@ def validation_windows(data: str, bands: int, size: int):
   Returns:
     ``{group: [(path, y, x, image)]}``.
   """
-  from training.bundle import _keep  # the training data set's own exclusions
   scenes = read_scenes([f for f in usable_rasters(data, bands) if _keep(f)], bands)
   groups = {}
   for s in scenes:
@@ -125,7 +126,6 @@ def tile_metrics(truth, filled, mask):
 def unguided_inputs(image: np.ndarray, mask: np.ndarray, names) -> dict:
   """A tile's model inputs as the pipeline makes them, without a guide:
   holes zeroed, the tile's push-pull context (for models that take one)."""
-  from transforms.context import push_pull
   img = image.astype(np.float32)
   m = mask[..., None].astype(np.float32)
   feed = {"image": img * (1 - m), "mask": m}

@@ -53,6 +53,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common, runner  # noqa: E402
+from training.masks import fit_coverage  # noqa: E402
 from transforms import metrics  # noqa: E402
 
 CLOUD_MASKS = ("ukis_landsat7.png", "ukis_sentinel2.png", "ukis_landsat5.png")
@@ -130,7 +131,6 @@ def cloud_mask(spec: SceneSpec, shape: tuple[int, int], valid: np.ndarray, cover
   may lie over no-data too; the coverage counts valid pixels only.
   """
   import cv2  # pylint: disable=import-outside-toplevel
-  from training.masks import fit_coverage  # pylint: disable=import-outside-toplevel
   src = cv2.imread(os.path.join(data, "cloud_masks", "ukis", spec.mask), cv2.IMREAD_GRAYSCALE) > 127
   h, w = shape
   side = max(spec.cloud_px, h, w)

@@ -42,6 +42,9 @@ from typing import Any, Optional
 import numpy as np
 
 from benchmarks import common
+from model_loader import locate, native
+from transforms.records import Tile, TilePair
+from transforms.window import WindowSpec, cut
 
 OUT = os.path.join(common.ROOT, "benchmarks", "results", "serve")
 
@@ -75,8 +78,6 @@ def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: floa
 def raw_loop(model, tiles: list[dict[str, Any]], batch: int, window: int, overlap: int,
              rounds: int = 1) -> dict[str, Any]:
   """Tiles per second of the bare ``restore`` signature on the tiles' windows."""
-  from transforms.records import Tile, TilePair  # pylint: disable=import-outside-toplevel
-  from transforms.window import WindowSpec, cut  # pylint: disable=import-outside-toplevel
   spec = WindowSpec(size=window, overlap=overlap)
   wins = [w for t in tiles for w in cut(Tile(TilePair(t["name"], t["name"], None), t["image"], t["mask"],
                                              {"dtype": "uint16"}), spec)]
@@ -185,8 +186,6 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--tag", default="run")
   args = p.parse_args(argv)
   import requests  # pylint: disable=import-outside-toplevel
-
-  from model_loader import locate, native  # pylint: disable=import-outside-toplevel
   result: dict[str, Any] = {"machine": common.machine(), "args": vars(args)}
   tiles, where = common.make_tiles(args.tiles, size=args.size)
   result["tiles"] = where

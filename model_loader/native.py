@@ -15,6 +15,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model_loader import locate
 from model_loader.contract import INPUT_IMAGE, INPUT_MASK, OUTPUT_RESTORED, SIGNATURE_RESTORE
+from transforms.context import push_pull
 
 
 # Windows per call of the model (RunInference's batches are split to this).
@@ -72,7 +73,6 @@ def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = N
   if name == "context":
     if masks is None:
       return images
-    from transforms.context import push_pull  # pylint: disable=import-outside-toplevel
     return np.stack([push_pull(i, (m[..., 0] < 0.5).astype(np.float32))
                      for i, m in zip(images, masks)])
   if name == "guide":

@@ -12,7 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from apache_beam.io.filesystems import FileSystems
+
 from pipeline import preflight
+from transforms.incremental import is_up_to_date
+from transforms.match import IMAGE_EXTS, mask_path_for
+from transforms.raster_io import split_ext
+from transforms.records import TilePair
 
 RESTORE, SKIP, REFUSE = "restore", "skip", "refuse"
 
@@ -28,13 +34,6 @@ class Planned:
 
 def plan(paths: Sequence[str], args, card) -> list[Planned]:
   """What ``cloudfill run`` would do with each of ``paths`` (see the module doc)."""
-  # pylint: disable=import-outside-toplevel
-  from apache_beam.io.filesystems import FileSystems
-
-  from transforms.incremental import is_up_to_date
-  from transforms.match import IMAGE_EXTS, mask_path_for
-  from transforms.raster_io import split_ext
-  from transforms.records import TilePair
   expect = getattr(args, "expect", None) or {}
   metas = {m.path: m for m in FileSystems.match([args.images])[0].metadata_list}
   seen_stems: dict[str, str] = {}

@@ -20,8 +20,35 @@ import yaml
 
 import configs
 from pipeline.usage import OneLineParser, UsageError, check_beam_args
+from transforms.decode import DecodeSpec
+from transforms.guide import GuideSpec
+from transforms.infer import InferSpec
+from transforms.masks import MaskSpec
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
+
+# The defaults of the flags that have one: each is its spec's own default (one
+# home per value); a --config profile goes over them and the command line
+# over both.
+DEFAULTS: dict[str, Any] = {
+    "mask_threshold": None, "dilate": MaskSpec.dilate, "nodata": None,
+    "nan_as_missing": DecodeSpec.nan_as_missing, "bands": None, "value_range": None,
+    "backend": InferSpec.backend, "min_batch_size": InferSpec.min_batch_size,
+    "max_batch_size": InferSpec.max_batch_size, "max_batch_duration_secs": InferSpec.max_batch_duration_secs,
+    "large_model": InferSpec.large_model, "model_copies": InferSpec.model_copies,
+    "accelerator": InferSpec.accelerator, "overwrite": False, "evaluate": False,
+    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": DecodeSpec.scene_pixels,
+    "max_pixels": DecodeSpec.max_pixels,
+    "mask_bits": None, "mask_values": None, "cog": False, "co": None,
+    "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
+    "guide_resampling": GuideSpec.resampling, "no_preview": False, "neighbour_margin": None,
+}
+
+
+def _pixels_text(n: int) -> str:
+  """``4194304 = 2048x2048`` for a square number of pixels."""
+  side = math.isqrt(n)
+  return f"{n} = {side}x{side}" if side * side == n else str(n)
 
 
 def _int_list(text: str) -> list[int]:
@@ -151,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
   m.add_argument("--scene-pixels", type=_count, default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
-                      "(default 4194304 = 2048x2048).")
+                      f"(default {_pixels_text(DEFAULTS['scene_pixels'])}).")
   m.add_argument("--max-pixels", type=int, default=None,
                  help="Refuse images and masks whose header says more pixels than this, before "
-                      "decoding (default 268435456 = 16384x16384).")
+                      f"decoding (default {_pixels_text(DEFAULTS['max_pixels'])}).")
   m.add_argument("--nodata-border", action="store_true", default=None,
                  help="Only no-data pixels connected to the image border are outside the footprint "
                       "(the zero fill around L1 scenes; dark ground equal to the value stays known).")
@@ -174,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="The guide's own cloud masks ({stem}, {dir} of the guide; non-zero = cloud). "
                       "Default: the guide's no-data only.")
   g.add_argument("--guide-resampling", choices=("bilinear", "nearest"), default=None,
-                 help="Resampling of guides on another grid (default bilinear).")
+                 help=f"Resampling of guides on another grid (default {DEFAULTS['guide_resampling']}).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_bands, default=None, help="1-based bands to restore, e.g. 4,3,2.")
   b.add_argument("--value-range", type=_range, default=None,
@@ -221,18 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
                  help="Do not write the low-resolution quicklooks DIR/preview/{stem}.png.")
   return p
 
-
-DEFAULTS: dict[str, Any] = {
-    "mask_threshold": None, "dilate": 0, "nodata": None, "nan_as_missing": False,
-    "bands": None, "value_range": None, "backend": "native", "min_batch_size": None,
-    "max_batch_size": 16, "max_batch_duration_secs": None, "large_model": False,
-    "model_copies": None, "accelerator": None, "overwrite": False, "evaluate": False,
-    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": 2048 * 2048,
-    "max_pixels": 16384 * 16384,
-    "mask_bits": None, "mask_values": None, "cog": False, "co": None,
-    "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
-    "guide_resampling": "bilinear", "no_preview": False, "neighbour_margin": None,
-}
 
 # How a config value is checked and converted: the flag's own converter.
 _CONFIG_TYPES: dict[str, Any] = {

@@ -18,8 +18,12 @@ import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
+from model_loader import locate
 from pipeline.usage import UsageError
+from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+from transforms.scaling import DTYPE_RANGES
 
 SAMPLE_INPUTS = 3
 SAMPLE_SIDE = 256
@@ -102,8 +106,6 @@ def _s3_credentials(beam_args: Sequence[str]) -> bool:
 
 def read_card(model_uri: str):
   """The model card, with its types checked."""
-  # pylint: disable=import-outside-toplevel
-  from model_loader import locate
   try:
     card = locate.read_card(model_uri)
   except (FileNotFoundError, ValueError, TypeError, KeyError, UnicodeDecodeError, OSError) as e:
@@ -135,8 +137,6 @@ def match_inputs(pattern: str) -> list[str]:
   Raises:
     UsageError: nothing matches (the pattern is named).
   """
-  # pylint: disable=import-outside-toplevel
-  from apache_beam.io.filesystems import FileSystems
   try:
     found = FileSystems.match([pattern])[0].metadata_list
   except Exception as e:  # pylint: disable=broad-except
@@ -168,12 +168,10 @@ class Header:
 
 def read_header(path: str) -> Header:
   """Header and a decimated read of a local raster (no full decode for GeoTIFFs)."""
-  # pylint: disable=import-outside-toplevel
-  from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
   ext = split_ext(path)[1].lower()
   if ext in TIFF_EXTS and scheme(path) is None:
-    import rasterio
-    from rasterio.enums import Resampling
+    import rasterio  # pylint: disable=import-outside-toplevel
+    from rasterio.enums import Resampling  # pylint: disable=import-outside-toplevel
     with rasterio.open(path) as src:
       step = max(1, max(src.height, src.width) // SAMPLE_SIDE)
       shape = (src.count, max(1, src.height // step), max(1, src.width // step))
@@ -256,8 +254,6 @@ def check_sample(paths: Sequence[str], args, card) -> list[Header]:
   Raises:
     UsageError: what was seen against what was expected.
   """
-  # pylint: disable=import-outside-toplevel
-  from transforms.window import DTYPE_RANGES
   expect = getattr(args, "expect", None) or {}
   headers = []
   for path in sample_paths(paths):

@@ -34,12 +34,17 @@ import tempfile
 import threading
 from typing import Optional, Sequence
 
+from model_loader import locate, native
+from pipeline.options import DEFAULTS, load_config
+from pipeline.serve_batcher import MicroBatcher
 from pipeline.serve_io import BadInput, list_root
 from pipeline.serve_request import BodyLimit, Inputs, read_inputs
 from pipeline.serve_work import (ServeSpec, Service, display_inputs, mask_inputs, preview_inputs,
                                  restore_inputs)
 from transforms.decode import DecodeSpec
 from transforms.engine import EngineSpec
+from transforms.masks import MaskSpec
+from transforms.tiling import WindowSpec
 
 __all__ = ["ServeSpec", "Service", "build_parser", "create_app", "load_service", "main"]
 
@@ -56,12 +61,6 @@ def load_service(spec: ServeSpec, model_uri: Optional[str], config: Optional[str
   Raises:
     FileNotFoundError, ValueError: a bad model or profile.
   """
-  # pylint: disable=import-outside-toplevel
-  from model_loader import locate, native
-  from pipeline.options import DEFAULTS, load_config
-  from pipeline.serve_batcher import MicroBatcher
-  from transforms.masks import MaskSpec
-  from transforms.window import WindowSpec
   settings = dict(DEFAULTS, **load_config(config))
   uri = locate.resolve(model_uri or settings.get("model"))
   card = locate.read_card(uri)

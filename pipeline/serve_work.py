@@ -24,6 +24,7 @@ from pipeline.serve_request import Inputs
 from transforms.decode import DecodeSpec
 from transforms.engine import EngineSpec, restore_array
 from transforms.incremental import provenance_tags
+from transforms.masks import binarize
 from transforms import geotiff_out
 from transforms.raster_io import TIFF_EXTS, decode_raster, encode_raster, split_ext
 
@@ -193,7 +194,6 @@ def display_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, dict]:
 
 def mask_inputs(svc: Service, inputs: Inputs) -> bytes:
   """A 0/255 PNG of a mask file's missing pixels (the profile's threshold)."""
-  from transforms.masks import binarize  # pylint: disable=import-outside-toplevel
   if not inputs.mask:
     raise BadInput(400, "no_mask", "send a mask file in the 'mask' field (or 'mask_path' under --root)")
   probe(inputs.mask, "mask", svc.spec.max_pixels)

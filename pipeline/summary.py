@@ -8,13 +8,17 @@ ended how, with the model version), both written when the run ends.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import os
+import shutil
 import time
 from typing import Any, Iterable, Optional
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline import runlock
 from transforms.raster_io import write_bytes_atomic
@@ -22,6 +26,9 @@ from transforms.records import FAILED, OUTCOMES, RESTORED, SKIPPED, DeadLetter, 
 
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
+# Each run's metrics-{run}-*.jsonl and dead-letters-{run}-*.jsonl go in these folders of the output.
+METRICS_DIR = "metrics"
+FAILED_DIR = "failed"
 
 # Exit statuses of ``cloudfill run`` (documented in the README).
 EXIT_OK = 0
@@ -109,13 +116,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   Returns:
     The paths deleted.
   """
-  # pylint: disable=import-outside-toplevel
-  import glob
-  import os
-  import shutil
-
-  from apache_beam.io.filesystems import FileSystems
-  subdirs = ("metrics", "failed")
+  subdirs = (METRICS_DIR, FAILED_DIR)
   if FileSystems.get_scheme(output_dir) is None:
     root = glob.escape(os.path.abspath(output_dir))  # Its name is literal, not a pattern.
     patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp"),
@@ -146,7 +147,6 @@ class WriteSummary(beam.DoFn):
     self._run_id = run_id
 
   def process(self, records: list[dict[str, Any]]):
-    from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
     summary, manifest = summarize(records, self._model, self._run_id)
     write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
     write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
@@ -160,6 +160,14 @@ class WriteSummary(beam.DoFn):
       logging.getLogger(__name__).warning("could not remove stale temporary files: %s", e)
     runlock.RunLock(runlock.lock_path(self._output), self._run_id).release()  # Only if still ours.
     yield summary
+
+
+def read_json(path: str) -> Optional[dict]:
+  """The JSON object at ``path`` on any Beam filesystem, or None when there is no such file."""
+  if not FileSystems.exists(path):
+    return None
+  with FileSystems.open(path) as f:
+    return json.loads(f.read().decode("utf-8"))
 
 
 def exit_status(summary: dict[str, Any]) -> int:

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from importlib import metadata
 from typing import Iterable, Sequence
+
+
+def version() -> str:
+  """The installed ``cloudfill`` distribution's version, or ``unknown``."""
+  try:
+    return metadata.version("cloudfill")
+  except Exception:  # pylint: disable=broad-except
+    return "unknown"
 
 
 class UsageError(ValueError):

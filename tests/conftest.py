@@ -14,7 +14,9 @@ if ROOT not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SAMPLE = os.path.join(ROOT, "sample", "landsat8")
-SHARED = os.environ.get("CLOUDFILL_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+from training.defaults import default_data_dir  # noqa: E402  (after the path is set)
+
+SHARED = default_data_dir()  # $CLOUDFILL_SHARED_DATA or ../shared/data
 
 
 @pytest.fixture(scope="session")

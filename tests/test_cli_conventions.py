@@ -203,6 +203,7 @@ def test_noise_filter_drops_start_up_noise_and_keeps_the_rest(tmp_path):
   assert done.stderr.splitlines() == ["cloudfill run: a real error", "after"]
 
 
+@pytest.mark.slow
 def test_a_real_run_is_quiet_and_ends_with_the_top_reasons(tmp_path, mean_model):
   """A subprocess, as a user runs it: no TensorFlow/Beam noise, counts, reasons, exit 3."""
   images = tmp_path / "in"

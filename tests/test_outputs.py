@@ -51,6 +51,7 @@ def test_cog_rules_tell_a_cog_from_a_plain_tiff(tmp_path):
   assert cog_errors(cog) == []
 
 
+@pytest.mark.slow
 def test_sample_run_writes_a_provenance_layer_and_cogs(tmp_path, mean_model):
   out = tmp_path / "out"
   assert _run(out, mean_model, os.path.join(SAMPLE, "images", "*.tif"), os.path.join(SAMPLE, "masks", "{stem}.png"),
@@ -115,6 +116,7 @@ def _lzw_crop_with_overviews(shared_data, tmp_path):
   return str(dest), mask
 
 
+@pytest.mark.slow
 def test_input_compression_and_overviews_are_kept(tmp_path, shared_data, model256):
   path, mask = _lzw_crop_with_overviews(shared_data, tmp_path)
   out = tmp_path / "out"

@@ -67,7 +67,7 @@ def test_qa_bits_on_a_landsat_qa_pixel_band(shared_data):
   with pytest.raises(ValueError, match="8 bits"):
     qa_masks.bits_set(qa.astype(np.uint8), [9])
   spec = masks.MaskSpec(source="file", bits=(1, 3, 4))
-  _, got = masks.derive(np.zeros((512, 512, 3), np.uint16), qa[:, :, None], None, spec)
+  got = masks.derive(np.zeros((512, 512, 3), np.uint16), qa[:, :, None], None, spec)
   np.testing.assert_array_equal(got, expected)
 
 
@@ -80,7 +80,7 @@ def test_class_values_on_an_scl_layer(shared_data):
   scl[90:, :] = 10  # cirrus
   expected = np.isin(scl, [3, 8, 9, 10])
   np.testing.assert_array_equal(qa_masks.values_in(scl, [3, 8, 9, 10]), expected)
-  _, got = masks.derive(np.zeros(scl.shape + (4,), np.uint16), scl, None, masks.MaskSpec(values=(3, 8, 9, 10)))
+  got = masks.derive(np.zeros(scl.shape + (4,), np.uint16), scl, None, masks.MaskSpec(values=(3, 8, 9, 10)))
   np.testing.assert_array_equal(got, expected)
 
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from training.masks import cloud_mask_files
 from training.scenes import Scene, list_rasters, read_scene
 
 # Not training material: masks; real clouds without truth; 100x101
@@ -35,8 +36,7 @@ def _keep(path: str) -> bool:
 
 def pack(data_dir: str, out_path: str, files: Optional[Sequence[str]] = None) -> dict:
   """Writes the bundle; returns a summary (files, bytes)."""
-  import cv2  # pylint: disable=import-outside-toplevel
-  from training.masks import cloud_mask_files  # pylint: disable=import-outside-toplevel
+  import cv2  # pylint: disable=import-outside-toplevel  (the train extra)
   files = [f for f in (files or list_rasters(data_dir)) if _keep(f)]
   arrays, names = {}, []
   for i, f in enumerate(files):

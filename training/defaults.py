@@ -12,6 +12,8 @@ import os
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `cloudfill train` without --steps or --minutes stops after this much wall time.
 DEFAULT_TRAIN_MINUTES = 30.0
+# The adversarial losses `cloudfill train --gan` offers (training.losses).
+ADVERSARIAL = ("hinge", "lsgan")
 
 
 def default_data_dir() -> str:

@@ -34,6 +34,8 @@ import tensorflow as tf
 from model_loader import contract
 from model_loader.contract import ModelCard
 from training.defaults import default_data_dir
+from training.generator import build_generator
+from training.sampling import sampler
 
 
 V2_INPUTS = contract.ALL_INPUTS
@@ -190,7 +192,6 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
 
 def load_generator(config_path: str, weights_path: str) -> keras.Model:
   """Rebuilds a generator from ``generator.json`` and a weights file."""
-  from training.generator import build_generator
   with open(config_path) as f:
     cfg = json.load(f)
   cfg.pop("name", None)
@@ -224,8 +225,7 @@ def representative_inputs(data: str, bands: int, window: int, n: int,
                           seed: int = 1234) -> list[dict[str, np.ndarray]]:
   """``n`` training-area windows with the five inputs, each ``[1, W, W, *]``
   (INT8 calibration)."""
-  from training.train import _sampler  # pylint: disable=import-outside-toplevel
-  s = _sampler(data, bands, window, 2 * window, "train")
+  s = sampler(data, bands, window, 2 * window, "train")
   return [{k: v[None] for k, v in s.sample(seed, i).items()} for i in range(n)]
 
 
@@ -248,8 +248,8 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="model version (default: w + the first 12 hex digits of the weights' SHA-256, "
                       "which the card also keeps whole as weights_sha256)")
   p.add_argument("--bands", type=int, default=3)
-  p.add_argument("--window", type=int, default=256)
-  p.add_argument("--overlap", type=int, default=32)
+  p.add_argument("--window", type=int, default=ModelCard.window)
+  p.add_argument("--overlap", type=int, default=ModelCard.overlap)
   p.add_argument("--metrics", help="JSON file merged into card.metrics")
   p.add_argument("--trained-on", nargs="*", default=None,
                  help="provenance; default: the run's trained_on.json")
@@ -280,8 +280,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   trained_on, metrics, bands = [], {}, args.bands
   if args.untrained:
-    from training.generator import build_generator
-    gen = build_generator(bands=bands)
+      gen = build_generator(bands=bands)
   else:
     if not (args.run or (args.config and args.weights)):
       print("cloudfill export: give --run DIR, or --config and --weights, or --untrained",

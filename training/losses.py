@@ -14,8 +14,6 @@ from typing import Sequence
 import numpy as np
 from keras import ops
 
-ADVERSARIAL = ("hinge", "lsgan")
-
 
 def composite(target, output, mask):
   """Known pixels from ``target``, holes from ``output``."""

@@ -21,10 +21,15 @@ import os
 import re
 from typing import Optional, Sequence
 
-import cv2
-
-cv2.setNumThreads(1)  # one thread per data worker process
 import numpy as np
+
+def _cv2():
+  """OpenCV (the ``train`` extra), imported when a mask is first drawn or read,
+  so that ``cloudfill export`` (which imports this module) does not need it."""
+  import cv2  # pylint: disable=import-outside-toplevel
+  cv2.setNumThreads(1)  # one thread per data worker process
+  return cv2
+
 
 KINDS = ("clouds", "strokes", "blobs", "edge", "scratches")
 DEFAULT_WEIGHTS = {"clouds": 0.45, "strokes": 0.15, "blobs": 0.2,
@@ -69,6 +74,7 @@ def fit_coverage(shape_mask: np.ndarray, coverage: float,
   Returns:
     Boolean mask whose hole fraction is ``coverage`` (to one pixel).
   """
+  cv2 = _cv2()
   m = shape_mask.astype(np.uint8)
   if m.all() or not m.any():
     field = rng.random(m.shape)
@@ -84,6 +90,7 @@ def fit_coverage(shape_mask: np.ndarray, coverage: float,
 
 
 def _smooth_noise(rng, h, w, cells):
+  cv2 = _cv2()
   g = rng.standard_normal((cells, cells)).astype(np.float32)
   return cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
 
@@ -107,6 +114,7 @@ def _edge(rng, h, w, cov):
 
 
 def _strokes(rng, h, w, cov, thin=False):
+  cv2 = _cv2()
   m = np.zeros((h, w), np.uint8)
   s = min(h, w)
   for _ in range(400):
@@ -150,6 +158,7 @@ class MaskGenerator:
                coverage: tuple[float, float] = (0.01, 0.6),
                weights: Optional[dict[str, float]] = None):
     self.coverage = coverage
+    cv2 = _cv2() if any(not isinstance(f, np.ndarray) for f in cloud_files) else None
     self.clouds = [np.asarray(f, bool) if isinstance(f, np.ndarray)
                    else cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127 for f in cloud_files]
     self.clouds = [c for c in self.clouds if 0.002 < c.mean() < 0.998]
@@ -163,6 +172,7 @@ class MaskGenerator:
   def cloud_shape(self, rng: np.random.Generator, h: int, w: int
                   ) -> np.ndarray:
     """A real cloud shape, randomly cropped, rotated, flipped and resized."""
+    cv2 = _cv2()
     for _ in range(20):
       src = self.clouds[int(rng.integers(len(self.clouds)))]
       sh, sw = src.shape

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from training import losses as L
+from training.defaults import ADVERSARIAL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +46,8 @@ class TrainSpec:
   fm_weight: float = 1.0
 
   def __post_init__(self):
-    if self.gan not in ("none",) + L.ADVERSARIAL:
-      raise ValueError(f"gan must be none or one of {L.ADVERSARIAL}, got {self.gan!r}")
+    if self.gan not in ("none",) + ADVERSARIAL:
+      raise ValueError(f"gan must be none or one of {ADVERSARIAL}, got {self.gan!r}")
     if self.lr <= 0:
       raise ValueError("lr must be positive")
 

@@ -16,11 +16,11 @@ from typing import Iterable, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import counters
-from transforms.records import DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
-from transforms.window import feather, from_unit, value_range
+from transforms import counters, footprint
+from transforms.records import DEAD, DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
+from transforms.scaling import from_unit, value_range
+from transforms.tiling import feather
 
-DEAD = "dead"
 # Models without a ``context`` input (card 1.0 and older) see one window only.
 # Their output is trusted up to this fraction of the window's side from known
 # ground in the window, and handed over linearly to the tile/scene context
@@ -155,7 +155,6 @@ def composite(image: np.ndarray, mask: np.ndarray, results: Iterable[WindowResul
 def finish_tile(tile, restored: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray], dict]:
   """Writes the no-data value into unfilled pixels; returns ``(restored,
   provenance [H, W] uint8, metrics)`` (see :mod:`transforms.footprint`)."""
-  from transforms import footprint  # pylint: disable=import-outside-toplevel
   extra = dict(tile.notes)
   nodata_value = tile.profile.get("nodata")
   if tile.unfilled is not None:

@@ -13,9 +13,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters, masks, raster_open, scenes
 from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, select_bands, split_ext
-from transforms.records import FAILED, SKIPPED, DeadLetter, Tile, TilePair
+from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
-DEAD = "dead"
 # Remote TIFFs smaller than this are decoded from their bytes, never as scenes.
 SMALL_REMOTE_BYTES = 64 << 20
 # --max-pixels by default: 16384² (a whole Sentinel-2 or Landsat scene fits).
@@ -136,7 +135,7 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       r1 = min(h, r0 + scenes.STRIPE_ROWS)
       rows = scenes.read_rows(src, r0, r1, tuple(range(profile["count"])))
       part = None if mask_values is None else mask_values[r0:r1]
-      _, m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
+      m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
         m = _with_nan(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
         _check_float(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
@@ -209,7 +208,7 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
   _check_size_dtype(profile, h, w, spec)
   band_index = _band_index(image.shape[2], spec)
   mask_values = _read_mask(pair, h, w, spec)
-  _, mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
+  mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
   image = np.ascontiguousarray(image[:, :, band_index])
   profile = select_bands(dict(profile, descriptions=[profile["descriptions"][i] for i in band_index]),
                          band_index)

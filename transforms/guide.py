@@ -24,9 +24,11 @@ import string
 from typing import Optional, Sequence
 
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from transforms.match import mask_path_for
-from transforms.raster_io import exists, local_copy
+from transforms.raster_io import local_copy
+from transforms.scaling import to_unit, value_range
 
 PLACEHOLDERS = ("stem", "dir", "date")
 RESAMPLING = ("bilinear", "nearest")
@@ -90,9 +92,9 @@ def resolve(image_path: str, spec: GuideSpec) -> Optional[GuideRef]:
   """The first guide that exists for ``image_path``, or None."""
   for template in spec.templates:
     path = mask_path_for(image_path, template)
-    if exists(path):
+    if FileSystems.exists(path):
       mask = mask_path_for(path, spec.mask_template) if spec.mask_template else None
-      if mask is not None and not exists(mask):
+      if mask is not None and not FileSystems.exists(mask):
         raise GuideError(f"guide mask {mask} not found")
       return GuideRef(path=path, mask_path=mask)
   return None
@@ -210,8 +212,6 @@ class AlignedGuide:
   def read(self, y: int, x: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """The guide over target rows ``[y, y+h)``, columns ``[x, x+w)`` (clipped to the target)."""
     from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
-    # pylint: disable=import-outside-toplevel
-    from transforms.window import to_unit, value_range
     win = RWindow(x, y, w, h)
     raw = np.moveaxis(self._guide.read(indexes=self._indexes, window=win), 0, -1)
     valid = self._guide.dataset_mask(window=win) > 0

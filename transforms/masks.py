@@ -101,8 +101,11 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def derive(image: np.ndarray, mask_values: Optional[np.ndarray],
            profile_nodata: Optional[float],
-           spec: MaskSpec) -> tuple[np.ndarray, np.ndarray]:
-  """Returns (image, mask) per ``spec``; the image loses a probability band.
+           spec: MaskSpec) -> np.ndarray:
+  """The ``[H, W]`` bool mask (True = missing) of ``image`` per ``spec``.
+
+  A probability band (``band:K``) is read here; which bands are restored
+  (without it) is decode's to say (``transforms.decode``).
 
   Raises:
     ValueError: the spec does not fit this tile (the message says why).
@@ -118,5 +121,4 @@ def derive(image: np.ndarray, mask_values: Optional[np.ndarray],
     if not 1 <= k <= image.shape[2]:
       raise ValueError(f"mask band {k} out of range: the image has {image.shape[2]} bands")
     mask = read_qa(image[:, :, k - 1], spec, spec.threshold if spec.threshold is not None else 0.5)
-    image = np.delete(image, k - 1, axis=2)
-  return image, dilate(mask, spec.dilate)
+  return dilate(mask, spec.dilate)

@@ -15,9 +15,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import counters
 from transforms.raster_io import PIL_EXTS, TIFF_EXTS, split_ext
-from transforms.records import DeadLetter, TilePair
+from transforms.records import DEAD, DeadLetter, TilePair
 
-DEAD = "dead"
 IMAGE_EXTS = TIFF_EXTS + PIL_EXTS
 
 

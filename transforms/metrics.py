@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from transforms.window import positions
+from transforms.tiling import positions
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 

@@ -23,6 +23,7 @@ from transforms import masks as masks_lib
 from transforms.context import push_pull
 from transforms.raster_open import check_regular
 from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+from transforms.scaling import to_unit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _read_part(h: TileHeader, r0: int, r1: int, c0: int, c1: int, spec: Neighbou
     return None
   nodata = declared if declared is not None else spec.nodata
   try:
-    _, mask = masks_lib.derive(img, mvals, nodata, spec.mask)
+    mask = masks_lib.derive(img, mvals, nodata, spec.mask)
   except ValueError:
     return None
   known = ~mask
@@ -133,8 +134,6 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   Returns:
     ``[H, W, C]`` float32, or None when no neighbour touches the margin.
   """
-  # pylint: disable=import-outside-toplevel
-  from transforms.window import to_unit
   m = spec.margin
   h, w, c = unit.shape
   big = np.zeros((h + 2 * m, w + 2 * m, c), np.float32)

@@ -22,10 +22,9 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import counters, footprint, guide, neighbours, scenes
-from transforms.records import FAILED, SKIPPED, DeadLetter, Tile
-
-DEAD = "dead"
+from transforms import counters, footprint, guide, neighbours, scene_context, scenes
+from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
+from transforms.scaling import to_unit, value_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +65,6 @@ def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
 
 def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
   """The tile with its context computed over its neighbours (when it has any)."""
-  # pylint: disable=import-outside-toplevel
-  from transforms.window import to_unit, value_range
   me = next((h for h in headers if h.path == tile.pair.image_path), None)
   if me is None or (me.height, me.width) != tile.mask.shape:
     return tile
@@ -107,7 +104,7 @@ def _scene_guide(ref: scenes.SceneRef, spec: guide.GuideSpec) -> scenes.SceneRef
 
 def _counts(item) -> tuple[int, int, bool]:
   """(pixels to fill, known pixels, any unfilled)."""
-  if isinstance(item, Tile):
+  if not scenes.is_scene(item):
     return int(item.mask.sum()), int(item.known().sum()), item.unfilled is not None
   return (int(np.unpackbits(item.packed_mask).sum()), int(item.known().sum()),
           item.packed_unfilled is not None)
@@ -120,9 +117,7 @@ class PrepareTiles(beam.DoFn):
     self._spec = spec
 
   def process(self, item, headers=()) -> Iterator:
-    # pylint: disable=import-outside-toplevel
-    from transforms import scene_context
-    is_scene = isinstance(item, scenes.SceneRef)
+    is_scene = scenes.is_scene(item)
     try:
       if is_scene:
         out = scene_context.prepare_scene(item, self._spec.footprint)
@@ -151,3 +146,25 @@ class PrepareTiles(beam.DoFn):
       scenes.remove_local_copy(item)
     counters.inc("skipped_nodata_only" if outcome == SKIPPED else f"failed_{stage}")
     yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(item.pair.image_path, stage, reason, outcome))
+
+
+@dataclasses.dataclass
+class Prepare(beam.PTransform):
+  """``(decoded tiles and scenes, matched pairs)`` -> outputs ``tiles`` (prepared) and ``dead``.
+
+  With ``spec.neighbours``, the georeferenced headers of every matched pair
+  (:func:`transforms.neighbours.header`) become a side input, so a tile of a
+  pre-cut grid draws its context from its neighbours too.
+  """
+
+  spec: PrepareSpec
+
+  def expand(self, inputs):
+    decoded, pairs = inputs
+    side = []
+    if self.spec.neighbours is not None:
+      side = [beam.pvalue.AsSingleton(pairs
+                                      | "Headers" >> beam.Map(neighbours.header)
+                                      | "Georeferenced" >> beam.Filter(bool)
+                                      | "AllHeaders" >> beam.combiners.ToList())]
+    return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec), *side).with_outputs(DEAD, main="tiles")

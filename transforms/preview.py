@@ -17,6 +17,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.raster_io import write_bytes_atomic
+from transforms.scaling import to_unit, value_range
 
 PREVIEW_DIR = "preview"
 MAX_SIDE = 1024
@@ -71,8 +72,6 @@ def write_tile_preview(output_dir: str, tile, fill: np.ndarray,
                        value_range_override: Optional[tuple[float, float]] = None) -> str:
   """A tile's quicklook: its known pixels over its context ``fill`` (0…1),
   no-data pixels black."""
-  # pylint: disable=import-outside-toplevel
-  from transforms.window import to_unit, value_range
   lo, hi = value_range(tile.profile["dtype"], value_range_override)
   known = tile.known()
   img = np.where(known[..., None], to_unit(tile.image, lo, hi), fill)

@@ -72,10 +72,6 @@ def delete_folder(folder: str) -> None:
     FileSystems.delete([m.path for m in found])
 
 
-def exists(path: str) -> bool:
-  return FileSystems.exists(path)
-
-
 def decode_raster(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   """Decodes raster bytes to ``[H, W, C]`` and a profile.
 

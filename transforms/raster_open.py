@@ -30,7 +30,7 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, split_ext,
+from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, split_ext,
                                   tiff_profile)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -215,8 +215,6 @@ class OpenTiff:
   def __enter__(self):
     import rasterio  # pylint: disable=import-outside-toplevel
     from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
-
-    from transforms.raster_io import local_copy  # pylint: disable=import-outside-toplevel
     check_regular(self.path)
     try:
       if not is_local(self.path) and 0 < self.size_bytes < self.small_bytes:

@@ -22,6 +22,9 @@ SKIPPED = "skipped"
 FAILED = "failed"
 OUTCOMES = (RESTORED, SKIPPED, FAILED)
 
+# The tagged output every stage sends its :class:`DeadLetter` records to.
+DEAD = "dead"
+
 
 @dataclasses.dataclass(frozen=True)
 class TilePair:

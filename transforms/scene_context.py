@@ -36,7 +36,8 @@ from transforms import footprint, preview
 from transforms.guide import AlignedGuide, GuideSpec, Grid
 from transforms.records import Window
 from transforms.scenes import STRIPE_ROWS, SceneRef, gdal_env, read_rows, spill_dir
-from transforms.window import WindowSpec, _pad_reflect, cut_rows, to_unit, value_range
+from transforms.scaling import to_unit, value_range
+from transforms.tiling import WindowSpec, cut_rows, pad_reflect
 
 
 def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
@@ -137,7 +138,7 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
 
       def context(y, x, image, kp):
         r = region(src, y)
-        c = _pad_reflect(r["ctx"][y - r["y0"]:y - r["y0"] + size, x:x + size], size)
+        c = pad_reflect(r["ctx"][y - r["y0"]:y - r["y0"] + size, x:x + size], size)
         if aligned is None:
           return {"context": c}
         return _guided(aligned, y, x, size, h, w, image, kp, c)

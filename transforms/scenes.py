@@ -36,10 +36,9 @@ from transforms.composite import composite
 from transforms.incremental import output_path, provenance_tags
 from transforms.raster_io import (delete_folder, finish_tiff, read_bytes, upload_file_atomic,
                                   write_bytes_atomic)
-from transforms.records import RESTORED, DeadLetter, TilePair, TileResult, WindowFailure, WindowResult
-from transforms.window import to_unit, value_range
+from transforms.records import DEAD, RESTORED, DeadLetter, TilePair, TileResult, WindowFailure, WindowResult
+from transforms.scaling import to_unit, value_range
 
-DEAD = "dead"
 STRIPE_ROWS = 1024
 WORK_DIR = ".work"
 # GDAL's block cache defaults to 5 % of RAM and would keep every block of a
@@ -119,6 +118,14 @@ class SpillRef:
   path: str
   y: int
   x: int
+
+
+def is_scene(element: Any) -> bool:
+  """Whether ``element`` travels the large-scene path (the one place this is decided
+  downstream of decode): a :class:`SceneRef`, a scene window's :class:`SpillRef`, or a
+  :class:`WindowFailure` of a scene window. In-memory tiles and their windows' results
+  (:class:`Tile`, :class:`WindowResult`, tile window failures) are not."""
+  return isinstance(element, (SceneRef, SpillRef)) or bool(getattr(element, "scene", False))
 
 
 def spill_dir(output_dir: str, stem: str) -> str:

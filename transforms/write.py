@@ -27,10 +27,9 @@ from transforms.match import mask_path_for
 from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes,
                                   split_ext, write_bytes_atomic)
 from transforms.raster_open import check_regular
-from transforms.records import RESTORED, DeadLetter, RestoredTile, TileResult
-from transforms.window import to_unit, value_range
+from transforms.records import DEAD, RESTORED, DeadLetter, RestoredTile, TileResult
+from transforms.scaling import to_unit, value_range
 
-DEAD = "dead"
 # Warn when more than this share of a tile's known pixels is outside --value-range.
 OUTSIDE_WARN = 0.01
 

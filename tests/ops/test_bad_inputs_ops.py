@@ -22,6 +22,8 @@ from pipeline.summary import EXIT_SOME_FAILED
 from tests.helpers import cloud_mask, read_jsonl, read_raster, read_summary, write_geotiff
 from tests.ops.opslib import cloudfill, read_json
 
+pytestmark = pytest.mark.slow  # a full run over every odd input
+
 UNICODE = "scène nuageuse ☁ 01"
 STRIP = np.zeros((1, 100_000), bool)
 STRIP[0, 5_000:5_100] = True
@@ -75,7 +77,7 @@ def odd_run(tmp_path_factory, mean_model):
   with open(os.path.join(img, "bogus_header.tif"), "wb") as f:
     f.write(b"II*\x00\xff\xff\xff\x7f" + rng.bytes(400))  # First directory past the end.
   write_geotiff(os.path.join(msk, "bogus_header.tif"), blank)
-  # A scene large enough for the streamed path (over 4096x4096), cut short.
+  # A scene large enough for the streamed path (over the default --scene-pixels, 2048x2048), cut short.
   side = 4200
   scene = np.repeat(((np.add.outer(np.arange(side), np.arange(side)) % 5000) + 1000)
                     .astype(np.uint16)[:, :, None], 3, axis=2)

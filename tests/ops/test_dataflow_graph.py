@@ -85,7 +85,7 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
   assert hinted.resource_hints[ACCELERATOR_URN] == GPU.encode()
   # Only the inference step asks for a GPU; decoding, writing … run beside it.
   for t in transforms.values():
-    if t.environment_id and t.unique_name.startswith(("Decode", "Write/", "Composite", "Match")):
+    if t.environment_id and t.unique_name.startswith(("Decode", "Prepare", "Window", "TilePath", "ScenePath", "Outputs", "Match")):
       assert ACCELERATOR_URN not in envs[t.environment_id].resource_hints, t.unique_name
   # Every environment is our container image, with the package staged.
   for env in envs.values():

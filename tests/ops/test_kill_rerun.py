@@ -23,6 +23,8 @@ from tests.ops.opslib import ROOT, cloudfill, copy_sample, read_json, tree
 from transforms.incremental import TAG_MODEL_VERSION
 from transforms.raster_io import decode_raster, read_tags
 
+pytestmark = pytest.mark.slow  # a run killed and re-run
+
 N = 18
 
 

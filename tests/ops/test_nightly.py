@@ -25,6 +25,8 @@ from tests.model_fixture import make_mean_fill_model
 from tests.ops.opslib import cloudfill, copy_sample, read_json, tree
 from transforms.incremental import TAG_MODEL_VERSION, TAG_SOURCE_MTIME
 
+pytestmark = pytest.mark.slow  # several nightly runs
+
 DATE = "2026-11-25"
 RUN_FILES = ("summary.json", "manifest.json")
 

@@ -28,6 +28,8 @@ from tests.ops.opslib import SAMPLE, SAMPLE_STEMS, cloudfill
 from transforms.incremental import TAG_MODEL_VERSION
 from transforms.raster_io import decode_raster, read_tags
 
+pytestmark = pytest.mark.slow  # runs against storage emulators behind a fault proxy
+
 BUCKET = "cloudfill-test"
 N_TILES = {"gs": 3, "s3": 2}  # Each S3 call costs a new boto3 client in Beam: keep it short.
 RATE = {"gs": 0.15, "s3": 0.2}

@@ -10,8 +10,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-DATA = os.environ.get("CLOUDFILL_DATA",
-                      os.path.join(os.path.dirname(ROOT), "shared", "data"))
+from training.defaults import default_data_dir  # noqa: E402  (after the path is set)
+
+DATA = default_data_dir()  # $CLOUDFILL_SHARED_DATA or ../shared/data
 
 
 @pytest.fixture(scope="session")

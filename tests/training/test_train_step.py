@@ -12,6 +12,8 @@ import pytest
 
 from model_loader.contract import ALL_INPUTS
 
+pytestmark = pytest.mark.slow  # JAX compiles in subprocesses: a minute a test
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -1,0 +1,184 @@
+"""The training run behind ``cloudfill train``: data, models, the loop, the records.
+
+Loaded by :func:`training.train.main` once it has chosen Keras's JAX backend
+(Keras picks its backend when first imported, and this module imports the
+models). :func:`fit` is the run, top to bottom::
+
+  data workers -> validation sets -> models (Trainer) -> loop of
+  Trainer.train_step with a validation every --val-every seconds -> weights,
+  metrics.json
+
+The losses and steps are :class:`training.trainer.Trainer`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from training import data as D
+from training import tb
+from training.discriminator import MultiScaleDiscriminator
+from training.generator import build_generator
+from training.sampling import sampler
+from training.trainer import Trainer, TrainSpec, cosine_lr, set_mixed_precision
+
+VAL_SEED = 1234
+
+
+def score(figures: dict) -> float:
+  """What "best" means: the sum of the validation sets' hole PSNRs."""
+  return sum(v for k, v in figures.items() if k.endswith("_hole_psnr_db") and "context" not in k)
+
+
+def validation_sets(args: argparse.Namespace) -> dict[str, dict]:
+  """The fixed unguided (and, with places of two dates or more, guided) validation sets."""
+  sets = {"unguided": sampler(args.data, args.bands, args.val_size, 0, "val", False, "val"
+                              ).fixed_set(args.val_tiles, VAL_SEED, guided=False)}
+  try:  # Guided validation needs places with two dates or more.
+    sets["guided"] = sampler(args.data, args.bands, args.val_size, 0, "val", True, "val"
+                             ).fixed_set(args.val_tiles, VAL_SEED, guided=True)
+  except ValueError as e:
+    print(f"no guided validation set: {e}", flush=True)
+  return sets
+
+
+def build_models(args: argparse.Namespace, mixed_precision: Optional[str]):
+  """``(generator, discriminator or None)``, seeded, the generator from ``--init-weights`` if given."""
+  import keras  # pylint: disable=import-outside-toplevel  (after the backend is chosen)
+  set_mixed_precision(mixed_precision)
+  keras.utils.set_random_seed(args.seed)
+  gkw: dict[str, Any] = {}
+  if args.stem:
+    gkw["stem"] = args.stem
+  if args.widths:
+    gkw["widths"] = [int(v) for v in args.widths.split(",")]
+  gen = build_generator(args.bands, 64, **gkw)
+  if args.init_weights:
+    gen.load_weights(args.init_weights)
+  disc = None
+  if args.gan != "none":
+    disc = MultiScaleDiscriminator()
+    disc((np.zeros((1, 64, 64, args.bands), np.float32), np.zeros((1, 64, 64, 1), np.float32)))
+  return gen, disc
+
+
+class TrainingRun:
+  """One run's clock, validation history and records in ``--out``.
+
+  Args:
+    args: The parsed ``cloudfill train`` options.
+    trainer: The :class:`Trainer` (it owns the generator).
+    val_sets: The fixed validation sets.
+  """
+
+  def __init__(self, args: argparse.Namespace, trainer: Trainer, val_sets: dict[str, dict]):
+    self.args, self.trainer, self.val_sets = args, trainer, val_sets
+    self.writer = tb.ScalarWriter(os.path.join(args.out, "tb"))
+    self.history: list[dict] = []
+    self.best = -1.0
+    self.budget = args.minutes * 60.0
+    self.start = time.time()
+
+  def done(self, step: int) -> bool:
+    """``--steps`` reached, or (without ``--steps``) ``--minutes`` spent."""
+    if self.args.steps and step >= self.args.steps:
+      return True
+    return not self.args.steps and time.time() - self.start >= self.budget
+
+  def fraction(self, step: int) -> float:
+    """How far the run is (0…1): by steps, or by wall time."""
+    if self.args.steps:
+      return step / self.args.steps
+    return (time.time() - self.start) / max(self.budget, 1e-9)
+
+  def validate(self, state: dict, step: int) -> None:
+    """Validates; keeps the generator's weights when the score is the best so far."""
+    figures = self.trainer.validate(state, self.val_sets)
+    figures.update(step=step, seconds=round(time.time() - self.start, 1))
+    self.history.append(figures)
+    self.writer.scalars(step, {f"val/{k}": v for k, v in figures.items() if k not in ("step",)})
+    if score(figures) > self.best:
+      self.best = score(figures)
+      self.trainer.write_back(state)
+      self.trainer.gen.save_weights(os.path.join(self.args.out, "generator.weights.h5"))
+    print(json.dumps(figures), flush=True)
+
+  def log(self, step: int, crops: int, t_data: float, logs: dict) -> None:
+    logs = {k: float(v) for k, v in logs.items()}
+    self.writer.scalars(step, {f"train/{k}": v for k, v in logs.items()})
+    el = time.time() - self.start
+    print(f"step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s "
+          + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
+
+
+def fit(args: argparse.Namespace) -> int:
+  """Trains as ``args`` say and writes the run's files into ``args.out``; returns 0."""
+  workers = (os.cpu_count() or 2) - 1 if args.workers < 0 else args.workers
+  # Worker processes start before JAX does (spawn, so JAX's threads are safe either way).
+  stream = D.batches(sampler, (args.data, args.bands, args.crop, args.region, "train"),
+                     args.batch, seed=args.seed, workers=workers)
+  batch = next(stream)
+  val_sets = validation_sets(args)
+  train_files = sampler(args.data, args.bands, args.crop, args.region, "train").files
+
+  import jax  # pylint: disable=import-outside-toplevel  (after the data workers started)
+  gpu = any(d.platform == "gpu" for d in jax.devices())
+  mp = {"auto": "mixed_bfloat16" if gpu else None, "bf16": "mixed_bfloat16", "off": None}
+  gen, disc = build_models(args, mp[args.mixed_precision])
+  trainer = Trainer(gen, disc, TrainSpec(lr=args.lr, tv_weight=args.tv_weight, gan=args.gan,
+                                         adv_weight=args.adv_weight, fm_weight=args.fm_weight))
+  state = trainer.init_state()
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "generator.json"), "w", encoding="utf-8") as f:
+    json.dump(gen.get_config(), f, indent=2)
+  with open(os.path.join(args.out, "trained_on.json"), "w", encoding="utf-8") as f:
+    json.dump(sorted(set(train_files)), f, indent=2)
+  run = TrainingRun(args, trainer, val_sets)
+
+  last_val = run.start
+  step, crops, compile_s, t_data = 0, 0, None, 0.0
+  run.validate(state, step)
+  while not run.done(step):
+    frac = run.fraction(step)
+    adversarial = disc is not None and frac >= args.gan_after
+    state = trainer.set_lr(state, cosine_lr(args.lr, frac))
+    t0 = time.time()
+    state, logs = trainer.train_step(state, batch, adversarial=adversarial)
+    if compile_s is None:
+      jax.block_until_ready(state["g_tv"])
+      compile_s = time.time() - t0
+    step += 1
+    crops += args.batch
+    t1 = time.time()
+    batch = next(stream)
+    t_data += time.time() - t1
+    if step % args.log_every == 0:
+      run.log(step, crops, t_data, logs)
+    if time.time() - last_val >= args.val_every:
+      run.validate(state, step)
+      last_val = time.time()
+  run.validate(state, step)
+  trainer.write_back(state)
+  gen.save_weights(os.path.join(args.out, "last.weights.h5"))
+  elapsed = time.time() - run.start
+  best_fig = max(run.history, key=score)
+  metrics = {
+      "steps": step, "batch": args.batch, "crop": args.crop, "seconds": round(elapsed, 1),
+      "crops_per_s": round(crops / max(elapsed, 1e-9), 1), "compile_s": round(compile_s or 0, 1),
+      "data_wait_s": round(t_data, 1), "device": str(jax.devices()[0]), "gpu": gpu,
+      "mixed_precision": mp[args.mixed_precision] or "float32", "gan": args.gan,
+      "gan_after": args.gan_after, "params": int(gen.count_params()),
+      "val_tiles": args.val_tiles, "val_size": args.val_size, "best": best_fig, "history": run.history,
+      "val_split": "right-hand column strip of each scene (by area), held-out cloud-mask files",
+  }
+  with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
+    json.dump(metrics, f, indent=2)
+  run.writer.close()
+  print(f"done: {step} steps in {elapsed:.0f}s; best {json.dumps(best_fig)}")
+  return 0
