@@ -22,7 +22,7 @@ Methods (every one composited: known pixels kept):
 * ``guide_linear_residual``: that fit plus its residual interpolated into
   the hole by GDAL FillNodata;
 * ``context_guided_fill``: the pipeline's own classical guided fill
-  (:func:`transforms.context.guided_fill`: fit + residual by push-pull), when
+  (:func:`transforms.regression.guided_fill`: fit + residual by push-pull), when
   that module exists;
 * ``cloudfill_unguided``: the default model's ``restore`` on the target alone;
 * ``cloudfill_guided``: the ``--model`` SavedModel's ``restore`` with ``guide``
@@ -61,7 +61,7 @@ from benchmarks import common, runner  # noqa: E402
 from benchmarks.quality import BUCKETS, METRICS, bucket_name, tile_metrics  # noqa: E402
 from training.masks import MaskGenerator, cloud_mask_files  # noqa: E402
 from training.scenes import crop_origins, read_scene  # noqa: E402
-from transforms import context  # noqa: E402
+from transforms import context, regression  # noqa: E402
 
 SIZE = 256
 
@@ -217,7 +217,7 @@ def guide_linear(c: dict, residual: bool = False) -> np.ndarray:
 
 
 def _guided(c: dict):
-  return context.guided_fill(c["image"] * ~c["mask"][..., None], (~c["mask"]).astype(np.float32),
+  return regression.guided_fill(c["image"] * ~c["mask"][..., None], (~c["mask"]).astype(np.float32),
                              c["guide_image"] * ~c["guide_mask"][..., None],
                              (~c["guide_mask"]).astype(np.float32))
 
@@ -237,7 +237,7 @@ class ModelFiller:
   Feeds ``image`` (holes zeroed) and ``mask`` (1 = missing); ``guide``
   (guide clouds zeroed) and ``guide_mask`` (1 = missing) when the signature
   takes them and ``use_guide``; ``context`` when it takes one: the pipeline's
-  classical fill of the window (:func:`transforms.context.guided_fill` with a
+  classical fill of the window (:func:`transforms.regression.guided_fill` with a
   guide, else :func:`transforms.context.push_pull`).
   """
 

@@ -6,7 +6,7 @@ bundle's per-scene stretch) of: no guide (push-pull), the guide copied in, a
 global per-band linear fit, that fit plus its interpolated residual, and the
 local per-band (guided-filter) fit plus residual, and the local multivariate
 regression (every band from all guide bands) plus residual at several radii —
-the choices behind ``transforms.context.guided_fill`` and ``GUIDE_RADIUS``.
+the choices behind ``transforms.regression.guided_fill`` and ``GUIDE_RADIUS``.
 ``--split train`` scores windows of the training strips instead (where the
 radius was chosen).
 
@@ -26,6 +26,7 @@ from training import bundle, data
 from training.masks import MaskGenerator
 from training.scenes import crop_origins
 from transforms import context as ctx
+from transforms import regression
 
 
 def cases(path: str, size: int = 256, per_place: int = 6, seed: int = 0, split: str = "val"):
@@ -61,7 +62,7 @@ def score(items, fn) -> tuple[float, float]:
 def per_band_fill(t: np.ndarray, v: np.ndarray, g: np.ndarray, radius: int = 32) -> np.ndarray:
   """The per-band local fit plus residual (the guided fill before the multivariate regression)."""
   both = v >= 1.0
-  gain, offset = ctx.local_linear_fit(t, g, both, radius)
+  gain, offset = regression.local_linear_fit(t, g, both, radius)
   mapped = g * gain + offset
   resid = ctx.push_pull(np.where(both[..., None], t - mapped, 0.0), both.astype(np.float32))
   return np.where(both[..., None], t, mapped + resid)
@@ -77,13 +78,13 @@ def main(argv=None) -> int:
   methods = {
       "no guide (push_pull)": lambda t, v, g: ctx.push_pull(t, v),
       "guide copied": lambda t, v, g: g,
-      "global fit": lambda t, v, g: g * ctx.linear_fit(t, g, v > 0)[0] + ctx.linear_fit(t, g, v > 0)[1],
-      "global fit + residual": lambda t, v, g: ctx.guided_fill(t, v, g, ones(v), radius=0).fill,
+      "global fit": lambda t, v, g: g * regression.linear_fit(t, g, v > 0)[0] + regression.linear_fit(t, g, v > 0)[1],
+      "global fit + residual": lambda t, v, g: regression.guided_fill(t, v, g, ones(v), radius=0).fill,
   }
   methods["per-band local fit r=32 + residual"] = per_band_fill
   for r in (16, 32, 64, 96, 128):
     methods[f"local regression r={r} + residual"] = (
-        lambda t, v, g, r=r: ctx.guided_fill(t, v, g, ones(v), radius=r).fill)
+        lambda t, v, g, r=r: regression.guided_fill(t, v, g, ones(v), radius=r).fill)
   print(f"{len(items)} two-date windows ({a.split} split)")
   print("| method | hole PSNR dB | seconds |\n|---|---|---|")
   for name, fn in methods.items():

@@ -169,7 +169,7 @@ def test_the_guided_model_hook_feeds_guide_guide_mask_and_context(tmp_path):
 def test_local_regression_predicts_each_band_from_all_guide_bands():
   """A change between dates that mixes bands (red follows the guide's NIR-like band)
   is recovered by the multivariate regression, not by a per-band gain."""
-  from transforms import context  # pylint: disable=import-outside-toplevel
+  from transforms import regression as context  # pylint: disable=import-outside-toplevel
   g = _field(256, 256, seed=3)
   mix = np.array([[0.2, 0.0, 0.5], [0.7, 0.3, 0.0], [0.0, 0.6, 0.4]], np.float32)  # [guide band, target band]
   t = (g @ mix + np.array([0.05, 0.1, 0.0], np.float32)).astype(np.float32)

@@ -17,7 +17,7 @@ One element, drawn by :meth:`Sampler.sample`:
 3. a hole mask over the region (:class:`training.masks.MaskGenerator`), and
    for the guide its own clouds (none, or 1–50 %);
 4. the **context** over the whole region, with the pipeline's own code
-   (:mod:`transforms.context`): ``push_pull``, or ``guided_fill`` when there
+   (:mod:`transforms.context`): ``push_pull``, or ``regression.guided_fill`` when there
    is a guide (which also maps the guide to the target's radiometry);
 5. the crop, placed in the region so that it holds holes: the model learns
    from context that comes from beyond its window, as in a scene.
@@ -39,6 +39,7 @@ import numpy as np
 from training.masks import MaskGenerator
 from training.scenes import Scene, crop_origins
 from transforms import context as ctx
+from transforms import regression
 
 KEYS = ("image", "mask", "context", "guide", "guide_mask", "target")
 
@@ -161,7 +162,7 @@ class Sampler:
       gcov = rng.uniform(0.01, 0.5) if rng.random() < 0.5 else 0.0
       ghole = (self.guide_masks.sample(rng, r, r, coverage=gcov) > 0.5) if gcov else np.zeros_like(hole)
       gvalid = (~ghole).astype(np.float32)
-      filled = ctx.guided_fill(target, valid, guide, gvalid)
+      filled = regression.guided_fill(target, valid, guide, gvalid)
       context, mapped = filled.fill, filled.mapped
     else:
       gvalid = np.zeros((r, r), np.float32)

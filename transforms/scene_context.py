@@ -16,7 +16,7 @@ A scene (:class:`transforms.scenes.SceneRef`) is never decoded whole. Here:
    and seamless across rows (block 0.86, truth 0.99); a guide is read window
    by window through a ``WarpedVRT`` and mapped to the window's radiometry by
    a linear fit on the window's own pixels known in both
-   (:func:`transforms.context.guided_fill`).
+   (:func:`transforms.regression.guided_fill`).
 
 Memory: the scene's bit masks (a few bool ``[H, W]`` arrays while preparing),
 one stripe, one row region's chunk, and the low-resolution scene (at most
@@ -32,6 +32,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from transforms import context as ctx
+from transforms import regression
 from transforms import footprint, preview
 from transforms.guide import AlignedGuide, GuideSpec, Grid
 from transforms.records import Window
@@ -89,7 +90,7 @@ def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, imag
   gv = np.zeros((size, size, values.shape[2]), np.float32)
   gm = np.zeros((size, size), np.float32)
   gv[:gh, :gw], gm[:gh, :gw] = values, valid
-  g = ctx.guided_fill(image, known, gv, gm, unguided=context)
+  g = regression.guided_fill(image, known, gv, gm, unguided=context)
   return {"context": g.fill, "guide": g.mapped, "guide_mask": (1.0 - gm)[:, :, None]}
 
 

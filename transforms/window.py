@@ -18,6 +18,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import context as ctx
+from transforms import regression
 from transforms import counters, preview, scene_context
 from transforms.guide import GuideSpec
 from transforms.records import Tile, Window, WindowFailure
@@ -33,7 +34,7 @@ def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.
 
   Returns:
     ``(context [H, W, C], mapped_guide [H, W, C] or None)``: the push-pull
-    fill of the tile's known ground (:func:`context.guided_fill` when the
+    fill of the tile's known ground (:func:`regression.guided_fill` when the
     tile carries a guide), and the guide mapped to its radiometry.
   """
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
@@ -42,7 +43,7 @@ def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.
   fill = tile.context if tile.context is not None else ctx.push_pull(unit, known)
   if tile.guide is None:
     return fill, None
-  g = ctx.guided_fill(unit, known, tile.guide, tile.guide_valid, unguided=fill)
+  g = regression.guided_fill(unit, known, tile.guide, tile.guide_valid, unguided=fill)
   return g.fill, g.mapped
 
 

@@ -48,7 +48,8 @@ def make_inputs(n, w, c, seed=0, guided=True):
   """The generator's five inputs: a smooth image, a hole, its push-pull
   context and (optionally) a guide date with a gain and offset."""
   import numpy as np
-  from transforms.context import guided_fill, push_pull
+  from transforms.context import push_pull
+  from transforms.regression import guided_fill
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:w, 0:w] / float(w)
   out = {k: [] for k in ("image", "mask", "context", "guide", "guide_mask", "target")}
