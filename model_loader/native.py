@@ -7,6 +7,7 @@ calls the model's ``restore`` signature directly, which is also faster.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Iterable, Optional, Sequence
 
@@ -113,6 +114,13 @@ def check_model(model: LoadedModel, size: int, bands: int) -> None:
     raise ValueError("the model returned non-finite values")
 
 
+def _with_seconds(window: Any, share: float) -> Any:
+  """``window`` with ``share`` seconds added (a new record; ``window`` is not modified)."""
+  if dataclasses.is_dataclass(window) and hasattr(window, "seconds"):
+    return dataclasses.replace(window, seconds=window.seconds + share)
+  return window
+
+
 class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
   """Runs windows through the SavedModel's ``restore`` signature.
 
@@ -147,9 +155,9 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
              if name not in ("image", "mask") and all(name in i for i in inputs)}
     restored = model(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
     share = (time.perf_counter() - start) / len(batch)
-    for w in batch:  # Each window carries its share of the batch's time.
-      w.seconds = getattr(w, "seconds", 0.0) + share
-    return [PredictionResult(w, r) for w, r in zip(batch, restored)]
+    # Each window carries its share of the batch's time, on a copy: Beam's
+    # elements are immutable (a shallow copy; the arrays are shared, not copied).
+    return [PredictionResult(_with_seconds(w, share), r) for w, r in zip(batch, restored)]
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(w.image.nbytes + w.mask.nbytes for w in batch)
