@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import resource
@@ -98,16 +99,24 @@ def _card(model_dir: str):
 
 
 def _windows(tiles, window: int, overlap: int):
-  """The windows the pipeline cuts from ``tiles`` (model inputs)."""
+  """The windows the pipeline cuts from ``tiles`` (model inputs, with each
+  tile's context crop as :class:`transforms.window.CutWindows` cuts them)."""
   from transforms.records import Tile, TilePair  # pylint: disable=import-outside-toplevel
-  from transforms.window import WindowSpec, cut  # pylint: disable=import-outside-toplevel
+  from transforms.window import WindowSpec, cut, tile_context  # pylint: disable=import-outside-toplevel
   spec = WindowSpec(size=window, overlap=overlap, value_range=VALUE_RANGE)
   out = []
   for t in tiles:
     tile = Tile(pair=TilePair(t["name"], t["name"], None), image=t["image"], mask=t["mask"],
                 profile={"dtype": "uint16", "nodata": 0})
-    out.extend(cut(tile, spec))
+    fill, mapped = tile_context(tile, spec)
+    out.extend(cut(tile, spec, fill, mapped))
   return out
+
+
+def _stacked(wins, names) -> dict[str, np.ndarray]:
+  """``{input name: [N, S, S, *]}`` of the windows' model inputs (what the native handler stacks)."""
+  inputs = [w.model_inputs() for w in wins]
+  return {n: np.stack([i[n] for i in inputs]) for n in names if all(n in i for i in inputs)}
 
 
 def _fmt_rate(x: Optional[float]) -> str:
@@ -124,21 +133,22 @@ def bench_raw(tiles, model_dir: str, batch_size: int, sweep: Sequence[int],
   from model_loader import native, tfx  # pylint: disable=import-outside-toplevel
   card = _card(model_dir)
   wins = _windows(tiles, card.window, card.overlap)
-  images = np.stack([w.image for w in wins])
-  masks = np.stack([w.mask for w in wins])
   model = native.LoadedModel(model_dir)
+  feed = _stacked(wins, ("image", "mask") + model.input_names)
+  images, masks = feed.pop("image"), feed.pop("mask")
   out: dict[str, Any] = {"windows": len(wins), "tiles": len(tiles), "window": card.window,
                          "model": {"name": card.name, "version": card.version},
                          "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
                          "by_batch": {}}
 
   def loop(bs: int, fn) -> float:
-    fn(images[:bs], masks[:bs])  # Warm-up (tracing, allocation).
+    fn(images[:bs], masks[:bs], **{k: v[:bs] for k, v in feed.items()})  # Warm-up (tracing, allocation).
     n = 0
     start = time.perf_counter()
     while True:
       for i in range(0, len(wins), bs):
-        fn(np.stack(list(images[i:i + bs])), np.stack(list(masks[i:i + bs])))
+        fn(np.stack(list(images[i:i + bs])), np.stack(list(masks[i:i + bs])),
+           **{k: np.stack(list(v[i:i + bs])) for k, v in feed.items()})
         n += min(bs, len(wins) - i)
       if time.perf_counter() - start >= min_seconds:
         break
@@ -155,19 +165,21 @@ def bench_raw(tiles, model_dir: str, batch_size: int, sweep: Sequence[int],
   loaded = tf.saved_model.load(model_dir)  # Keep it referenced: its variables die with it.
   serve = loaded.signatures["serving_default"]
 
-  def call_serving(im, ma):
-    ex = [tfx.to_example(a, b).SerializeToString() for a, b in zip(im, ma)]
+  def call_serving(im, ma, **extra):
+    ex = [tfx.serialize_example(a, b, **{k: v[j] for k, v in extra.items()})
+          for j, (a, b) in enumerate(zip(im, ma))]
     res = serve(examples=tf.constant(ex))["restored"]
     return [tf.make_ndarray(tf.make_tensor_proto(r)) for r in res.numpy()]
 
   if xla:  # XLA on CPU: one compilation per batch shape, so only with fixed batches.
     restore = loaded.signatures["restore"]
-    jit = tf.function(lambda i, m: restore(image=i, mask=m)["restored"], jit_compile=True,
+    jit = tf.function(lambda i, m, e: restore(image=i, mask=m, **e)["restored"], jit_compile=True,
                       autograph=False)
     x0, m0 = tf.constant(images[:batch_size]), tf.constant(masks[:batch_size])
+    e0 = {k: tf.constant(v[:batch_size]) for k, v in feed.items()}
     t0 = time.perf_counter()
-    ref = model(images[:batch_size], masks[:batch_size])
-    got = jit(x0, m0).numpy()
+    ref = model(images[:batch_size], masks[:batch_size], **{k: v[:batch_size] for k, v in feed.items()})
+    got = jit(x0, m0, e0).numpy()
     compile_s = time.perf_counter() - t0
     whole = (len(wins) // batch_size) * batch_size
     if whole:
@@ -175,7 +187,8 @@ def bench_raw(tiles, model_dir: str, batch_size: int, sweep: Sequence[int],
       n = 0
       while time.perf_counter() - t0 < min_seconds or n == 0:
         for i in range(0, whole, batch_size):
-          jit(tf.constant(images[i:i + batch_size]), tf.constant(masks[i:i + batch_size])).numpy()
+          jit(tf.constant(images[i:i + batch_size]), tf.constant(masks[i:i + batch_size]),
+              {k: tf.constant(v[i:i + batch_size]) for k, v in feed.items()}).numpy()
           n += batch_size
       rate = n / (time.perf_counter() - t0)
       out["xla_cpu"] = {"batch": batch_size, "windows_per_s": rate, "tiles_per_s": rate * len(tiles) / len(wins),
@@ -410,13 +423,13 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
   # pylint: disable=import-outside-toplevel
   import apache_beam as beam
   from model_loader import native, tfx
-  from transforms.composite import composite, sparsify
+  from transforms.composite import composite, window_result
   from transforms.decode import DecodeSpec, decode_pair
   from transforms.masks import MaskSpec
   from transforms.match import mask_path_for
   from transforms.raster_io import encode_raster, write_bytes_atomic
   from transforms.records import TilePair
-  from transforms.window import WindowSpec, cut
+  from transforms.window import WindowSpec, cut, tile_context
   from transforms.write import WriteSpec, measure
   from transforms.records import RestoredTile
   import tensorflow as tf
@@ -441,11 +454,13 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
       return r
 
     tile = timed("decode", decode_pair, pair, spec)
-    wins = timed("cut", lambda: list(cut(tile, wspec)))
-    restored = model(np.stack([w.image for w in wins]), np.stack([w.mask for w in wins]))
-    for w, r in zip(wins, restored):
-      w.restored = r
-    results = timed("sparsify", lambda: [sparsify(w, card.overlap) for w in wins])
+    fill, mapped = timed("tile_context", tile_context, tile, wspec)
+    wins = timed("cut", lambda: list(cut(tile, wspec, fill, mapped)))
+    feed = _stacked(wins, ("image", "mask") + model.input_names)
+    restored = model(feed.pop("image"), feed.pop("mask"), **feed)
+    results = timed("sparsify", lambda: [window_result(w, r, card.overlap, "context" in model.input_names)
+                                         for w, r in zip(wins, restored)])
+    wins = [dataclasses.replace(w, restored=r) for w, r in zip(wins, restored)]
     timed("tfx_example_serialize", lambda: [tfx.to_example(w.image, w.mask).SerializeToString()
                                             for w in wins])
     wire = timed("fix_tfx_example_wire_format", lambda: [serialize_example_wire(w.image, w.mask)
@@ -473,17 +488,18 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
           WriteSpec(output_dir=out_dir, model_version=card.version, evaluate=True))
   # The model's own time per tile at the pipeline's batch size, on these tiles' windows.
   wins = _windows(sample, card.window, card.overlap)
-  ims, mss = np.stack([w.image for w in wins]), np.stack([w.mask for w in wins])
-  model(ims[:batch_size], mss[:batch_size])
+  feed = _stacked(wins, ("image", "mask") + model.input_names)
+  ims, mss = feed.pop("image"), feed.pop("mask")
+  model(ims[:batch_size], mss[:batch_size], **{k: v[:batch_size] for k, v in feed.items()})
 
   def all_batches():
     for i in range(0, len(wins), batch_size):
-      model(ims[i:i + batch_size], mss[i:i + batch_size])
+      model(ims[i:i + batch_size], mss[i:i + batch_size], **{k: v[i:i + batch_size] for k, v in feed.items()})
 
   sec, _ = _timeit(all_batches, min_seconds=min_seconds, min_runs=2)
   model_ms = 1000 * sec / len(sample)
   med = {k: statistics.median(v) for k, v in steps.items()}
-  native_path = ("decode", "cut", "sparsify", "coder_tile_and_results_at_join", "composite",
+  native_path = ("decode", "tile_context", "cut", "sparsify", "coder_tile_and_results_at_join", "composite",
                  "encode_and_write", "measure")
   overhead = sum(med[k] for k in native_path)
   tfx_extra = med["tfx_example_serialize"] + med["tfx_response_to_array"]
