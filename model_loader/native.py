@@ -84,6 +84,26 @@ def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = N
 
 
 _LOADED: dict[str, LoadedModel] = {}
+def set_threads(threads: int) -> bool:
+  """TensorFlow's intra- and inter-op threads in this process; False when
+  TensorFlow already started its thread pools (then they stay as they are)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:  # "... cannot be modified after initialization"
+    return False
+  return True
+
+
+def threads_per_worker(workers: int, cores: Optional[int] = None) -> int:
+  """TensorFlow threads for each of ``workers`` processes on one machine:
+  cores ÷ workers (at least 1), so that the workers' models do not fight
+  over the cores while the other workers decode, composite and write."""
+  import os  # pylint: disable=import-outside-toplevel
+  if cores is None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, cores // max(1, workers))
 
 
 def load(local_dir: str) -> LoadedModel:
@@ -134,14 +154,17 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
                max_batch_size: Optional[int] = None,
                max_batch_duration_secs: Optional[int] = None,
                large_model: bool = False, model_copies: Optional[int] = None,
-               accelerator: Optional[str] = None):
+               accelerator: Optional[str] = None, threads: int = 0):
     super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                      max_batch_duration_secs=max_batch_duration_secs,
                      large_model=large_model, model_copies=model_copies)
     self._uri = model_uri
     self._accelerator = accelerator
+    self._threads = threads
 
   def load_model(self) -> LoadedModel:
+    if self._threads:  # Before TensorFlow starts its thread pools in this worker.
+      set_threads(self._threads)
     # Resolved here, on the worker: the packaged default lives where the
     # worker installed cloudfill, not where the launcher did.
     return load(locate.stage_locally(locate.resolve(self._uri)))
