@@ -45,7 +45,11 @@ def _pool2(a: np.ndarray) -> np.ndarray:
   h, w = a.shape[:2]
   if h % 2 or w % 2:
     a = np.pad(a, [(0, h % 2), (0, w % 2)] + [(0, 0)] * (a.ndim - 2))
-  return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * np.float32(0.25)
+  out = a[0::2, 0::2] + a[1::2, 0::2]  # ((a + b) + c) + d, in place: the same sums, fewer copies.
+  out += a[0::2, 1::2]
+  out += a[1::2, 1::2]
+  out *= np.float32(0.25)
+  return out
 
 
 def _box3(f: np.ndarray) -> np.ndarray:
@@ -130,7 +134,7 @@ def push_pull(values: np.ndarray, valid: np.ndarray, prior: Optional[np.ndarray]
     levels = levels_for(values.shape[:2])
   # Level 0 holds the values themselves (0 where unknown): each level is a
   # weighted *mean*, weighted once (fractional weights, e.g. LowRes cells).
-  xs, ws = [np.where(w0[..., None] > 0, values, 0.0).astype(np.float32)], [w0]
+  xs, ws = [np.where(w0[..., None] > 0, values, 0.0).astype(np.float32, copy=False)], [w0]
   for _ in range(levels):
     wp = _pool2(ws[-1])
     xp = _pool2(xs[-1] * ws[-1][..., None]) / np.maximum(wp, _EPS)[..., None]

@@ -232,8 +232,11 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
     vals, kn = part
     sl = (slice(y0 + m, y1 + m), slice(x0 + m, x1 + m))
     free = ~own[sl]  # Never overwrite the tile's own pixels.
-    big[sl] = np.where(free[..., None], to_unit(vals, lo, hi), big[sl])
-    wk[sl] = np.where(free, kn.astype(np.float32), wk[sl])
+    unit_vals = to_unit(vals, lo, hi)
+    if free.all():  # (Tiles of a grid do not overlap: the usual case.)
+      big[sl], wk[sl] = unit_vals, kn
+    else:
+      big[sl][free], wk[sl][free] = unit_vals[free], kn[free]
     found = True
   if not found:
     return None

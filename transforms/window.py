@@ -68,6 +68,8 @@ def value_range(dtype: str, override: Optional[Sequence[float]] = None) -> tuple
 
 def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
   out = (values.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
+  if np.isfinite(out).all():  # Integer input always (one pass, no copies).
+    return out
   return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
