@@ -6,6 +6,11 @@ import json
 import os
 from typing import Sequence
 
+def _met(goal) -> str:
+  """'met', 'not met', or 'n/a' when the section it compares with was not run."""
+  return "n/a" if goal is None else ("met" if goal else "not met")
+
+
 def markdown(paths: Sequence[str]) -> str:
   """A Markdown digest of result JSON files (``--markdown a.json b.json``)."""
   out = []
@@ -40,8 +45,8 @@ def markdown(paths: Sequence[str]) -> str:
         ratio = p.get("ratio_to_raw")
         out.append(f"| {p['mode']} x{p['workers']} | {p['backend']} | {p['tiles_per_s']:.2f} | "
                    f"{'' if ratio is None else f'{100 * ratio:.0f} %'} | "
-                   f"{'met' if p.get('goal_85pct_of_raw') else 'not met'} | "
-                   f"{'met' if p.get('goal_ge_gdal_1core') else 'not met'} | {p['seconds']:.1f} | "
+                   f"{_met(p.get('goal_85pct_of_raw'))} | "
+                   f"{_met(p.get('goal_ge_gdal_1core'))} | {p['seconds']:.1f} | "
                    f"{p['import_seconds']:.1f} | {p['process_wall_seconds']:.1f} | "
                    f"{bm.get('mean', float('nan')):.1f} |")
       out.append("")
