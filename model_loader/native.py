@@ -83,7 +83,6 @@ def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = N
   raise ValueError(f"the model's restore signature takes an unknown input {name!r}")
 
 
-_LOADED: dict[str, LoadedModel] = {}
 def set_threads(threads: int) -> bool:
   """TensorFlow's intra- and inter-op threads in this process; False when
   TensorFlow already started its thread pools (then they stay as they are)."""
@@ -104,6 +103,9 @@ def threads_per_worker(workers: int, cores: Optional[int] = None) -> int:
   if cores is None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
   return max(1, cores // max(1, workers))
+
+
+_LOADED: dict[str, LoadedModel] = {}
 
 
 def load(local_dir: str) -> LoadedModel:
@@ -163,8 +165,11 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
     self._threads = threads
 
   def load_model(self) -> LoadedModel:
-    if self._threads:  # Before TensorFlow starts its thread pools in this worker.
-      set_threads(self._threads)
+    if self._threads and not set_threads(self._threads):  # Before TensorFlow starts its pools.
+      import logging  # pylint: disable=import-outside-toplevel
+      logging.getLogger(__name__).warning(
+          "TensorFlow had started before the model loaded: its threads stay at its default, "
+          "not %d per worker", self._threads)
     # Resolved here, on the worker: the packaged default lives where the
     # worker installed cloudfill, not where the launcher did.
     return load(locate.stage_locally(locate.resolve(self._uri)))

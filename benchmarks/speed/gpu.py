@@ -31,24 +31,28 @@ def bench_gpu(tiles, model_dir: str, batches: Sequence[int], min_seconds: float,
   card = base.card(model_dir)
   wins = base.windows(tiles, card.window, card.overlap)
   reps = max(1, 256 // max(1, len(wins)))
-  images = np.concatenate([np.stack([w.image for w in wins])] * reps)
-  masks = np.concatenate([np.stack([w.mask for w in wins])] * reps)
   loaded = tf.saved_model.load(model_dir)  # Keep it referenced: its variables die with it.
   fn = loaded.signatures["restore"]
-  plain = lambda i, m: fn(image=i, mask=m)["restored"]  # noqa: E731
+  # Every input the signature declares (2.0: image, mask, context, guide, guide_mask).
+  names = tuple(sorted(fn.structured_input_signature[1].keys()))
+  feed = {k: np.concatenate([v] * reps) for k, v in base.stacked(wins, names).items()}
+  total = len(feed["image"])
+  plain = lambda d: fn(**d)["restored"]  # noqa: E731
   xla = tf.function(plain, jit_compile=True)
+
+  def part(i: int, bs: int) -> dict:
+    return {k: tf.constant(v[i:i + bs]) for k, v in feed.items()}
+
   for bs in batches:
     for name, f in (("off", plain), ("on", xla)):
-      x = tf.constant(images[:bs])
-      m = tf.constant(masks[:bs])
       try:
-        f(x, m).numpy()  # Compile / warm up.
+        f(part(0, bs)).numpy()  # Compile / warm up.
 
         def run_all():
-          for i in range(0, len(images) - bs + 1, bs):
-            f(tf.constant(images[i:i + bs]), tf.constant(masks[i:i + bs])).numpy()
+          for i in range(0, total - bs + 1, bs):
+            f(part(i, bs)).numpy()
         sec, _ = base.timeit(run_all, min_seconds=min_seconds, min_runs=2)
-        n = (len(images) // bs) * bs
+        n = (total // bs) * bs
         row = {"batch": bs, "xla": name, "windows_per_s": n / sec}
       except Exception as e:  # pylint: disable=broad-except
         row = {"batch": bs, "xla": name, "error": f"{type(e).__name__}: {str(e)[:200]}"}
@@ -59,15 +63,16 @@ def bench_gpu(tiles, model_dir: str, batches: Sequence[int], min_seconds: float,
   # SavedModel cannot be switched): same architecture, random weights.
   try:
     import keras  # pylint: disable=import-outside-toplevel
-    from training.generator import build_generator  # pylint: disable=import-outside-toplevel
+    from training.generator import INPUTS, build_generator  # pylint: disable=import-outside-toplevel
     bs = max(batches)
+    gen_feed = {k: np.concatenate([v] * reps)[:bs] for k, v in base.stacked(wins, INPUTS).items()}
     for policy in ("float32", "mixed_float16"):
       keras.mixed_precision.set_global_policy(policy)
       gen = build_generator(bands=card.bands)
-      call = tf.function(lambda i, m, g=gen: g([i, m], training=False))
-      x, m = tf.constant(images[:bs]), tf.constant(masks[:bs])
-      call(x, m)
-      sec, _ = base.timeit(lambda: call(x, m).numpy(), min_seconds=min_seconds, min_runs=3)
+      call = tf.function(lambda d, g=gen: g(d, training=False))
+      d = {k: tf.constant(v) for k, v in gen_feed.items()}
+      call(d)
+      sec, _ = base.timeit(lambda: call(d).numpy(), min_seconds=min_seconds, min_runs=3)
       out["mixed_precision"].append({"policy": policy, "batch": bs, "windows_per_s": bs / sec})
       common.log(f"  GPU generator {policy:14s} batch {bs}: {bs / sec:9.1f} windows/s")
     keras.mixed_precision.set_global_policy("float32")
