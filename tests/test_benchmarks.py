@@ -203,3 +203,15 @@ def test_multi_process_workers_share_the_cores():
   mp = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
   assert local_worker_threads(beam.Pipeline(options=PipelineOptions(mp))) == threads_per_worker(2)
   assert local_worker_threads(beam.Pipeline(options=PipelineOptions([]))) == 0
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "landsat8")), reason=f"{SHARED} absent")
+def test_speed_grid_tiles_do_not_overlap():
+  from benchmarks.speed.base import grid_tiles
+  tiles, _ = grid_tiles(6, size=64)
+  corners = {(round(t["geo"]["transform"].c), round(t["geo"]["transform"].f)) for t in tiles}
+  assert len(corners) == 6
+  px = tiles[0]["geo"]["transform"].a
+  xs = sorted({c[0] for c in corners})
+  assert all(abs((b - a) / px - 64) < 1e-6 for a, b in zip(xs, xs[1:]))
+  assert all(t["image"].shape == (64, 64, 3) and t["mask"].any() for t in tiles)

@@ -22,6 +22,9 @@ def _parse(argv: Optional[Sequence[str]]):
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog=package.__doc__.split("\n\n", 1)[1])
   p.add_argument("--tiles", type=int, default=32, help="Number of 256x256 tiles (default 32).")
+  p.add_argument("--layout", choices=("random", "grid"), default="random",
+                 help="random: crops anywhere in the scene (they overlap, so a tile's neighbours grow "
+                      "with --tiles); grid: a non-overlapping grid, as a pre-cut archive.")
   p.add_argument("--quick", action="store_true",
                  help="About 2 minutes on 2 idle cores: 8 tiles, in_memory pipelines only, 0.5 s "
                       "per measurement, no start-up probe, no XLA.")
@@ -118,12 +121,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       res["large"] = large.bench_large(sizes, work, batch, args.timeout, scene_pixels=args.scene_pixels)
       name = f"large{('_' + args.tag) if args.tag else ''}.json"
     else:
-      tiles, source = common.make_tiles(args.tiles)
+      tiles, source = (base.grid_tiles(args.tiles) if args.layout == "grid"
+                       else common.make_tiles(args.tiles))
       res["tiles"] = {"count": len(tiles), "source": source,
                       "coverage_mean": float(np.mean([t["mask"].mean() for t in tiles]))}
       common.log(f"tiles: {source}; mean coverage {res['tiles']['coverage_mean']:.1%}")
       # One folder per tile set: the pipeline matches every file in it.
-      images, masks = common.write_tiles(tiles, os.path.join(work, f"tiles_n{len(tiles)}"))
+      images, masks = common.write_tiles(tiles, os.path.join(work, f"tiles_{args.layout}_n{len(tiles)}"))
       if "raw" in sections:
         common.log("(a) raw SavedModel loop")
         res["raw"] = raw.bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds,
@@ -147,7 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         common.log("GPU")
         res["gpu"] = gpu.bench_gpu(tiles[:16], model_dir, [int(b) for b in args.gpu_batches.split(",")],
                                args.min_seconds, force=args.gpu_anyway)
-      name = f"speed_t{len(tiles)}{('_' + args.tag) if args.tag else ''}.json"
+      name = (f"speed_t{len(tiles)}{'_grid' if args.layout == 'grid' else ''}"
+              f"{('_' + args.tag) if args.tag else ''}.json")
       lines = _goal_lines(res)
       if lines:
         raw_rate = res.get("raw", {}).get("tiles_per_s")
