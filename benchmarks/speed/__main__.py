@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks import common
 from benchmarks import speed as package
-from benchmarks.speed import base, fillers, gpu, large, profiling, raw, render, runs, stages, worker
+from benchmarks.speed import base, fillers, gpu, large, profiling, raw, render, runs, stages, tflite, worker
 
 
 def _parse(argv: Optional[Sequence[str]]):
@@ -34,7 +34,7 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--batch-size", type=int, default=None,
                  help="The pipeline's max batch size (default: the landsat8_l1 config's).")
   p.add_argument("--sections", default=None,
-                 help="Comma list of raw,pipeline,fillers,stages,profile,gpu, or 'all' (default: "
+                 help="Comma list of raw,pipeline,fillers,stages,profile,gpu,tflite, or 'all' (default: "
                       "raw,pipeline,fillers,stages, and gpu where TensorFlow sees a GPU).")
   p.add_argument("--configs", default=",".join(f"{m}:{b}" for m, b in base.PIPELINE_CONFIGS),
                  help="Pipeline runs as mode:backend, comma-separated.")
@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.sections is None:  # The GPU section runs wherever there is a GPU.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     args.sections = "raw,pipeline,fillers,stages" + (",gpu" if tf.config.list_physical_devices("GPU") else "")
-  sections = ({"raw", "pipeline", "fillers", "stages", "profile", "gpu"} if args.sections == "all"
+  sections = ({"raw", "pipeline", "fillers", "stages", "profile", "gpu", "tflite"} if args.sections == "all"
               else set(args.sections.split(",")))
   res: dict[str, Any] = {"machine": common.machine()}
   m = res["machine"]
@@ -147,6 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       if "profile" in sections:
         common.log("py-spy profile of an in_memory native run")
         res["profile"] = profiling.bench_profile(images, masks, work, batch, args.profile_rate, args.timeout)
+      if "tflite" in sections:
+        common.log("TFLite fp16 / INT8 exports against the SavedModel, ms per window")
+        res["tflite"] = tflite.bench_tflite(tiles, model_dir, work)
       if "gpu" in sections:
         common.log("GPU")
         res["gpu"] = gpu.bench_gpu(tiles[:16], model_dir, [int(b) for b in args.gpu_batches.split(",")],

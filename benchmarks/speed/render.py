@@ -81,6 +81,13 @@ def markdown(paths: Sequence[str]) -> str:
       for k, v in r["profile"]["share"].items():
         out.append(f"| {k} | {100 * v:.1f} % |")
       out.append("")
+    if "tflite" in r:
+      t = r["tflite"]
+      out.append(f"TFLite against the SavedModel ({t['windows']} windows, {t['threads']} threads; "
+                 f"{t['note']}):\n\n| model | ms/window |\n|---|---|")
+      for k, v in t["ms_per_window"].items():
+        out.append(f"| {k} | {v:.1f} |")
+      out.append("")
     if "gpu" in r:
       g = r["gpu"]
       out.append(f"GPU: {g.get('gpu') or g.get('note')}\n")
