@@ -7,6 +7,7 @@ calls the model's ``restore`` signature directly, which is also faster.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Iterable, Optional, Sequence
 
@@ -82,6 +83,28 @@ def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = N
   raise ValueError(f"the model's restore signature takes an unknown input {name!r}")
 
 
+def set_threads(threads: int) -> bool:
+  """TensorFlow's intra- and inter-op threads in this process; False when
+  TensorFlow already started its thread pools (then they stay as they are)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:  # "... cannot be modified after initialization"
+    return False
+  return True
+
+
+def threads_per_worker(workers: int, cores: Optional[int] = None) -> int:
+  """TensorFlow threads for each of ``workers`` processes on one machine:
+  cores ÷ workers (at least 1), so that the workers' models do not fight
+  over the cores while the other workers decode, composite and write."""
+  import os  # pylint: disable=import-outside-toplevel
+  if cores is None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  return max(1, cores // max(1, workers))
+
+
 _LOADED: dict[str, LoadedModel] = {}
 
 
@@ -113,6 +136,13 @@ def check_model(model: LoadedModel, size: int, bands: int) -> None:
     raise ValueError("the model returned non-finite values")
 
 
+def _with_seconds(window: Any, share: float) -> Any:
+  """``window`` with ``share`` seconds added (a new record; ``window`` is not modified)."""
+  if dataclasses.is_dataclass(window) and hasattr(window, "seconds"):
+    return dataclasses.replace(window, seconds=window.seconds + share)
+  return window
+
+
 class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
   """Runs windows through the SavedModel's ``restore`` signature.
 
@@ -126,14 +156,20 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
                max_batch_size: Optional[int] = None,
                max_batch_duration_secs: Optional[int] = None,
                large_model: bool = False, model_copies: Optional[int] = None,
-               accelerator: Optional[str] = None):
+               accelerator: Optional[str] = None, threads: int = 0):
     super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                      max_batch_duration_secs=max_batch_duration_secs,
                      large_model=large_model, model_copies=model_copies)
     self._uri = model_uri
     self._accelerator = accelerator
+    self._threads = threads
 
   def load_model(self) -> LoadedModel:
+    if self._threads and not set_threads(self._threads):  # Before TensorFlow starts its pools.
+      import logging  # pylint: disable=import-outside-toplevel
+      logging.getLogger(__name__).warning(
+          "TensorFlow had started before the model loaded: its threads stay at its default, "
+          "not %d per worker", self._threads)
     # Resolved here, on the worker: the packaged default lives where the
     # worker installed cloudfill, not where the launcher did.
     return load(locate.stage_locally(locate.resolve(self._uri)))
@@ -147,9 +183,9 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
              if name not in ("image", "mask") and all(name in i for i in inputs)}
     restored = model(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
     share = (time.perf_counter() - start) / len(batch)
-    for w in batch:  # Each window carries its share of the batch's time.
-      w.seconds = getattr(w, "seconds", 0.0) + share
-    return [PredictionResult(w, r) for w, r in zip(batch, restored)]
+    # Each window carries its share of the batch's time, on a copy: Beam's
+    # elements are immutable (a shallow copy; the arrays are shared, not copied).
+    return [PredictionResult(_with_seconds(w, share), r) for w, r in zip(batch, restored)]
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(w.image.nbytes + w.mask.nbytes for w in batch)

@@ -190,3 +190,54 @@ def test_local_regression_predicts_each_band_from_all_guide_bands():
   a1, b1 = context.local_regression(t[..., :1], g, ~m)
   assert a1.shape == (256, 256, 3, 1)
   assert float(np.abs(context.apply_regression(g, a1, b1) - t[..., :1])[m].mean()) < 2e-3
+
+
+def test_speed_benchmark_package_renders_results_and_attributes_a_profile(tmp_path):
+  import glob
+  import subprocess
+  import sys
+
+  from benchmarks.speed import profiling, render
+  from benchmarks.common import ROOT
+  files = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "speed", "*.py")))
+  assert len(files) >= 10 and all(sum(1 for _ in open(f, encoding="utf-8")) < 400 for f in files)
+  result = os.path.join(ROOT, "benchmarks", "results", "speed", "speed_t64_ctx2_before.json")
+  md = render.markdown([result])
+  assert "| raw loop | tiles/s |" in md and "in_memory x1 | native" in md
+  raw = tmp_path / "profile.txt"
+  raw.write_text("main (speed/worker.py:1);run (pipeline/run.py:9);process_bundle (x.py:1);"
+                 "LoadedModel.__call__ (model_loader/native.py:5) 30\n"
+                 "main (speed/worker.py:1);run (pipeline/run.py:9);process_bundle (x.py:1);"
+                 "decode_pair (transforms/decode.py:7) 10\n"
+                 "main (speed/worker.py:1);_find_and_load (x:1) 99\n")
+  share, total = profiling.attribute_profile(str(raw))
+  assert total == 40 and share["model: restore signature (TF)"] == 0.75
+  # The package runs as the old script did (its worker mode and flags included).
+  out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--help"], cwd=ROOT, capture_output=True,
+                       text=True, check=True).stdout
+  assert "--probe-tiles" in out and "--markdown" in out
+
+
+def test_multi_process_workers_share_the_cores():
+  import apache_beam as beam
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  from model_loader.native import threads_per_worker
+  from transforms.infer import local_worker_threads
+  assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(4, cores=16) == 4
+  assert threads_per_worker(3, cores=2) == 1
+  mp = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+  assert local_worker_threads(beam.Pipeline(options=PipelineOptions(mp))) == threads_per_worker(2)
+  assert local_worker_threads(beam.Pipeline(options=PipelineOptions([]))) == 0
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "landsat8")), reason=f"{SHARED} absent")
+def test_speed_grid_tiles_do_not_overlap():
+  from benchmarks.speed.base import grid_tiles
+  tiles, _ = grid_tiles(6, size=64)
+  corners = {(round(t["geo"]["transform"].c), round(t["geo"]["transform"].f)) for t in tiles}
+  assert len(corners) == 6
+  px = tiles[0]["geo"]["transform"].a
+  xs = sorted({c[0] for c in corners})
+  assert all(abs((b - a) / px - 64) < 1e-6 for a, b in zip(xs, xs[1:]))
+  assert all(t["image"].shape == (64, 64, 3) and t["mask"].any() for t in tiles)

@@ -277,7 +277,7 @@ class DecodeTiles(beam.DoFn):
     if isinstance(tile, scenes.SceneRef):
       counters.inc("scenes")
     else:
-      tile.timings["decode"] = time.perf_counter() - start
+      tile = dataclasses.replace(tile, timings=dict(tile.timings, decode=time.perf_counter() - start))
     yield tile
 
 

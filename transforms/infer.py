@@ -154,6 +154,30 @@ def _example(win: Window, names: tuple[str, ...]) -> bytes:
   return tfx.serialize_example(inputs["image"], inputs["mask"], **extra)
 
 
+def local_worker_threads(pipeline) -> int:
+  """TensorFlow threads per worker when the DirectRunner runs several worker
+  processes on this machine (``--direct_running_mode=multi_processing``):
+  cores ÷ workers, else 0 (TensorFlow's default: every core).
+
+  Each worker's TensorFlow otherwise takes every core, and the workers'
+  models fight over them while none decodes or writes.
+  """
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
+  options = getattr(pipeline, "_options", None)
+  if options is None:
+    return 0
+  direct = options.view_as(DirectOptions)
+  if direct.direct_running_mode != "multi_processing":
+    return 0
+  workers = direct.direct_num_workers
+  if workers == 0:  # Beam's "as many as the machine has cores".
+    import os  # pylint: disable=import-outside-toplevel
+    workers = os.cpu_count() or 1
+  if not workers or workers < 2:
+    return 0
+  return native.threads_per_worker(workers)
+
+
 @dataclasses.dataclass
 class Infer(beam.PTransform):
   """``Window`` -> ``(tile_key, WindowResult)`` through ``RunInference``."""
@@ -169,7 +193,8 @@ class Infer(beam.PTransform):
       handler = native.NativeModelHandler(
           s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
           max_batch_duration_secs=s.max_batch_duration_secs, large_model=s.large_model,
-          model_copies=s.model_copies, accelerator=s.accelerator)
+          model_copies=s.model_copies, accelerator=s.accelerator,
+          threads=local_worker_threads(windows.pipeline))
       return run_inference_safely(windows, RunInference(handler),
                                   _FromPrediction(s.overlap, takes_context))
     handler = tfx.create_handler(s.model_uri, min_batch_size=s.min_batch_size,

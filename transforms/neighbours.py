@@ -13,7 +13,10 @@ Local GeoTIFFs only (object-storage tiles are restored on their own).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -87,21 +90,86 @@ class NeighbourSpec:
   nodata: Optional[float] = None
 
 
+# Neighbours' whole pixels and masks, kept per process: on a grid every tile
+# reads parts of up to 24 neighbours, each of which is itself a tile whose
+# neighbours read it again. Only files up to CACHE_ITEM_BYTES decoded are kept,
+# CACHE_BYTES in all (least recently used first out); keyed by path, size and
+# modification time, so a changed file is read again.
+CACHE_BYTES = 64 << 20
+CACHE_ITEM_BYTES = 8 << 20
+_CACHE: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_cache_bytes = 0
+
+
+def _cached(key: tuple, load):
+  """``load()`` (a tuple whose arrays are not modified by callers), kept under ``key``."""
+  global _cache_bytes  # pylint: disable=global-statement
+  with _CACHE_LOCK:
+    if key in _CACHE:
+      _CACHE.move_to_end(key)
+      return _CACHE[key]
+  value = load()
+  for a in value:
+    if isinstance(a, np.ndarray):
+      a.setflags(write=False)  # Shared between tiles: never written.
+  size = sum(a.nbytes for a in value if isinstance(a, np.ndarray))
+  if size <= CACHE_ITEM_BYTES:
+    with _CACHE_LOCK:
+      if key not in _CACHE:
+        _CACHE[key] = value
+        _cache_bytes += size
+      while _cache_bytes > CACHE_BYTES and _CACHE:
+        _, old = _CACHE.popitem(last=False)
+        _cache_bytes -= sum(a.nbytes for a in old if isinstance(a, np.ndarray))
+  return value
+
+
+def _stamp(path: str) -> tuple:
+  st = os.stat(path)
+  return path, st.st_size, st.st_mtime_ns
+
+
+def _image(h: TileHeader, spec: NeighbourSpec, bands: int, window) -> Optional[tuple[np.ndarray, Optional[float]]]:
+  """(neighbour ``h``'s pixels ``[rows, cols, C]`` in ``window``, its declared
+  no-data), or None when its bands do not fit. ``window``: (r0, r1, c0, c1)."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
+  r0, r1, c0, c1 = window
+
+  def read(win):
+    with rasterio.open(h.path) as src:
+      idx = list(spec.bands) if spec.bands else list(range(1, src.count + 1))
+      if len(idx) != bands or max(idx) > src.count:
+        return (None, None)
+      return np.moveaxis(src.read(indexes=idx, window=win), 0, -1), src.nodata
+
+  if h.height * h.width * bands * 8 > CACHE_ITEM_BYTES:  # A large neighbour: only the part.
+    img, declared = read(RWindow(c0, r0, c1 - c0, r1 - r0))
+    return None if img is None else (img, declared)
+  img, declared = _cached(("image", _stamp(h.path), tuple(spec.bands), bands), lambda: read(None))
+  return None if img is None else (img[r0:r1, c0:c1], declared)
+
+
+def _mask_values(path: str, shape: tuple[int, int]) -> Optional[np.ndarray]:
+  """A neighbour's whole mask file, decoded (None when its size is not ``shape``)."""
+  def load():
+    mvals, _ = decode_raster(read_bytes(path), split_ext(path)[1])
+    return (mvals if mvals.shape[:2] == shape else None,)
+  return _cached(("mask", _stamp(path)), load)[0]
+
+
 def _read_part(h: TileHeader, r0: int, r1: int, c0: int, c1: int, spec: NeighbourSpec,
                bands: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
   """Rows/cols of neighbour ``h`` (its own pixel grid): (values, known bool)."""
-  import rasterio  # pylint: disable=import-outside-toplevel
-  from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
-  with rasterio.open(h.path) as src:
-    idx = list(spec.bands) if spec.bands else list(range(1, src.count + 1))
-    if len(idx) != bands or max(idx) > src.count:
-      return None
-    img = np.moveaxis(src.read(indexes=idx, window=RWindow(c0, r0, c1 - c0, r1 - r0)), 0, -1)
-    declared = src.nodata
+  part = _image(h, spec, bands, (r0, r1, c0, c1))
+  if part is None:
+    return None
+  img, declared = part
   mvals = None
   if h.mask_path and spec.mask.source == "file":
-    mvals, _ = decode_raster(read_bytes(h.mask_path), split_ext(h.mask_path)[1])
-    if mvals.shape[:2] != (h.height, h.width):
+    mvals = _mask_values(h.mask_path, (h.height, h.width))
+    if mvals is None:
       return None
     mvals = mvals[r0:r1, c0:c1]
   if spec.mask.source.startswith("band:"):
@@ -140,6 +208,8 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   wk = np.zeros((h + 2 * m, w + 2 * m), np.float32)
   big[m:m + h, m:m + w], wk[m:m + h, m:m + w] = unit, known
   found = False
+  own = np.zeros((h + 2 * m, w + 2 * m), bool)
+  own[m:m + h, m:m + w] = True
   for o in others:
     if o.path == me.path:
       continue
@@ -160,12 +230,13 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
       continue
     vals, kn = part
     sl = (slice(y0 + m, y1 + m), slice(x0 + m, x1 + m))
-    own = np.zeros((h + 2 * m, w + 2 * m), bool)
-    own[m:m + h, m:m + w] = True
     free = ~own[sl]  # Never overwrite the tile's own pixels.
-    big[sl] = np.where(free[..., None], to_unit(vals, lo, hi), big[sl])
-    wk[sl] = np.where(free, kn.astype(np.float32), wk[sl])
+    unit_vals = to_unit(vals, lo, hi)
+    if free.all():  # (Tiles of a grid do not overlap: the usual case.)
+      big[sl], wk[sl] = unit_vals, kn
+    else:
+      big[sl][free], wk[sl][free] = unit_vals[free], kn[free]
     found = True
   if not found:
     return None
-  return push_pull(big, wk)[m:m + h, m:m + w]
+  return push_pull(big, wk, crop=(m, m + h, m, m + w))  # == push_pull(big, wk)[m:m + h, m:m + w]

@@ -235,7 +235,7 @@ def tiff_write_kwargs(profile: dict[str, Any], h: int, w: int, c: int) -> dict[s
   """rasterio ``open(..., "w")`` arguments that keep the input's profile."""
   from affine import Affine  # pylint: disable=import-outside-toplevel
   # Deflate at level 1: readable everywhere, and 1.4x faster to write than
-  # the default level 6 (benchmarks/speed.py, stages section).
+  # the default level 6 (benchmarks/speed/stages.py).
   kwargs: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=c,
                                 dtype=profile["dtype"], compress="deflate", zlevel=1)
   if h >= 256 and w >= 256:

@@ -39,6 +39,8 @@ def value_range(dtype: str, override: Optional[Sequence[float]] = None) -> tuple
 def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
   """``values`` (any shape, any dtype) as float32 on 0…1; NaN and ±inf become 0."""
   out = (values.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
+  if np.isfinite(out).all():  # Integer input always (one pass, no copies).
+    return out
   return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 

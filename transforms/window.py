@@ -29,6 +29,7 @@ from transforms.tiling import WindowSpec, cut_rows, feather, pad_reflect, positi
 # CutWindows' second output: ``(tile_key, WindowFailure)`` when cutting fails.
 FAILED_WINDOWS = "failed"
 
+
 def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.ndarray]]:
   """The classical fill of a whole in-memory tile, on the 0…1 scale.
 

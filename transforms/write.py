@@ -170,16 +170,16 @@ class WriteTiles(beam.DoFn):
       counters.inc("failed_write")
       yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "write", f"{type(e).__name__}: {e}"))
       return
-    tile.timings["write"] = time.perf_counter() - start
+    timings = dict(tile.timings, write=time.perf_counter() - start)  # The input is not modified.
     try:
       measured = measure(item, self._spec)
     except (ValueError, DecodeError, OSError) as e:
       measured = {"metrics_error": str(e)}
     measured["provenance"] = {provenance.CLASSES[int(k)]: int(n)
                               for k, n in zip(*np.unique(classes, return_counts=True))}
-    measured["seconds"] = {k: round(v, 6) for k, v in tile.timings.items()}
+    measured["seconds"] = {k: round(v, 6) for k, v in timings.items()}
     counters.inc("restored")
-    counters.record("write_ms", 1000 * tile.timings["write"])
+    counters.record("write_ms", 1000 * timings["write"])
     counters.record("coverage_permille", 1000 * measured.get("coverage", 0.0))
     yield TileResult(path=tile.pair.image_path, stem=tile.pair.stem, outcome=RESTORED,
                      output=path, metrics=measured)

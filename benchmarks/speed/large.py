@@ -1,0 +1,144 @@
+"""``--large``: ``cloudfill run`` on large scenes in a subprocess, wall seconds and peak RSS."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from benchmarks import common
+from benchmarks.speed import base, runs
+from pipeline import options as cli_options
+
+
+def make_scene(size: int, folder: str, seed: int = 0) -> tuple[str, str, dict[str, Any]]:
+  """A ``size`` x ``size`` x 3 uint16 GeoTIFF mirrored up from the real scene, and a
+  cloud mask tiled from real masks (2x upscaled, flipped/rotated). Cached in ``folder``."""
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  name = f"scene_{size}"
+  img_path = os.path.join(folder, "images", name + ".tif")
+  mask_path = os.path.join(folder, "masks", name + ".png")
+  meta_path = os.path.join(folder, name + ".json")
+  if os.path.exists(img_path) and os.path.exists(mask_path) and os.path.exists(meta_path):
+    with open(meta_path, encoding="utf-8") as f:
+      return img_path, mask_path, json.load(f)
+  os.makedirs(os.path.dirname(img_path), exist_ok=True)
+  os.makedirs(os.path.dirname(mask_path), exist_ok=True)
+  if os.path.exists(common.SCENE):
+    with rasterio.open(common.SCENE) as src:
+      base = np.moveaxis(src.read(), 0, -1)[common.SCENE_CLEAN_ROW:]
+      crs, transform, desc = src.crs, src.transform, src.descriptions
+    source = f"{os.path.basename(common.SCENE)} rows {common.SCENE_CLEAN_ROW}: mirrored"
+  else:
+    with rasterio.open(sorted(__import__("glob").glob(os.path.join(common.SAMPLE, "images", "*.tif")))[0]) as src:
+      base = np.moveaxis(src.read(), 0, -1)
+      crs, transform, desc = src.crs, src.transform, src.descriptions
+    source = "sample tile mirrored"
+  image = np.pad(base, ((0, max(0, size - base.shape[0])), (0, max(0, size - base.shape[1])), (0, 0)),
+                 mode="symmetric")[:size, :size]
+  rng = np.random.default_rng(seed)
+  masks = common.real_masks()
+  big = [m for m in masks if min(m.shape) >= 256] or masks
+  block = 1024
+  mask = np.zeros((size, size), bool)
+  for y in range(0, size, block):
+    for x in range(0, size, block):
+      m = big[int(rng.integers(0, len(big)))]
+      m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((block, block), Image.NEAREST)) > 127
+      m = np.rot90(m, int(rng.integers(0, 4)))
+      mask[y:y + block, x:x + block] = m[:min(block, size - y), :min(block, size - x)]
+  with rasterio.open(img_path, "w", driver="GTiff", height=size, width=size, count=3, dtype="uint16",
+                     crs=crs, transform=transform, nodata=0, compress="deflate", tiled=True,
+                     blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER") as dst:
+    dst.write(np.moveaxis(image, -1, 0))
+    for i, d in enumerate(desc or [], start=1):
+      if d:
+        dst.set_band_description(i, d)
+  Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
+  meta = {"size": size, "coverage": float(mask.mean()), "source": source,
+          "bytes_on_disk": os.path.getsize(img_path)}
+  with open(meta_path, "w", encoding="utf-8") as f:
+    json.dump(meta, f)
+  return img_path, mask_path, meta
+
+
+def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float,
+                backend: str = "native", scene_pixels: Optional[int] = None) -> dict[str, Any]:
+  """Wall seconds and peak RSS of ``cloudfill run`` on one large scene per size."""
+  threshold = scene_pixels or cli_options.DEFAULTS.get("scene_pixels")
+  extra = ["--scene-pixels", str(scene_pixels)] if scene_pixels else []
+  scenes = os.path.join(work, "scenes")
+  rows = []
+  for size in sizes:
+    t0 = time.perf_counter()
+    img, _, meta = make_scene(size, scenes)
+    made = time.perf_counter() - t0
+    output = os.path.join(work, f"out_large_{size}")
+    shutil.rmtree(output, ignore_errors=True)
+    stem = os.path.splitext(os.path.basename(img))[0]
+    images = os.path.join(os.path.dirname(img), stem + ".tif")
+    masks = os.path.join(scenes, "masks", "{stem}.png")
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", *runs.pipeline_argv(
+        images, masks, output, backend, "in_memory", batch_size, 1, extra)]
+    common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
+               "cloudfill run ...")
+    # Each run's own peak: GNU time's %M when present (getrusage(RUSAGE_CHILDREN)
+    # only gives the largest child so far, which may be an earlier size's).
+    gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+    rss_file = os.path.join(work, f"maxrss_{size}.txt")
+    if gnu_time:
+      cmd = [gnu_time, "-f", "%M", "-o", rss_file, *cmd]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t1 = time.perf_counter()
+    with open(os.path.join(work, f"log_large_{size}.txt"), "w", encoding="utf-8") as log:
+      proc = subprocess.run(cmd, cwd=base.ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+    wall = time.perf_counter() - t1
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = after.ru_maxrss
+    peak_source = "getrusage(RUSAGE_CHILDREN): largest child so far"
+    if gnu_time and os.path.exists(rss_file):
+      with open(rss_file, encoding="utf-8") as f:
+        digits = [l.strip() for l in f if l.strip().isdigit()]
+      if digits:
+        peak_kib, peak_source = int(digits[-1]), "/usr/bin/time %M of this run"
+    row: dict[str, Any] = {"size": size, "pixels": size * size, "coverage": meta["coverage"],
+                           "exit": proc.returncode, "process_wall_seconds": wall,
+                           "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+                           "peak_rss_mib": peak_kib / 1024, "peak_rss_source": peak_source,
+                           "input_mib": size * size * 3 * 2 / 2**20, "loadavg_after": common.loadavg(),
+                           # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
+                           "path": ("scene (streamed by rows)" if threshold and size * size > threshold
+                                    else "tile (decoded whole)")}
+    summary_path = os.path.join(output, "summary.json")
+    if os.path.exists(summary_path):
+      with open(summary_path, encoding="utf-8") as f:
+        s = json.load(f)
+      row["pipeline_wall_seconds"] = s.get("wall_seconds")
+      row["counts"] = s.get("counts")
+      row["seconds_per_tile"] = {k: v["mean"] for k, v in (s.get("seconds_per_tile") or {}).items() if v}
+      with open(os.path.join(output, "metrics", os.listdir(os.path.join(output, "metrics"))[0]),
+                encoding="utf-8") as f:
+        m = json.loads(f.readline())["metrics"] if os.path.getsize(f.name) else {}
+      row["windows"] = m.get("windows")
+      if row.get("pipeline_wall_seconds") and row["windows"]:
+        row["windows_per_s"] = row["windows"] / row["pipeline_wall_seconds"]
+    rows.append(row)
+    common.log(f"  large {size}x{size} [{row['path']}]: exit {proc.returncode}, {wall:.1f} s process "
+               f"({row.get('pipeline_wall_seconds')} s pipeline), peak RSS {row['peak_rss_mib']:.0f} MiB "
+               f"(input {row['input_mib']:.0f} MiB), {row.get('windows')} windows, "
+               f"stages {row.get('seconds_per_tile')}")
+  if len(rows) >= 2 and all(r.get("pipeline_wall_seconds") for r in rows):
+    px = np.log([r["pixels"] for r in rows])
+    return {"runs": rows, "scene_pixels_threshold": threshold,
+            "time_exponent": float(np.polyfit(px, np.log([r["pipeline_wall_seconds"] for r in rows]), 1)[0]),
+            "rss_exponent": float(np.polyfit(px, np.log([r["peak_rss_mib"] for r in rows]), 1)[0])}
+  return {"runs": rows, "scene_pixels_threshold": threshold}
