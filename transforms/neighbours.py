@@ -210,7 +210,9 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   found = False
   own = np.zeros((h + 2 * m, w + 2 * m), bool)
   own[m:m + h, m:m + w] = True
-  for o in others:
+  # One order on every runner (the headers side input has none of its own, and a
+  # multi-process runner changed it from run to run): by path.
+  for o in sorted(others, key=lambda t: t.path):
     if o.path == me.path:
       continue
     off = offset(me, o)
@@ -232,10 +234,13 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
     sl = (slice(y0 + m, y1 + m), slice(x0 + m, x1 + m))
     free = ~own[sl]  # Never overwrite the tile's own pixels.
     unit_vals = to_unit(vals, lo, hi)
-    if free.all():  # (Tiles of a grid do not overlap: the usual case.)
+    prev = wk[sl]
+    if free.all() and not prev.any():  # (Tiles of a grid do not overlap: the usual case.)
       big[sl], wk[sl] = unit_vals, kn
     else:
-      big[sl][free], wk[sl][free] = unit_vals[free], kn[free]
+      # Where neighbours overlap, one's known ground is never replaced by another's cloud.
+      take = free & ((kn > 0) | (prev <= 0))
+      big[sl][take], wk[sl][take] = unit_vals[take], kn[take]
     found = True
   if not found:
     return None
