@@ -86,7 +86,7 @@ def build(p: beam.Pipeline, args, card: ModelCard, model_uri: str, run_id: str,
   decoded = todo.todo | "Decode" >> Decode(DecodeSpec(
       mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
       nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
-      max_pixels=args.max_pixels, value_range=vrange))
+      max_pixels=args.max_pixels, value_range=vrange, extra_bands=args.extra_bands))
   guide_spec = None
   if args.guide:
     guide_spec = GuideSpec(templates=tuple(args.guide), mask_template=args.guide_masks,

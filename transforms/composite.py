@@ -75,7 +75,7 @@ def sparsify(win: Window, overlap: int) -> WindowResult:
   return WindowResult(y=win.y, x=win.x, h=h, w=w,
                       values=np.asarray(win.restored[:h, :w][holes], np.float32),
                       weights=feather(size, overlap)[:h, :w][holes],
-                      seconds=win.seconds)
+                      seconds=win.seconds, group=win.group)
 
 
 def blend(mask: np.ndarray, results: Iterable[WindowResult], bands: int) -> np.ndarray:
@@ -199,7 +199,12 @@ class CompositeTiles(beam.DoFn):
         continue
       start = time.perf_counter()
       try:
-        restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
+        restored = composite(tile.image, tile.mask, [r for r in results if not r.group], self._vrange,
+                             tile.profile.get("nodata"))
+        if tile.layout is not None:  # Every band comes out (transforms.bands).
+          from transforms import bands  # pylint: disable=import-outside-toplevel
+          restored = bands.restore_tile(tile, restored, value_range(tile.profile["dtype"], self._vrange),
+                                        results)
         restored, prov, extra = finish_tile(tile, restored)
       except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")

@@ -108,8 +108,9 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
   size = spec.size
   aligned = None
   if ref.guide is not None and guide_spec is not None:
+    from transforms.bands import for_model_bands  # pylint: disable=import-outside-toplevel
     aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index),
-                           ref.profile["dtype"], guide_spec).__enter__()
+                           ref.profile["dtype"], for_model_bands(guide_spec, ref.layout)).__enter__()
 
   lo, hi = value_range(ref.profile["dtype"], spec.value_range)
   halo = size // 2

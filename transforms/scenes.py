@@ -68,6 +68,8 @@ class SceneRef:
       footprint and the holes beyond ``--max-fill-distance``; None = none.
     guide: The scene's resolved guide (:class:`transforms.guide.GuideRef`) or None.
     notes: Facts for the metrics (``guided``, ``guide``).
+    layout: A :class:`transforms.bands.BandLayout` when the model restores
+      only some of the bands (the output has all of them), else None.
   """
 
   pair: TilePair
@@ -79,6 +81,7 @@ class SceneRef:
   packed_unfilled: Optional[np.ndarray] = None
   guide: Any = None
   notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+  layout: Any = None
 
   @property
   def key(self) -> str:
@@ -114,11 +117,12 @@ class SceneRef:
 
 @dataclasses.dataclass(frozen=True)
 class SpillRef:
-  """Where a scene window's restored values were spilled."""
+  """Where a scene window's restored values were spilled (``group``: its band group)."""
 
   path: str
   y: int
   x: int
+  group: int = 0
 
 
 def spill_dir(output_dir: str, stem: str) -> str:
@@ -129,16 +133,17 @@ def spill(result: WindowResult, folder: str) -> SpillRef:
   buf = io.BytesIO()
   np.savez(buf, values=result.values, weights=result.weights,
            geom=np.array([result.y, result.x, result.h, result.w]), seconds=np.array(result.seconds))
-  path = FileSystems.join(folder, f"{result.y}_{result.x}.npz")
+  prefix = f"g{result.group}_" if result.group else ""
+  path = FileSystems.join(folder, f"{prefix}{result.y}_{result.x}.npz")
   write_bytes_atomic(path, buf.getvalue())
-  return SpillRef(path=path, y=result.y, x=result.x)
+  return SpillRef(path=path, y=result.y, x=result.x, group=result.group)
 
 
 def unspill(ref: SpillRef) -> WindowResult:
   with np.load(io.BytesIO(read_bytes(ref.path))) as z:
     y, x, h, w = (int(v) for v in z["geom"])
     return WindowResult(y=y, x=x, h=h, w=w, values=z["values"], weights=z["weights"],
-                        seconds=float(z["seconds"]))
+                        seconds=float(z["seconds"]), group=getattr(ref, "group", 0))
 
 
 def read_rows(src, r0: int, r1: int, band_index: tuple[int, ...]) -> np.ndarray:
@@ -160,7 +165,7 @@ def crop_rows(r: WindowResult, r0: int, r1: int, mask: np.ndarray) -> Optional[W
   per_row = mask[r.y:r.y + r.h, r.x:r.x + r.w].sum(axis=1)
   cum = np.concatenate([[0], np.cumsum(per_row)])
   return WindowResult(y=r.y + a - r0, x=r.x, h=b - a, w=r.w, values=r.values[cum[a]:cum[b]],
-                      weights=r.weights[cum[a]:cum[b]], seconds=r.seconds)
+                      weights=r.weights[cum[a]:cum[b]], seconds=r.seconds, group=r.group)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +224,12 @@ class AssembleScenes(beam.DoFn):
     else:
       tmp = tempfile.mkstemp(prefix="cloudfill-scene-", suffix=".tif")[1]
     profile = dict(ref.profile, descriptions=[ref.profile["descriptions"][i] for i in ref.band_index])
+    extra = None
+    if ref.layout is not None:  # Every band comes out (transforms.bands).
+      from transforms.bands import SceneBands  # pylint: disable=import-outside-toplevel
+      extra = SceneBands(ref, [s for s in spills if s.group], mask, vrange)
+      profile, c = ref.profile, ref.layout.count
+      spills = [s for s in spills if not s.group]
     unfilled, nodata_value = ref.unfilled(), ref.profile.get("nodata")
     pending = list(spills)
     loaded: list[WindowResult] = []
@@ -228,9 +239,16 @@ class AssembleScenes(beam.DoFn):
       with gdal_env(), rasterio.open(ref.local_path) as src, \
           rasterio.open(tmp, "w", **geotiff_out.gtiff_kwargs(profile, h, w, c, spec.tiff)) as dst:
         from rasterio.windows import Window as RWindow  # pylint: disable=import-outside-toplevel
+        if extra is not None:
+          extra.start(src)
         for r0 in range(0, h, STRIPE_ROWS):
           r1 = min(h, r0 + STRIPE_ROWS)
-          rows = read_rows(src, r0, r1, ref.band_index)
+          if extra is not None:
+            a, b = extra.rows(h, r0, r1)
+            raw = read_rows(src, a, b, tuple(range(c)))
+            rows = raw[r0 - a:r1 - a][:, :, list(ref.band_index)]
+          else:
+            rows = read_rows(src, r0, r1, ref.band_index)
           m = mask[r0:r1]
           while pending and pending[0].y < r1:
             loaded.append(unspill(pending.pop(0)))
@@ -249,11 +267,14 @@ class AssembleScenes(beam.DoFn):
               quality.append((int(m.sum()), metrics.quality(unit, to_unit(rows, *vrange), m)))
           else:
             out = rows
+          if extra is not None:
+            out = extra.stripe(raw, a, r0, r1, out)
           if unfilled is not None and nodata_value is not None and unfilled[r0:r1].any():
             out = out.copy()
             out[unfilled[r0:r1]] = np.asarray(nodata_value).astype(out.dtype)
           dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
-          prov.write(r0, provenance.derive(out, m, ref.profile.get("nodata")))
+          prov.write(r0, provenance.derive(out if extra is None else out[:, :, list(ref.band_index)], m,
+                                           ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
         finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version, spec.weights_sha256))
       geotiff_out.finish_file(tmp, profile, spec.tiff)
@@ -284,6 +305,8 @@ class AssembleScenes(beam.DoFn):
       for k in ("mae", "ssim", "spectral_angle_deg"):
         if k in quality[0][1]:
           measured[k] = float(np.sum(n * np.array([q[1][k] for q in quality])) / n.sum())
+    if extra is not None:
+      infer_seconds += extra.infer_seconds
     measured["seconds"] = {"window_infer": infer_seconds,
                            "assemble_write": time.perf_counter() - start}
     counters.inc("restored")

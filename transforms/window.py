@@ -8,6 +8,7 @@ tile's value range, which is what the model's ``restore`` signature takes.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -220,6 +221,9 @@ class CutWindows(beam.DoFn):
       from transforms import scene_context  # pylint: disable=import-outside-toplevel
       windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide,
                                            self._preview and bool(self._output))
+    if getattr(tile, "layout", None) is not None and tile.layout.method == "model":
+      from transforms import bands  # pylint: disable=import-outside-toplevel
+      windows = itertools.chain(windows, bands.group_windows(tile, self._spec, self._output))
     try:
       for win in windows:
         counters.inc("windows")
