@@ -226,3 +226,24 @@ def test_streamed_scene_with_extra_bands_matches_in_memory(tmp_path, shared_data
     outs[streamed], _ = read_raster(str(out / "restored" / "naip.tif"))
   a, b = outs[False][:, :, 3][hole].astype(float), outs[True][:, :, 3][hole].astype(float)
   assert np.abs(a - b).mean() < 3.0  # DN of 255.
+
+
+@pytest.mark.parametrize("method", ["guided", "model"])
+def test_engine_restores_every_band_as_the_pipeline_does(tmp_path, shared_data, mean_model, method):
+  """``cloudfill serve``'s engine (transforms.engine) gives the pipeline's bytes for a 4-band tile."""
+  from model_loader import native
+  from transforms.engine import EngineSpec, restore_array
+  from transforms.window import WindowSpec
+  _naip_crop(shared_data, tmp_path, "naip", h=150, w=170)
+  out = tmp_path / "out"
+  assert cli.main(["run", "--images", str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png",
+                   "--output", str(out), "--model", mean_model, "--config", "rgb8", "--extra-bands", method,
+                   "--no-report", "-q"]) == 0
+  got, _ = read_raster(str(out / "restored" / "naip.tif"))
+  tile = decode_pair(TilePair(str(tmp_path / "in" / "naip.tif"), "naip", str(tmp_path / "in" / "naip_mask.png")),
+                     DecodeSpec(mask=MaskSpec(source="file"), model_bands=3, value_range=(0, 255), extra_bands=method))
+  restored, _ = restore_array(tile.image, tile.mask, tile.profile, native.load(mean_model),
+                              EngineSpec(WindowSpec(64, 8, (0.0, 255.0)), batch_size=16, takes_context=False),
+                              tile.full, tile.layout)
+  assert restored.shape == got.shape == (150, 170, 4)
+  np.testing.assert_array_equal(restored, got)
