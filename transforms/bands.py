@@ -238,21 +238,25 @@ def restore_tile(tile, restored: np.ndarray, vrange: tuple[float, float],
 
 def scene_coefficients(src, layout: BandLayout, known: np.ndarray, vrange: tuple[float, float],
                        max_side: int = 1024) -> np.ndarray:
-  """:func:`fit_global` over a whole streamed scene, from a decimated read.
+  """:func:`fit_global` over a whole streamed scene, from every ``step``-th
+  pixel of every ``step``-th row (at most ``max_side``² pixels), read by stripes.
 
   Args:
     src: The scene open in rasterio.
     known: ``[H, W]`` bool known ground of the scene.
   """
-  from rasterio.enums import Resampling  # pylint: disable=import-outside-toplevel
-  from transforms.window import to_unit  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from transforms.scenes import STRIPE_ROWS, read_rows
+  from transforms.window import to_unit
   h, w = known.shape
   step = max(1, int(np.ceil(max(h, w) / max_side)))
-  rows, cols = np.arange(0, h, step), np.arange(0, w, step)
-  arr = src.read(out_shape=(src.count, len(rows), len(cols)), resampling=Resampling.nearest)
-  arr = np.moveaxis(arr, 0, -1)
-  k = known[np.ix_(rows, cols)][:arr.shape[0], :arr.shape[1]]
-  unit = to_unit(arr[:k.shape[0], :k.shape[1]], *vrange)
+  stripe = max(step, STRIPE_ROWS // step * step)
+  parts = []
+  for r0 in range(0, h, stripe):
+    rows = read_rows(src, r0, min(h, r0 + stripe), tuple(range(src.count)))
+    parts.append(rows[::step, ::step])
+  unit = to_unit(np.concatenate(parts, axis=0), *vrange)
+  k = known[::step, ::step]
   return fit_global(unit[:, :, list(layout.model)], unit[:, :, list(layout.extra)], k)
 
 
