@@ -254,7 +254,7 @@ def scene_coefficients(src, layout: BandLayout, known: np.ndarray, vrange: tuple
   parts = []
   for r0 in range(0, h, stripe):
     rows = read_rows(src, r0, min(h, r0 + stripe), tuple(range(src.count)))
-    parts.append(rows[::step, ::step])
+    parts.append(rows[::step, ::step].copy())  # A copy: a view would keep the whole stripe.
   unit = to_unit(np.concatenate(parts, axis=0), *vrange)
   k = known[::step, ::step]
   return fit_global(unit[:, :, list(layout.model)], unit[:, :, list(layout.extra)], k)
