@@ -236,19 +236,20 @@ def restore_tile(tile, restored: np.ndarray, vrange: tuple[float, float],
 # --------------------------------------------------------------------------- scenes
 
 
-def scene_coefficients(src, layout: BandLayout, known: np.ndarray, vrange: tuple[float, float],
+def scene_coefficients(src, layout: BandLayout, known, vrange: tuple[float, float],
                        max_side: int = 1024) -> np.ndarray:
   """:func:`fit_global` over a whole streamed scene, from every ``step``-th
   pixel of every ``step``-th row (at most ``max_side``² pixels), read by stripes.
 
   Args:
     src: The scene open in rasterio.
-    known: ``[H, W]`` bool known ground of the scene.
+    known: ``known(a, b, step)`` -> known ground of rows ``[a, b)``, every
+      ``step``-th pixel (bool ``[(b - a) / step, W / step]``).
   """
   # pylint: disable=import-outside-toplevel
   from transforms.scenes import STRIPE_ROWS, read_rows
   from transforms.window import to_unit
-  h, w = known.shape
+  h, w = src.height, src.width
   step = max(1, int(np.ceil(max(h, w) / max_side)))
   stripe = max(step, STRIPE_ROWS // step * step)
   parts = []
@@ -256,7 +257,7 @@ def scene_coefficients(src, layout: BandLayout, known: np.ndarray, vrange: tuple
     rows = read_rows(src, r0, min(h, r0 + stripe), tuple(range(src.count)))
     parts.append(rows[::step, ::step].copy())  # A copy: a view would keep the whole stripe.
   unit = to_unit(np.concatenate(parts, axis=0), *vrange)
-  k = known[::step, ::step]
+  k = known(0, h, step)
   return fit_global(unit[:, :, list(layout.model)], unit[:, :, list(layout.extra)], k)
 
 
@@ -330,7 +331,8 @@ class SceneBands:
                halo: int = 4 * ctx.GUIDE_RADIUS):
     self.layout: BandLayout = ref.layout
     self._mask, self._vrange = mask, vrange
-    self._known = ref.known()
+    # Known ground is derived a stripe at a time (a scene-sized copy is 64 MB at 8000²).
+    self._outside = [a for a in (ref.nodata(), ref.unfilled()) if a is not None]
     self._nodata = ref.profile.get("nodata")
     self._groups = self.layout.groups() if self.layout.method == "model" else []
     guided = self.layout.method == "guided" and bool(self.layout.extra)
@@ -341,8 +343,15 @@ class SceneBands:
     self._loaded: dict[int, list] = {g: [] for g in self._pending}
     self.infer_seconds = 0.0
 
+  def _known(self, a: int, b: int, step: int = 1) -> np.ndarray:
+    """``[(b - a) / step, W / step]`` bool known ground of rows ``[a, b)``, every ``step``-th pixel."""
+    k = ~self._mask[a:b:step, ::step]
+    for outside in self._outside:
+      k &= ~outside[a:b:step, ::step]
+    return k
+
   def start(self, src) -> None:
-    """Fits the scene's global regression (``guided``) from a decimated read of ``src``."""
+    """Fits the scene's global regression (``guided``) from every n-th pixel of ``src``."""
     if self._halo and self._mask.any():
       self._coef = scene_coefficients(src, self.layout, self._known, self._vrange)
 
@@ -378,7 +387,7 @@ class SceneBands:
       self._loaded[g] = [r for r in loaded if r.y + r.h > r1]
     if self._halo and m.any():
       out[:, :, list(layout.extra)] = fill_rows_guided(
-          raw, restored, self._known[a:a + raw.shape[0]], self._mask[a:a + raw.shape[0]], top, layout,
+          raw, restored, self._known(a, a + raw.shape[0]), self._mask[a:a + raw.shape[0]], top, layout,
           self._vrange, self._nodata, self._coef)
     return out
 
