@@ -25,7 +25,7 @@ from transforms.masks import MaskSpec
 from transforms.match import check_template
 from transforms.neighbours import NeighbourSpec
 from transforms.prepare import PrepareSpec
-from transforms.scenes import SceneWriteSpec
+from transforms.scene_write import SceneWriteSpec
 from transforms.tiling import WindowSpec
 from transforms.write import WriteSpec
 
@@ -172,7 +172,8 @@ def from_options(args: argparse.Namespace, card: ModelCard, model_uri: str, run_
                       window=card.window, overlap=card.overlap, weights_sha256=card.weights_sha256),
       decode=DecodeSpec(mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
                         nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
-                        max_pixels=args.max_pixels, value_range=vrange),
+                        max_pixels=args.max_pixels, value_range=vrange,
+                        extra_bands=getattr(args, "extra_bands", None) or DecodeSpec.extra_bands),
       prepare=prepare_spec(args, card, mask, vrange),
       window=WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
       preview=not args.no_preview,

@@ -20,6 +20,7 @@ import yaml
 
 import configs
 from pipeline.usage import OneLineParser, UsageError, check_beam_args
+from transforms import bands as bands_lib
 from transforms.decode import DecodeSpec
 from transforms.guide import GuideSpec
 from transforms.infer import InferSpec
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "mask_bits": None, "mask_values": None, "cog": False, "co": None,
     "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
     "guide_resampling": GuideSpec.resampling, "no_preview": False, "neighbour_margin": None,
+    "extra_bands": bands_lib.DEFAULT_METHOD,
 }
 
 
@@ -204,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help=f"Resampling of guides on another grid (default {DEFAULTS['guide_resampling']}).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_bands, default=None, help="1-based bands to restore, e.g. 4,3,2.")
+  b.add_argument("--extra-bands", choices=bands_lib.METHODS, default=None,
+                 help="How the holes of the bands the model does not restore are filled (every band "
+                      "comes out): guided = regressed on the restored model bands by a local linear fit "
+                      "plus its residual (default); model = through the model in groups of its band count.")
   b.add_argument("--value-range", type=_range, default=None,
                  help="LO,HI mapped to the model's 0…1 (default: the dtype's range).")
   i = p.add_argument_group("inference")
@@ -260,7 +266,7 @@ _CONFIG_TYPES: dict[str, Any] = {
 _CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog",
                  "nodata_border", "no_preview")
 _CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model",
-                   "guide_masks", "guide_resampling")
+                   "guide_masks", "guide_resampling", "extra_bands")
 EXPECT_KEYS = ("dtypes", "bands", "band_names", "value_ranges")
 
 
@@ -274,6 +280,8 @@ def _config_value(path: str, key: str, value: Any) -> Any:
     return list(items)
   if key == "guide_resampling" and value not in ("bilinear", "nearest"):
     raise UsageError(f"{where} must be bilinear or nearest, got {value!r}")
+  if key == "extra_bands" and value not in bands_lib.METHODS:
+    raise UsageError(f"{where} must be guided or model, got {value!r}")
   if key in _CONFIG_BOOLS:
     if not isinstance(value, bool):
       raise UsageError(f"{where} must be true or false, got {value!r}")

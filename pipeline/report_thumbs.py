@@ -55,12 +55,15 @@ _COLOUR_WORDS = {"red": ("red", "b4", "b04"), "green": ("green", "b3", "b03"),
                  "blue": ("blue", "b2", "b02")}
 
 
-def display_bands(descriptions: Sequence[Optional[str]], count: int) -> tuple[list[int], str]:
+def display_bands(descriptions: Sequence[Optional[str]], count: int,
+                  model_bands: Optional[Sequence[int]] = None) -> tuple[list[int], str]:
   """Which bands to show as red, green, blue, and a note saying which.
 
   Bands whose descriptions name red, green and blue are shown in that order;
-  otherwise the first three bands as RGB; one or two bands as grey (the
-  first).
+  otherwise the three bands the model restored (``model_bands``, 1-based, from
+  the metrics line's ``bands``: ``--bands`` or the profile's, e.g. B04,B03,B02
+  of a 13-band Sentinel-2 scene); otherwise the first three bands as RGB; one
+  or two bands as grey (the first).
 
   Returns:
     (0-based band indices, note).
@@ -78,6 +81,10 @@ def display_bands(descriptions: Sequence[Optional[str]], count: int) -> tuple[li
     idx = [found["red"], found["green"], found["blue"]]
     return idx, ("true colour: bands " + ",".join(str(i + 1) for i in idx)
                  + " (described as red, green, blue) shown as R,G,B")
+  if model_bands and len(model_bands) == 3 and all(1 <= b <= count for b in model_bands):
+    idx = [int(b) - 1 for b in model_bands]
+    return idx, (f"the model's bands {','.join(str(b) for b in model_bands)} of {count} shown as R,G,B "
+                 "(--bands or the profile's bands)")
   return [0, 1, 2], (f"bands 1,2,3 of {count} shown as R,G,B (no band descriptions name red, "
                      "green and blue: false colour possible)")
 
@@ -163,7 +170,11 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE,
   classes = layers.read_provenance(output_dir, row, before.shape[:2]) if output_dir else None
   if classes is not None:
     changed = np.isin(classes, (1, 2))
-  bands, note = display_bands(info["descriptions"], before.shape[2])
+  layout = (row.get("metrics") or {}).get("bands") or {}
+  bands, note = display_bands(info["descriptions"], before.shape[2], layout.get("model"))
+  if layout.get("extra"):
+    note += (f"; every band comes out: bands {','.join(map(str, layout['extra']))} filled "
+             f"({layout.get('extra_method')})")
   valid = layers.stretch_pixels(before, changed, info.get("nodata"))
   if classes is not None:
     valid &= classes == 0

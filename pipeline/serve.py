@@ -75,7 +75,7 @@ def load_service(spec: ServeSpec, model_uri: Optional[str], config: Optional[str
                                     dilate=settings["dilate"] or 0, nodata=settings["nodata"]),
                       bands=tuple(settings["bands"] or ()), model_bands=card.bands,
                       nan_as_missing=bool(settings["nan_as_missing"]), max_pixels=spec.max_pixels,
-                      scene_pixels=0)
+                      scene_pixels=0, extra_bands=settings.get("extra_bands") or "guided")
   temp = tempfile.mkdtemp(prefix="cloudfill-serve-")
   return Service(spec=spec, card=card, predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000,
                                                                share=spec.share_batches),

@@ -154,7 +154,8 @@ def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   _checked_inputs(svc, inputs)
   tile = decode_request(inputs.image, inputs.mask, svc.decode, inputs.source, inputs.mtime)
   start = time.perf_counter()
-  restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine)
+  restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine,
+                                    tile.full, tile.layout)  # Every band comes out.
   # The pipeline's own encoder and tags (transforms.write), so the bytes match `cloudfill run`.
   tags = provenance_tags(tile.pair, svc.card.version, svc.card.weights_sha256)
   if tile.profile["ext"].lower() in TIFF_EXTS:

@@ -190,7 +190,8 @@ def test_a_scene_whose_file_changes_after_decoding_fails_alone(tmp_path):
   """CutWindows re-reads a scene's rows; if its file was cut short meanwhile,
   the scene becomes a ``window`` failure that its assembly turns into a dead letter."""
   from transforms.records import WindowFailure
-  from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec
+  from transforms.scene_write import AssembleScenes, SceneWriteSpec
+  from transforms.scenes import SceneRef
   from transforms.window import FAILED_WINDOWS, CutWindows, WindowSpec
   a = np.random.default_rng(5).integers(1000, 9000, (300, 300, 3)).astype(np.uint16)
   write_geotiff(str(tmp_path / "s.tif"), a)

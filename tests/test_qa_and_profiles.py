@@ -157,8 +157,9 @@ def test_sentinel2_l1c_run_restores_red_green_blue(tmp_path, shared_data, mean_m
     src, _ = read_raster(os.path.join(shared_data, S2_L1C.format(i)))
     got, _ = read_raster(str(out / "restored" / f"s2_{i}.tif"))
     mask = np.asarray(Image.open(os.path.join(shared_data, "cloud_masks", "eolearn_clm", f"clm_{clm:02d}.png"))) > 0
-    rgb = got[:, :, [3, 2, 1]] if got.shape[2] == 13 else got  # B04,B03,B02 (all 13 bands once every band comes out)
-    np.testing.assert_array_equal(rgb[~mask], src[:, :, [3, 2, 1]][~mask])
+    assert got.shape == src.shape  # Every band comes out (issue 12.2); --bands 4,3,2 was 3 bands out.
+    np.testing.assert_array_equal(got[~mask], src[~mask])
+    rgb = got[:, :, [3, 2, 1]]  # B04,B03,B02, the bands the model restored.
     assert np.all(rgb[mask] > 0) and np.all(rgb[mask] <= 1.0)  # Filled on the 0…1 scale, not black.
 
 

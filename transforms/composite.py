@@ -16,9 +16,10 @@ from typing import Iterable, Optional
 import apache_beam as beam
 import numpy as np
 
+from transforms import bands as bands_lib
 from transforms import counters, footprint
 from transforms.records import DEAD, DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
-from transforms.scaling import from_unit, value_range
+from transforms.scaling import from_unit, to_unit, value_range
 from transforms.tiling import feather
 
 # Models without a ``context`` input (card 1.0 and older) see one window only.
@@ -75,7 +76,7 @@ def sparsify(win: Window, overlap: int) -> WindowResult:
   return WindowResult(y=win.y, x=win.x, h=h, w=w,
                       values=np.asarray(win.restored[:h, :w][holes], np.float32),
                       weights=feather(size, overlap)[:h, :w][holes],
-                      seconds=win.seconds)
+                      seconds=win.seconds, group=win.group)
 
 
 def blend(mask: np.ndarray, results: Iterable[WindowResult], bands: int) -> np.ndarray:
@@ -198,7 +199,11 @@ class CompositeTiles(beam.DoFn):
         continue
       start = time.perf_counter()
       try:
-        restored = composite(tile.image, tile.mask, results, self._vrange, tile.profile.get("nodata"))
+        restored = composite(tile.image, tile.mask, [r for r in results if not r.group], self._vrange,
+                             tile.profile.get("nodata"))
+        if tile.layout is not None:  # Every band comes out (transforms.bands).
+          restored = restore_extra_bands(tile, restored, value_range(tile.profile["dtype"], self._vrange),
+                                         results)
         restored, prov, extra = finish_tile(tile, restored)
       except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")
@@ -211,3 +216,46 @@ class CompositeTiles(beam.DoFn):
       timings = dict(tile.timings, window_infer=float(sum(r.seconds for r in results)), composite=seconds)
       yield RestoredTile(tile=dataclasses.replace(tile, timings=timings), restored=restored,
                          windows=len(results), provenance=prov, metrics=extra)
+
+
+def restore_extra_bands(tile, restored: np.ndarray, vrange: tuple[float, float],
+                 results: Iterable = ()) -> np.ndarray:
+  """The whole restored tile, every band, from its restored model bands.
+
+  Args:
+    tile: A :class:`transforms.records.Tile` with ``full`` and ``layout``.
+    restored: ``[H, W, M]`` the composited model bands, input dtype.
+    vrange: The 0…1 scaling ``(lo, hi)``.
+    results: The tile's window results; those of ``group >= 1`` are the
+      extra bands' (``--extra-bands model``).
+
+  Returns:
+    ``[H, W, count]`` input dtype: the input with every band's holes filled.
+  """
+  layout = tile.layout
+  out = tile.full.copy()
+  out[:, :, list(layout.model)] = restored
+  extra = list(layout.extra)
+  if not extra or not tile.mask.any():
+    return out
+  nodata = tile.profile.get("nodata")
+  if layout.method == "model":
+    by_group: dict[int, list] = {}
+    for r in results:
+      by_group.setdefault(getattr(r, "group", 0), []).append(r)
+    done = set()
+    for g, group in enumerate(layout.groups(), start=1):
+      filled = composite(tile.full[:, :, list(group)], tile.mask, by_group.get(g, []), vrange, nodata)
+      for j, b in enumerate(group):
+        if b not in done:
+          out[:, :, b] = filled[:, :, j]
+          done.add(b)
+    return out
+  lo, hi = vrange
+  hole = tile.mask
+  filled = bands_lib.guided_extra(to_unit(tile.full[:, :, extra], lo, hi), to_unit(restored, lo, hi),
+                        tile.known(), hole)
+  sub = out[:, :, extra]
+  sub[hole] = to_dtype(filled[hole], str(out.dtype), vrange, nodata)
+  out[:, :, extra] = sub
+  return out

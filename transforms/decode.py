@@ -9,8 +9,8 @@ from typing import Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
+from transforms import bands as bands_lib
 from transforms import counters, masks, raster_open, scenes
 from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, select_bands, split_ext
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
@@ -37,6 +37,8 @@ class DecodeSpec:
       path (:mod:`transforms.scenes`).
     value_range: ``--value-range`` (LO, HI), or None. Float input without
       it must hold known values in 0…1 (the default range), else it is refused.
+    extra_bands: How the bands beyond the model's are filled (``--extra-bands``:
+      ``guided`` or ``model``, see :mod:`transforms.bands`); every band is kept.
   """
 
   mask: masks.MaskSpec = masks.MaskSpec()
@@ -46,8 +48,11 @@ class DecodeSpec:
   max_pixels: int = DEFAULT_MAX_PIXELS
   scene_pixels: int = 2048 * 2048
   value_range: Optional[tuple[float, float]] = None
+  extra_bands: str = bands_lib.DEFAULT_METHOD
 
   def __post_init__(self):
+    if self.extra_bands not in bands_lib.METHODS:
+      raise ValueError(f"--extra-bands must be one of {', '.join(bands_lib.METHODS)}, got {self.extra_bands!r}")
     bad = [b for b in self.bands if not isinstance(b, int) or b < 1]
     if bad:
       raise ValueError(f"--bands are 1-based band numbers; got {bad}")
@@ -78,7 +83,8 @@ def _check_size_dtype(profile: dict, h: int, w: int, spec: DecodeSpec) -> None:
 
 
 def _band_index(count: int, spec: DecodeSpec) -> tuple[int, ...]:
-  """0-based bands to restore, after removing a probability band."""
+  """0-based bands the model restores, after removing a probability band:
+  ``--bands``, else the first ``model_bands`` (the others are extra bands)."""
   if spec.mask.band is not None and not 1 <= spec.mask.band <= count:
     raise ValueError(f"mask band {spec.mask.band} out of range: the image has {count} bands")
   keep = [i for i in range(count) if spec.mask.band is None or i != spec.mask.band - 1]
@@ -87,10 +93,24 @@ def _band_index(count: int, spec: DecodeSpec) -> tuple[int, ...]:
     if bad:
       raise ValueError(f"--bands {bad} out of range: the image has {len(keep)} bands")
     keep = [keep[b - 1] for b in spec.bands]
+  elif spec.model_bands is not None and len(keep) > spec.model_bands:
+    keep = keep[:spec.model_bands]  # The rest are extra bands (transforms.bands).
   if spec.model_bands is not None and len(keep) != spec.model_bands:
     raise ValueError(f"the image has {len(keep)} bands but the model takes "
                      f"{spec.model_bands}; select bands with --bands")
   return tuple(keep)
+
+
+def _layout(count: int, band_index: tuple[int, ...], spec: DecodeSpec):
+  """The image's :class:`transforms.bands.BandLayout`, or None when the model takes it whole."""
+  return bands_lib.layout_of(count, band_index, spec.mask.band, spec.extra_bands)
+
+
+def _checked(values: np.ndarray, layout) -> np.ndarray:
+  """The bands whose values are checked (NaN, range): all but a probability band."""
+  if layout is None:
+    return values
+  return values[:, :, list(layout.model) + list(layout.extra)]
 
 
 def _with_nan(values: np.ndarray, mask: np.ndarray, spec: DecodeSpec, where: str = "") -> np.ndarray:
@@ -128,6 +148,8 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
   h, w = profile["height"], profile["width"]
   _check_size_dtype(profile, h, w, spec)
   band_index = _band_index(profile["count"], spec)
+  layout = _layout(profile["count"], band_index, spec)
+  checked = band_index if layout is None else list(layout.model) + list(layout.extra)
   mask_values = _read_mask(pair, h, w, spec)
   mask = np.zeros((h, w), bool)
   with scenes.gdal_env(), rasterio.open(local) as src:
@@ -137,11 +159,15 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       part = None if mask_values is None else mask_values[r0:r1]
       m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
-        m = _with_nan(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
-        _check_float(rows[:, :, band_index], m, spec, f" in rows {r0}-{r1}")
+        m = _with_nan(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}")
+        _check_float(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}")
       mask[r0:r1] = m
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
+  if layout is not None:  # Every band comes out: the profile stays the input's.
+    return scenes.SceneRef(pair=pair, local_path=local, profile=profile, band_index=band_index,
+                           packed_mask=np.packbits(mask, axis=None), layout=layout,
+                           notes={"bands": layout.describe()})
   return scenes.SceneRef(pair=pair, local_path=local, profile=select_bands(profile, band_index),
                          band_index=band_index, packed_mask=np.packbits(mask, axis=None))
 
@@ -207,14 +233,15 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
   h, w, _ = image.shape
   _check_size_dtype(profile, h, w, spec)
   band_index = _band_index(image.shape[2], spec)
+  layout = _layout(image.shape[2], band_index, spec)
   mask_values = _read_mask(pair, h, w, spec)
   mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
-  image = np.ascontiguousarray(image[:, :, band_index])
-  profile = select_bands(dict(profile, descriptions=[profile["descriptions"][i] for i in band_index]),
-                         band_index)
   if image.dtype.kind == "f":
-    mask = _with_nan(image, mask, spec)
-    _check_float(image, mask, spec)
+    mask = _with_nan(_checked(image, layout), mask, spec)
+    _check_float(_checked(image, layout), mask, spec)
+  if layout is not None:  # Every band comes out: the profile stays the input's (transforms.bands).
+    return Tile(pair=pair, image=np.ascontiguousarray(image[:, :, band_index]), mask=mask,
+                profile=profile, full=image, layout=layout, notes={"bands": layout.describe()})
   return Tile(pair=pair, image=image, mask=mask, profile=profile)
 
 

@@ -17,14 +17,15 @@ e.g. :class:`model_loader.native.LoadedModel` or the server's micro-batcher.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from transforms.composite import composite, finish_tile, window_result
+
+from transforms.composite import composite, finish_tile, restore_extra_bands, window_result
 from transforms.prepare import PrepareSpec, prepare_tile
 from transforms.records import Tile, TilePair
-from transforms.window import WindowSpec, cut, tile_context
+from transforms.window import WindowSpec, cut, group_windows, tile_context, value_range
 
 # ``predict(images [N, S, S, C] float32 0…1, masks [N, S, S, 1] float32 1=missing,
 # context=…, guide=…, guide_mask=… [N, S, S, *]) -> restored [N, S, S, C] float32 0…1``
@@ -55,7 +56,8 @@ class EngineSpec:
 
 
 def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
-                  predict: Predict, spec: EngineSpec) -> tuple[np.ndarray, int]:
+                  predict: Predict, spec: EngineSpec, full: Optional[np.ndarray] = None,
+                  layout: Any = None) -> tuple[np.ndarray, int]:
   """The restored tile and how many windows went through the model.
 
   Args:
@@ -66,21 +68,26 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
       :class:`transforms.records.Tile`).
     predict: The model (see :data:`Predict`).
     spec: Windows and batching.
+    full, layout: Every band of the input and its
+      :class:`transforms.bands.BandLayout` (``Tile.full``, ``Tile.layout``),
+      when ``image`` holds only the model's bands: every band comes out.
 
   Returns:
-    ``([H, W, C]`` in the input dtype, windows): known pixels bit-identical,
-    missing ones filled.
+    ``([H, W, C]`` in the input dtype (``[H, W, count]`` with ``full``),
+    windows): known pixels bit-identical, missing ones filled.
 
   Raises:
     ValueError: a window the model left uncovered, or a wrong output shape.
   """
   tile = Tile(pair=TilePair(image_path="<memory>", stem="tile", mask_path=None),
-              image=image, mask=mask, profile=profile)
+              image=image, mask=mask, profile=profile, full=full, layout=layout)
   tile = prepare_tile(tile, PrepareSpec(value_range=spec.window.value_range))
   if not tile.known().any():
     raise ValueError("no known pixel inside the footprint")
   fill, mapped = tile_context(tile, spec.window)
   windows = list(cut(tile, spec.window, fill, mapped))
+  if layout is not None:  # --extra-bands model: the band groups' windows too.
+    windows += list(group_windows(tile, spec.window, ""))
   results = []
   for i in range(0, len(windows), spec.batch_size):
     batch = windows[i:i + spec.batch_size]
@@ -92,7 +99,10 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
       raise ValueError(f"the model returned shape {restored.shape} for input {images.shape}")
     for w, r in zip(batch, restored):
       results.append(window_result(w, r, spec.window.overlap, spec.takes_context))
-  out = composite(tile.image, tile.mask, results, spec.window.value_range, profile.get("nodata"))
+  out = composite(tile.image, tile.mask, [r for r in results if not r.group], spec.window.value_range,
+                  profile.get("nodata"))
+  if layout is not None:
+    out = restore_extra_bands(tile, out, value_range(profile["dtype"], spec.window.value_range), results)
   out, _, _ = finish_tile(tile, out)
   return out, len(windows)
 

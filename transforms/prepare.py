@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import counters, footprint, guide, neighbours, scene_context, scenes
+from transforms import bands, counters, footprint, guide, neighbours, scene_context, scenes
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
 from transforms.scaling import to_unit, value_range
 
@@ -51,6 +51,7 @@ def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
   if ref is None:
     counters.inc("unguided_missing_guide")
     return dataclasses.replace(tile, notes=dict(tile.notes, guided=False, guide="missing"))
+  spec = bands.for_model_bands(spec, tile.layout)
   h, w = tile.mask.shape
   values, valid = guide.read_whole(ref, guide.Grid.of(tile.profile, h, w), tile.image.shape[2],
                                    tile.profile["dtype"], spec)
@@ -70,7 +71,8 @@ def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
     return tile
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
   context = neighbours.extended_context(me, headers, to_unit(tile.image, lo, hi),
-                                        tile.known().astype(np.float32), spec.neighbours, lo, hi)
+                                        tile.known().astype(np.float32),
+                                        bands.for_model_bands(spec.neighbours, tile.layout), lo, hi)
   if context is None:
     return tile
   counters.inc("context_with_neighbours")
@@ -96,7 +98,7 @@ def _scene_guide(ref: scenes.SceneRef, spec: guide.GuideSpec) -> scenes.SceneRef
     return dataclasses.replace(ref, notes=dict(ref.notes, guided=False, guide="missing"))
   h, w = ref.shape
   with guide.AlignedGuide(g, guide.Grid.of(ref.profile, h, w), len(ref.band_index),
-                          ref.profile["dtype"], spec):
+                          ref.profile["dtype"], bands.for_model_bands(spec, ref.layout)):
     pass
   counters.inc("guided")
   return dataclasses.replace(ref, guide=g, notes=dict(ref.notes, guided=True, guide_path=g.path))

@@ -79,6 +79,11 @@ class Tile:
     context: ``[H, W, C]`` float32 0…1, the tile's unguided context computed
       over its neighbours too (:mod:`transforms.neighbours`), or None (the
       window stage computes it from the tile alone).
+    full: ``[H, W, count]`` the input's every band in its dtype and order,
+      when ``image`` is not all of it (see :mod:`transforms.bands`); None =
+      ``image`` is the whole input.
+    layout: A :class:`transforms.bands.BandLayout` (which bands ``image``
+      holds, how the others are filled), with ``full``.
   """
 
   pair: TilePair
@@ -92,6 +97,8 @@ class Tile:
   guide_valid: Optional[np.ndarray] = None
   notes: dict[str, Any] = dataclasses.field(default_factory=dict)
   context: Optional[np.ndarray] = None
+  full: Optional[np.ndarray] = None
+  layout: Any = None
 
   def known(self) -> np.ndarray:
     """``[H, W]`` bool: known ground (not missing, inside the footprint, not unfilled)."""
@@ -131,6 +138,8 @@ class Window:
     guide: ``[S, S, C]`` float32 0…1, the guide mapped to the target's
       radiometry (0 where unusable), or None.
     guide_mask: ``[S, S, 1]`` float32, 1 = guide missing; with ``guide``.
+    group: 0 for the model bands; ``g >= 1`` for the ``g``-th group of extra
+      bands (``--extra-bands model``, :meth:`transforms.bands.BandLayout.groups`).
   """
 
   tile_key: str
@@ -146,6 +155,7 @@ class Window:
   context: Optional[np.ndarray] = None
   guide: Optional[np.ndarray] = None
   guide_mask: Optional[np.ndarray] = None
+  group: int = 0
 
   def model_inputs(self) -> dict[str, np.ndarray]:
     """The arrays of the model's ``restore`` signature, by input name; a
@@ -172,6 +182,7 @@ class WindowResult:
       inside the tile, in row-major order.
     weights: ``[n]`` float32 feathering weights of those pixels.
     seconds: Seconds spent on this window.
+    group: The window's band group (``Window.group``).
   """
 
   y: int
@@ -181,6 +192,7 @@ class WindowResult:
   values: np.ndarray
   weights: np.ndarray
   seconds: float = 0.0
+  group: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +266,8 @@ class RestoredTile:
 
   Attributes:
     tile: The decoded input.
-    restored: ``[H, W, C]`` in the input dtype.
+    restored: ``[H, W, count]`` in the input dtype: every band of the input
+      (``Tile.full``), in its order.
     windows: How many windows went through the model.
     provenance: ``[H, W]`` uint8 classes of the output's pixels (0 observed,
       1 generated, 2 generated with a guide date, 3 left unfilled, 255

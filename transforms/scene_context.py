@@ -32,6 +32,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from transforms import context as ctx
+from transforms.bands import for_model_bands
 from transforms import regression
 from transforms import footprint, preview
 from transforms.guide import AlignedGuide, GuideSpec, Grid
@@ -111,7 +112,7 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
   aligned = None
   if ref.guide is not None and guide_spec is not None:
     aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index),
-                           ref.profile["dtype"], guide_spec).__enter__()
+                           ref.profile["dtype"], for_model_bands(guide_spec, ref.layout)).__enter__()
 
   lo, hi = value_range(ref.profile["dtype"], spec.value_range)
   halo = size // 2

@@ -16,7 +16,8 @@ import dataclasses
 import apache_beam as beam
 
 from transforms.records import DEAD
-from transforms.scenes import AssembleScenes, SceneRef, SceneWriteSpec, is_scene
+from transforms.scene_write import AssembleScenes, SceneWriteSpec
+from transforms.scenes import SceneRef, is_scene
 
 
 def keyed(ref: SceneRef) -> tuple[str, SceneRef]:

@@ -12,6 +12,7 @@ The geometry (window starts, feathering, padding, :class:`WindowSpec`,
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Iterator, Optional
 
 import apache_beam as beam
@@ -92,6 +93,8 @@ class CutWindows(beam.DoFn):
       if self._preview and self._output:
         preview.write_tile_preview(self._output, tile, fill, self._spec.value_range)
       windows = cut(tile, self._spec, fill, mapped)
+    if getattr(tile, "layout", None) is not None and tile.layout.method == "model":
+      windows = itertools.chain(windows, group_windows(tile, self._spec, self._output))
     try:
       for win in windows:
         counters.inc("windows")
@@ -126,3 +129,24 @@ class WindowTiles(beam.PTransform):
   def expand(self, tiles):
     return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview, self.guide_spec)
                                        ).with_outputs(FAILED_WINDOWS, main="windows")
+
+
+def group_windows(item, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
+  """The windows of every band group of a tile's or scene's extra bands
+  (``--extra-bands model``, :meth:`transforms.bands.BandLayout.groups`),
+  ``Window.group`` set; unguided, and each group with its own context (its
+  own push-pull, or for a scene its own low-resolution pass)."""
+  layout = item.layout
+  if layout is None or layout.method != "model" or not layout.extra:
+    return
+  for g, bands in enumerate(layout.groups(), start=1):
+    if isinstance(item, Tile):
+      part = dataclasses.replace(item, image=np.ascontiguousarray(item.full[:, :, list(bands)]),
+                                 guide=None, guide_valid=None, context=None)
+      fill, _ = tile_context(part, spec)
+      windows = cut(part, spec, fill)
+    else:
+      windows = scene_context.cut_scene(dataclasses.replace(item, band_index=tuple(bands), guide=None),
+                                        spec, output_dir, None, write_preview=False)
+    for win in windows:
+      yield dataclasses.replace(win, group=g)

@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import counters, geotiff_out, metrics, provenance
+from transforms import bands, counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
 from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes,
@@ -141,9 +141,12 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
       raise ValueError(f"reference {ref_path} is {ref.shape}, the tile {item.restored.shape}")
     truth, raw = to_unit(ref, lo, hi), ref
   elif spec.evaluate:
-    truth, raw = to_unit(tile.image, lo, hi), tile.image
+    raw = bands.full_image(tile)  # Every band: the output has them all (transforms.bands).
+    truth = to_unit(raw, lo, hi)
   if truth is not None:
     out.update(metrics.quality(unit, truth, tile.mask))
+    if unit.shape[2] > 1:
+      out["psnr_bands"] = bands.per_band_psnr(unit, truth, tile.mask)
     known = ~tile.mask & ~provenance.nodata_pixels(raw, tile.profile.get("nodata"))
     out.update(stretched_quality(item.restored, raw, known, tile.mask))
   return out

@@ -6,7 +6,6 @@ import statistics
 import time
 from typing import Any, Callable
 
-import numpy as np
 
 from benchmarks import common
 from benchmarks import fillers as classical
