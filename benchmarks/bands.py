@@ -5,7 +5,7 @@ NAIP or Sentinel-2 L2A RGBN stack, ten of the 13 bands of a Sentinel-2 L1C
 scene beside B04,B03,B02) are filled either
 
 * ``guided``: regressed on the restored model bands (a global least-squares
-  fit, then :func:`transforms.context.guided_fill`'s local linear fit plus
+  fit, then :func:`transforms.regression.guided_fill`'s local linear fit plus
   interpolated residual; :func:`transforms.bands.guided_extra`), or
 * ``model``: through the model in groups of its band count (the last group
   padded by repeating a band).
@@ -51,6 +51,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common  # noqa: E402
+from transforms import context as ctx  # noqa: E402
 
 DATA = os.environ.get("CLOUDFILL_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
 METHODS = ("guided", "model")
@@ -162,7 +163,6 @@ def _stretch_psnr(restored: np.ndarray, truth: np.ndarray, known: np.ndarray, ho
 
 def _push_pull(image: np.ndarray, known: np.ndarray, vrange: tuple[float, float]) -> np.ndarray:
   """Each band's own push-pull fill (the context the model corrects), in the input's scale."""
-  from transforms import context as ctx  # pylint: disable=import-outside-toplevel
   lo, hi = vrange
   unit = (image.astype(np.float32) - lo) / (hi - lo)
   return ctx.push_pull(unit, known.astype(np.float32)) * (hi - lo) + lo

@@ -12,7 +12,7 @@ B04,B03,B02) get their holes filled too, by one of two methods
   restored model bands. A global least-squares fit over the known pixels
   turns the model bands into one synthetic band per extra band; that
   synthetic band then guides the extra band exactly as a guide date guides a
-  target (:func:`transforms.context.guided_fill`: a guided-filter style local
+  target (:func:`transforms.regression.guided_fill`: a guided-filter style local
   linear fit on the known pixels around the hole, plus the fit's residual
   interpolated into the hole by push-pull). In the hole, the extra band thus
   follows the texture the model put into the model bands.
