@@ -51,6 +51,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common  # noqa: E402
+from benchmarks.bands_large import bench_large  # noqa: E402
 from transforms import context as ctx  # noqa: E402
 
 DATA = os.environ.get("CLOUDFILL_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -88,31 +89,51 @@ class BandSet:
   guided_by_previous: bool = False
 
 
-SETS = {s.name: s for s in (
-    BandSet("naip", tuple(f"naip_5m/m_4709963_se_14_1_{d}.tif"
-                          for d in ("20090818", "20120731", "20150926", "20170827", "20190904")),
-            ("red", "green", "blue", "nir"), (1, 2, 3), ("--config", "rgb8"), "ukis", 255),
-    BandSet("s2l2a", ("multidate/s2l2a_T33UUP_20210617_RGBN.tif", "multidate/s2l2a_T33UUP_20210925_RGBN.tif"),
-            ("B04", "B03", "B02", "B08"), (1, 2, 3), ("--config", "sentinel2_l2a", "--dilate", "0"),
-            "ukis", 10000),
-    BandSet("naip_guide", tuple(f"naip_5m/m_4709963_se_14_1_{d}.tif"
-                                for d in ("20090818", "20120731", "20150926", "20170827", "20190904")),
-            ("red", "green", "blue", "nir"), (1, 2, 3), ("--config", "rgb8"), "ukis", 255,
-            guided_by_previous=True),
-    BandSet("s2l2a_guide", ("multidate/s2l2a_T33UUP_20210617_RGBN.tif", "multidate/s2l2a_T33UUP_20210925_RGBN.tif"),
-            ("B04", "B03", "B02", "B08"), (1, 2, 3), ("--config", "sentinel2_l2a", "--dilate", "0"),
-            "ukis", 10000, guided_by_previous=True),
-    BandSet("s2l1c", tuple(f"sentinel2/eolearn_reference_{i}.tif" for i in range(5)),
-            ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"),
-            (4, 3, 2), ("--config", "sentinel2_l1c", "--dilate", "0"), "clm", 1.0, per_file=4),
-)}
+SETS = {
+    s.name: s for s in (
+        BandSet(
+            "naip",
+            tuple(
+                f"naip_5m/m_4709963_se_14_1_{d}.tif"
+                for d in ("20090818", "20120731", "20150926", "20170827",
+                          "20190904")), ("red", "green", "blue", "nir"), (1, 2, 3), ("--config", "rgb8"), "ukis", 255),
+        BandSet("s2l2a", ("multidate/s2l2a_T33UUP_20210617_RGBN.tif", "multidate/s2l2a_T33UUP_20210925_RGBN.tif"), (
+            "B04", "B03", "B02", "B08"), (1, 2, 3), ("--config", "sentinel2_l2a", "--dilate", "0"), "ukis", 10000),
+        BandSet("naip_guide",
+                tuple(f"naip_5m/m_4709963_se_14_1_{d}.tif"
+                      for d in ("20090818", "20120731", "20150926", "20170827",
+                                "20190904")), ("red", "green", "blue", "nir"), (1, 2, 3), ("--config", "rgb8"),
+                "ukis",
+                255,
+                guided_by_previous=True),
+        BandSet("s2l2a_guide", ("multidate/s2l2a_T33UUP_20210617_RGBN.tif",
+                                "multidate/s2l2a_T33UUP_20210925_RGBN.tif"), ("B04", "B03", "B02",
+                                                                              "B08"), (1, 2,
+                                                                                       3), ("--config", "sentinel2_l2a",
+                                                                                            "--dilate", "0"),
+                "ukis",
+                10000,
+                guided_by_previous=True),
+        BandSet("s2l1c",
+                tuple(f"sentinel2/eolearn_reference_{i}.tif" for i in range(5)), (
+                    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
+                    "B12"), (4, 3, 2), ("--config", "sentinel2_l1c", "--dilate", "0"),
+                "clm",
+                1.0,
+                per_file=4),
+    )
+}
 
 
 def _read(path: str) -> tuple[np.ndarray, dict]:
   import rasterio  # pylint: disable=import-outside-toplevel
   with rasterio.open(path) as src:
-    return np.moveaxis(src.read(), 0, -1), {"crs": src.crs, "transform": src.transform,
-                                            "nodata": src.nodata, "dtype": src.dtypes[0]}
+    return np.moveaxis(src.read(), 0, -1), {
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": src.nodata,
+        "dtype": src.dtypes[0]
+    }
 
 
 def _write(path: str, arr: np.ndarray, meta: dict) -> None:
@@ -156,7 +177,7 @@ def _stretch_psnr(restored: np.ndarray, truth: np.ndarray, known: np.ndarray, ho
     span = hi - lo if hi > lo else 1.0
     r = np.clip((restored[:, :, b][hole].astype(np.float64) - lo) / span, 0, 1)
     tt = np.clip((t[hole] - lo) / span, 0, 1)
-    mse = float(np.mean((r - tt) ** 2))
+    mse = float(np.mean((r - tt)**2))
     out.append(float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"))
   return out
 
@@ -169,8 +190,10 @@ def _push_pull(image: np.ndarray, known: np.ndarray, vrange: tuple[float, float]
 
 
 def _run(images: str, out: str, model: Optional[str], args: list[str], log_path: str) -> dict:
-  argv = [sys.executable, "-m", "pipeline.cli", "run", "--images", images, "--masks", "{dir}/{stem}_mask.png",
-          "--output", out, "--no-report", "--overwrite", "-q"] + args
+  argv = [
+      sys.executable, "-m", "pipeline.cli", "run", "--images", images, "--masks", "{dir}/{stem}_mask.png", "--output",
+      out, "--no-report", "--overwrite", "-q"
+  ] + args
   if model:
     argv += ["--model", model]
   start = time.perf_counter()
@@ -206,15 +229,22 @@ def run_set(s: BandSet, model: Optional[str], work: str, seed: int = 0) -> dict:
       _write(os.path.join(folder, "in", stem + ".tif"), img, meta)
       from PIL import Image  # pylint: disable=import-outside-toplevel
       Image.fromarray((hole * 255).astype(np.uint8)).save(os.path.join(folder, "in", stem + "_mask.png"))
-      cases.append({"stem": stem, "file": rel, "truth": truth, "hole": hole & valid, "known": ~hole & valid,
-                    "coverage": float((hole & valid).sum() / valid.sum())})
+      cases.append({
+          "stem": stem,
+          "file": rel,
+          "truth": truth,
+          "hole": hole & valid,
+          "known": ~hole & valid,
+          "coverage": float((hole & valid).sum() / valid.sum())
+      })
   runs = {}
   for method in METHODS:
     out = os.path.join(folder, f"out_{method}")
-    runs[method] = _run(os.path.join(folder, "in", f"{s.name}_*.tif"), out, model,
-                        list(s.args) + ["--extra-bands", method] + (
-                            ["--guide", os.path.join(folder, "guides", "{stem}.tif")] if s.guided_by_previous else []),
-                        os.path.join(folder, f"{method}.log"))
+    runs[method] = _run(
+        os.path.join(folder, "in", f"{s.name}_*.tif"), out, model,
+        list(s.args) + ["--extra-bands", method] +
+        (["--guide", os.path.join(folder, "guides", "{stem}.tif")] if s.guided_by_previous else []),
+        os.path.join(folder, f"{method}.log"))
   scales = {}
   mdir = os.path.join(folder, "out_guided", "metrics")
   for name in os.listdir(mdir):
@@ -240,17 +270,30 @@ def run_set(s: BandSet, model: Optional[str], work: str, seed: int = 0) -> dict:
   table = {}
   for b, name in enumerate(s.band_names):
     kind = "model" if (b + 1) in s.model_bands else "extra"
-    table[name] = {"kind": kind, **{m: round(float(np.mean([r[m][b] for r in per_case])), 2)
-                                    for m in METHODS + ("push_pull",)}}
-  return {"set": s.name, "files": list(s.files), "model_bands": list(s.model_bands), "cases": len(cases),
-          "guide": "the previous date" if s.guided_by_previous else None,
-          "mean_coverage": round(float(np.mean([c["coverage"] for c in cases])), 3),
-          "runs": runs, "per_band": table, "per_case": per_case}
+    table[name] = {
+        "kind": kind,
+        **{
+            m: round(float(np.mean([r[m][b] for r in per_case])), 2) for m in METHODS + ("push_pull",)
+        }
+    }
+  return {
+      "set": s.name,
+      "files": list(s.files),
+      "model_bands": list(s.model_bands),
+      "cases": len(cases),
+      "guide": "the previous date" if s.guided_by_previous else None,
+      "mean_coverage": round(float(np.mean([c["coverage"] for c in cases])), 3),
+      "runs": runs,
+      "per_band": table,
+      "per_case": per_case
+  }
 
 
 def markdown(results: list[dict]) -> str:
-  lines = ["| set | band | restored by | guided | model (band groups) | push_pull (own context) | Δ guided − model |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+      "| set | band | restored by | guided | model (band groups) | push_pull (own context) | Δ guided − model |",
+      "|---|---|---|---|---|---|---|"
+  ]
   for r in results:
     for name, v in r["per_band"].items():
       kind = "model" if v["kind"] == "model" else "extra"
@@ -264,78 +307,16 @@ def markdown(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def make_large(size: int, folder: str) -> tuple[str, float]:
-  """A ``size``² × 4 uint16 GeoTIFF mirrored up from the real Landsat 8 scene (B2, B3, B4 and, as a
-  fourth band, its B4 mirrored the other way: a real band that is not a copy), and a real cloud
-  mask tiled over it (1024² blocks of the UKIS masks). Returns (image path, cloud cover)."""
-  import rasterio  # pylint: disable=import-outside-toplevel
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  os.makedirs(folder, exist_ok=True)
-  path = os.path.join(folder, f"large_{size}.tif")
-  with rasterio.open(common.SCENE) as src:
-    base = np.moveaxis(src.read(), 0, -1)[common.SCENE_CLEAN_ROW:]
-    crs, transform = src.crs, src.transform
-  img = np.pad(base, ((0, max(0, size - base.shape[0])), (0, max(0, size - base.shape[1])), (0, 0)),
-               mode="symmetric")[:size, :size]
-  fourth = img[::-1, ::-1, 2]
-  masks = [np.asarray(Image.open(os.path.join(DATA, "cloud_masks", "ukis", n)).convert("L")) > 127
-           for n in ("ukis_sentinel2.png", "ukis_landsat7.png", "ukis_landsat5.png")]
-  mask = np.zeros((size, size), bool)
-  rng = np.random.default_rng(0)
-  for y in range(0, size, 1024):
-    for x in range(0, size, 1024):
-      m = masks[int(rng.integers(0, 3))]
-      m = np.rot90(np.asarray(Image.fromarray(m).resize((1024, 1024), Image.NEAREST)), int(rng.integers(0, 4)))
-      mask[y:y + 1024, x:x + 1024] = m[:min(1024, size - y), :min(1024, size - x)]
-  with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=4, dtype="uint16", crs=crs,
-                     transform=transform, nodata=0, compress="deflate", tiled=True, blockxsize=256,
-                     blockysize=256, BIGTIFF="IF_SAFER") as dst:
-    for b in range(3):
-      dst.write(img[:, :, b], b + 1)
-    dst.write(fourth, 4)
-  Image.fromarray((mask * 255).astype(np.uint8)).save(os.path.join(folder, f"large_{size}_mask.png"))
-  return path, float(mask.mean())
-
-
-def bench_large(size: int, work: str, model: Optional[str], methods: list[str]) -> dict:
-  """Wall time and peak RSS (GNU time) of ``cloudfill run`` on a streamed 4-band scene."""
-  folder = os.path.join(work, "large")
-  path, cover = make_large(size, folder)
-  rows = []
-  for method in methods:
-    out = os.path.join(folder, f"out_{method}")
-    shutil.rmtree(out, ignore_errors=True)
-    rss = os.path.join(folder, f"maxrss_{method}.txt")
-    argv = ["/usr/bin/time", "-f", "%M", "-o", rss, sys.executable, "-m", "pipeline.cli", "run", "--images", path,
-            "--masks", "{dir}/{stem}_mask.png", "--output", out, "--value-range", "0,65535", "--no-report",
-            "--overwrite", "-q", "--extra-bands", method] + (["--model", model] if model else [])
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
-    wall = time.perf_counter() - start
-    with open(rss, encoding="utf-8") as f:
-      peak = int([line for line in f.read().split() if line.isdigit()][-1]) / 1024
-    row = {"size": size, "bands": 4, "method": method, "cloud_cover": round(cover, 3), "exit": proc.returncode,
-           "wall_seconds": round(wall, 1), "peak_rss_mib": round(peak), "loadavg_after": common.loadavg()}
-    if proc.returncode == 0:
-      import rasterio  # pylint: disable=import-outside-toplevel
-      with rasterio.open(os.path.join(out, "restored", os.path.basename(path))) as dst:
-        row["output_bands"] = dst.count
-    else:
-      row["stderr"] = proc.stderr[-800:]
-    common.log(f"large {size}² × 4, --extra-bands {method}: exit {proc.returncode}, {wall:.0f} s, "
-               f"peak {peak:.0f} MiB")
-    rows.append(row)
-  return {"large": rows}
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--model", default=None, help="SavedModel (default: the packaged default model).")
-  p.add_argument("--sets", default="naip,s2l2a,s2l1c,naip_guide,s2l2a_guide",
-                 help="Comma-separated: " + ",".join(SETS))
+  p.add_argument("--sets", default="naip,s2l2a,s2l1c,naip_guide,s2l2a_guide", help="Comma-separated: " + ",".join(SETS))
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "bands"))
   p.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_bands"))
-  p.add_argument("--large", type=int, default=0, metavar="SIDE",
+  p.add_argument("--large",
+                 type=int,
+                 default=0,
+                 metavar="SIDE",
                  help="Instead: time and peak RSS of a streamed SIDE² × 4 uint16 scene (e.g. 8000).")
   p.add_argument("--large-methods", default="guided", help="Methods for --large (comma-separated).")
   args = p.parse_args(argv)
@@ -355,8 +336,12 @@ def main(argv=None) -> int:
     common.log(markdown(results[-1:]))
   info["loadavg_end"] = common.loadavg()
   table = markdown(results)
-  common.write_json(os.path.join(args.out, "bands.json"), {"machine": info, "model": args.model or "default",
-                                                           "results": results, "table": table})
+  common.write_json(os.path.join(args.out, "bands.json"), {
+      "machine": info,
+      "model": args.model or "default",
+      "results": results,
+      "table": table
+  })
   print(table)
   return 0
 

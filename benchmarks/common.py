@@ -34,8 +34,11 @@ def _read_tif(path: str) -> tuple[np.ndarray, dict[str, Any]]:
   import rasterio  # pylint: disable=import-outside-toplevel
   with rasterio.open(path) as src:
     return np.moveaxis(src.read(), 0, -1), {
-        "crs": src.crs, "transform": src.transform, "nodata": src.nodata,
-        "descriptions": src.descriptions}
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": src.nodata,
+        "descriptions": src.descriptions
+    }
 
 
 def real_masks() -> list[np.ndarray]:
@@ -65,7 +68,9 @@ def _resize_mask(m: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarr
   return np.ascontiguousarray(out[:, ::-1] if rng.integers(0, 2) else out)
 
 
-def make_tiles(n: int, size: int = 256, seed: int = 0,
+def make_tiles(n: int,
+               size: int = 256,
+               seed: int = 0,
                coverage: tuple[float, float] = (0.05, 0.6)) -> tuple[list[dict[str, Any]], str]:
   """``n`` tiles ``{"name", "image" [size, size, 3] uint16, "mask" bool, "geo"}``.
 
@@ -90,8 +95,12 @@ def make_tiles(n: int, size: int = 256, seed: int = 0,
       else:
         continue
       t = geo["transform"]
-      tiles.append({"name": f"tile{len(tiles):04d}_r{y}_c{x}", "image": img, "mask": m,
-                    "geo": dict(geo, transform=t * t.translation(x, y))})
+      tiles.append({
+          "name": f"tile{len(tiles):04d}_r{y}_c{x}",
+          "image": img,
+          "mask": m,
+          "geo": dict(geo, transform=t * t.translation(x, y))
+      })
     return tiles, (f"{n} crops {size}x{size} of {os.path.relpath(SCENE, ROOT)} (uint16 B2,B3,B4) with "
                    f"{len(masks)} real cloud-mask shapes (ukis, eo-learn) resized/flipped/rotated, "
                    f"coverage {coverage[0]:.0%}-{coverage[1]:.0%}, seed {seed}")
@@ -105,8 +114,12 @@ def make_tiles(n: int, size: int = 256, seed: int = 0,
     m = np.asarray(Image.open(os.path.join(SAMPLE, "masks", stem + ".png"))) > 0
     y = int(rng.integers(0, img.shape[0] - size + 1))
     x = int(rng.integers(0, img.shape[1] - size + 1))
-    tiles.append({"name": f"tile{i:04d}_{stem}", "image": np.ascontiguousarray(img[y:y + size, x:x + size]),
-                  "mask": np.ascontiguousarray(m[y:y + size, x:x + size]), "geo": geo})
+    tiles.append({
+        "name": f"tile{i:04d}_{stem}",
+        "image": np.ascontiguousarray(img[y:y + size, x:x + size]),
+        "mask": np.ascontiguousarray(m[y:y + size, x:x + size]),
+        "geo": geo
+    })
   return tiles, f"{n} tiles cycled from sample/landsat8 (../shared/data absent), {size}x{size}"
 
 
@@ -125,9 +138,20 @@ def write_tiles(tiles: list[dict[str, Any]], folder: str) -> tuple[str, str]:
     h, w, c = t["image"].shape
     path = os.path.join(img_dir, t["name"] + ".tif")
     if not os.path.exists(path):
-      with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=c, dtype="uint16",
-                         crs=t["geo"]["crs"], transform=t["geo"]["transform"], nodata=0,
-                         compress="deflate", tiled=True, blockxsize=256, blockysize=256) as dst:
+      with rasterio.open(path,
+                         "w",
+                         driver="GTiff",
+                         height=h,
+                         width=w,
+                         count=c,
+                         dtype="uint16",
+                         crs=t["geo"]["crs"],
+                         transform=t["geo"]["transform"],
+                         nodata=0,
+                         compress="deflate",
+                         tiled=True,
+                         blockxsize=256,
+                         blockysize=256) as dst:
         dst.write(np.moveaxis(t["image"], -1, 0))
         for i, d in enumerate(t["geo"].get("descriptions") or [], start=1):
           if d:
@@ -179,8 +203,8 @@ def machine() -> dict[str, Any]:
       versions[mod] = __import__(mod).__version__
     except Exception:  # pylint: disable=broad-except
       pass
-  commit = (_sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip()
-            or os.environ.get("CLOUDFILL_GIT_COMMIT", ""))
+  commit = (_sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).strip() or
+            os.environ.get("CLOUDFILL_GIT_COMMIT", ""))
   return {
       "cpu_model": fields.get("Model name"),
       "cpus_online": os.cpu_count(),

@@ -29,17 +29,19 @@ def _finish(image, mask, out):
   return out
 
 
-def gdal_fillnodata(image: np.ndarray, mask: np.ndarray,
+def gdal_fillnodata(image: np.ndarray,
+                    mask: np.ndarray,
                     max_search_distance: float = 1000.0,
                     smoothing_iterations: int = 0) -> np.ndarray:
   """GDAL FillNodata via rasterio, per band."""
   from rasterio.fill import fillnodata
   valid = (~mask).astype(np.uint8)
-  out = np.stack([fillnodata(image[..., c].astype(np.float32).copy(),
-                             mask=valid, max_search_distance=
-                             max_search_distance,
-                             smoothing_iterations=smoothing_iterations)
-                  for c in range(image.shape[-1])], -1)
+  out = np.stack([
+      fillnodata(image[..., c].astype(np.float32).copy(),
+                 mask=valid,
+                 max_search_distance=max_search_distance,
+                 smoothing_iterations=smoothing_iterations) for c in range(image.shape[-1])
+  ], -1)
   return _finish(image, mask, out)
 
 
@@ -49,11 +51,9 @@ def _cv2_inpaint(image, mask, flag, radius=5):
   out = np.empty_like(image, dtype=np.float32)
   for c in range(image.shape[-1]):
     band = image[..., c]
-    lo, hi = float(band[~mask].min(initial=0)), float(band[~mask].max(
-        initial=1))
+    lo, hi = float(band[~mask].min(initial=0)), float(band[~mask].max(initial=1))
     scale = max(hi - lo, 1e-6)
-    b16 = np.round((np.clip(band, lo, hi) - lo) / scale * 65535).astype(
-        np.uint16)
+    b16 = np.round((np.clip(band, lo, hi) - lo) / scale * 65535).astype(np.uint16)
     r = cv2.inpaint(b16, m8, radius, flag)
     out[..., c] = r.astype(np.float32) / 65535 * scale + lo
   return _finish(image, mask, out)
@@ -74,8 +74,7 @@ def opencv_ns(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def skimage_biharmonic(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   """scikit-image biharmonic inpainting (all bands at once)."""
   from skimage.restoration import inpaint_biharmonic
-  return _finish(image, mask, inpaint_biharmonic(image, mask,
-                                                  channel_axis=-1))
+  return _finish(image, mask, inpaint_biharmonic(image, mask, channel_axis=-1))
 
 
 def mean_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -57,13 +57,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from benchmarks import common, runner  # noqa: E402
+from benchmarks import common  # noqa: E402
 from benchmarks.quality import BUCKETS, METRICS, bucket_name, tile_metrics  # noqa: E402
 from training.masks import MaskGenerator, cloud_mask_files  # noqa: E402
 from training.scenes import crop_origins, read_scene  # noqa: E402
 from transforms import context, regression  # noqa: E402
-
-SIZE = 256
+from benchmarks.guided_methods import (
+    SIZE,
+    _finish,
+    _gdal,
+    guide_copy,
+    guide_linear,  # noqa: E402,F401  (re-exported)
+    linear_fit)
+from benchmarks.guided_panel import median_gain_case, panel  # noqa: E402
 
 
 def date_pairs(data: str) -> list[tuple[str, str, str]]:
@@ -101,8 +107,15 @@ def aligned_guide(target_path: str, guide_path: str, bands: int):
       return None
     with WarpedVRT(g, crs=t.crs, transform=t.transform, width=t.width, height=t.height) as vrt:
       data = vrt.read()
-      profile = {"driver": "GTiff", "count": data.shape[0], "height": t.height, "width": t.width,
-                 "dtype": data.dtype, "crs": t.crs, "transform": t.transform}
+      profile = {
+          "driver": "GTiff",
+          "count": data.shape[0],
+          "height": t.height,
+          "width": t.width,
+          "dtype": data.dtype,
+          "crs": t.crs,
+          "transform": t.transform
+      }
   with MemoryFile() as mem:
     with mem.open(**profile) as dst:
       dst.write(data)
@@ -137,9 +150,8 @@ def held_out_windows(data: str, bands: int) -> tuple[dict[str, list], list[str]]
                      f"holds no {SIZE}² window")
       continue
     for y, x in origins:
-      groups.setdefault(group, []).append(
-          (os.path.relpath(tp, data), os.path.relpath(gp, data), int(y), int(x),
-           t.image[y:y + SIZE, x:x + SIZE], g.image[y:y + SIZE, x:x + SIZE]))
+      groups.setdefault(group, []).append((os.path.relpath(tp, data), os.path.relpath(gp, data), int(y), int(x),
+                                           t.image[y:y + SIZE, x:x + SIZE], g.image[y:y + SIZE, x:x + SIZE]))
   return groups, sorted(set(skipped))
 
 
@@ -161,65 +173,26 @@ def make_cases(data: str, bands: int, per_bucket: int, seed: int, guide_cloud_pr
       gm = np.zeros_like(m)
       if rng.random() < guide_cloud_prob:
         gm = masks.sample(rng, SIZE, SIZE, kind="clouds", coverage=float(rng.uniform(0.05, 0.3))) > 0.5
-      cases.append({"bucket": bucket_name(b), "group": g, "target": tp, "guide": gp, "y": y, "x": x,
-                    "coverage": float(m.mean()), "guide_coverage": float(gm.mean()),
-                    "image": timg, "guide_image": gimg, "mask": m, "guide_mask": gm})
+      cases.append({
+          "bucket": bucket_name(b),
+          "group": g,
+          "target": tp,
+          "guide": gp,
+          "y": y,
+          "x": x,
+          "coverage": float(m.mean()),
+          "guide_coverage": float(gm.mean()),
+          "image": timg,
+          "guide_image": gimg,
+          "mask": m,
+          "guide_mask": gm
+      })
   return cases, skipped
-
-
-def _gdal(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-  return runner.gdal_fill(values, known, max_search_distance=2 * SIZE) if (~known).any() else values
-
-
-def linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-band least squares ``target ≈ a·guide + b`` over ``both``; ``(a [C], b [C])``.
-
-  Fewer than 16 shared pixels or a flat guide band: ``a = 0``, ``b`` = the
-  target's mean (or 0.5 with no shared pixel).
-  """
-  c = target.shape[-1]
-  a, b = np.zeros(c), np.full(c, 0.5)
-  if both.sum() < 16:
-    if both.any():
-      b = target[both].mean(0)
-    return a, b
-  t, g = target[both].astype(np.float64), guide[both].astype(np.float64)
-  for i in range(c):
-    var = g[:, i].var()
-    if var > 1e-12:
-      a[i] = np.cov(g[:, i], t[:, i], bias=True)[0, 1] / var
-    b[i] = t[:, i].mean() - a[i] * g[:, i].mean()
-  return a, b
-
-
-def _finish(est: np.ndarray, have: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-  """Composite ``est`` into the hole; hole pixels without an estimate filled by GDAL from the rest."""
-  out = np.where(mask[..., None], est, target).astype(np.float32)
-  missing = mask & ~have
-  if missing.any():
-    out = np.where(missing[..., None], _gdal(out, ~missing), out)
-  return out
-
-
-def guide_copy(c: dict) -> np.ndarray:
-  return _finish(c["guide_image"], ~c["guide_mask"], c["image"], c["mask"])
-
-
-def guide_linear(c: dict, residual: bool = False) -> np.ndarray:
-  t, g, m, gm = c["image"], c["guide_image"], c["mask"], c["guide_mask"]
-  both = ~m & ~gm
-  a, b = linear_fit(t, g, both)
-  mapped = g * a + b
-  if residual and both.any():
-    resid = _gdal(np.where(both[..., None], t - mapped, 0).astype(np.float32), both)
-    mapped = mapped + resid
-  return _finish(mapped, ~gm, t, m)
 
 
 def _guided(c: dict):
   return regression.guided_fill(c["image"] * ~c["mask"][..., None], (~c["mask"]).astype(np.float32),
-                             c["guide_image"] * ~c["guide_mask"][..., None],
-                             (~c["guide_mask"]).astype(np.float32))
+                                c["guide_image"] * ~c["guide_mask"][..., None], (~c["guide_mask"]).astype(np.float32))
 
 
 def context_guided_fill(c: dict) -> np.ndarray:
@@ -269,8 +242,12 @@ class ModelFiller:
 
 def methods(args) -> tuple[dict[str, Callable[[dict], np.ndarray]], list[str]]:
   notes = []
-  out = {"gdal_fillnodata": gdal_unguided, "guide_copy": guide_copy, "guide_linear": guide_linear,
-         "guide_linear_residual": lambda c: guide_linear(c, residual=True)}
+  out = {
+      "gdal_fillnodata": gdal_unguided,
+      "guide_copy": guide_copy,
+      "guide_linear": guide_linear,
+      "guide_linear_residual": lambda c: guide_linear(c, residual=True)
+  }
   if importlib.util.find_spec("transforms.context") is not None:
     out["context_guided_fill"] = context_guided_fill
   else:
@@ -287,37 +264,11 @@ def methods(args) -> tuple[dict[str, Callable[[dict], np.ndarray]], list[str]]:
   return out, notes
 
 
-def panel(path: str, c: dict, outputs: dict[str, np.ndarray], side: int = 256) -> None:
-  """before (holes white) | guide (its clouds white) | each of ``outputs`` | truth, one window.
-
-  Stretched per band between the 1st and 99th percentiles of the truth.
-  """
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
-  truth = c["image"][..., :3]
-  lo, hi = np.percentile(truth, 1, axis=(0, 1)), np.percentile(truth, 99, axis=(0, 1))
-  before = np.where(c["mask"][..., None], 1e9, truth)
-  guide = np.where(c["guide_mask"][..., None], 1e9, c["guide_image"][..., :3])
-  tiles = [("before", before), ("guide date", guide)] + list(outputs.items()) + [("truth", truth)]
-  row = []
-  for label, img in tiles:
-    u = np.clip((img[..., :3] - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-    im = Image.fromarray((u * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR)
-    ImageDraw.Draw(im).text((5, 3), label, fill=(255, 255, 0))
-    row += [np.asarray(im), np.full((side, 4, 3), 255, np.uint8)]
-  Image.fromarray(np.concatenate(row[:-1], 1)).save(path)
-
-
-def median_gain_case(cases: list, bucket: str, better: str, worse: str) -> dict:
-  """The case of ``bucket`` whose hole PSNR gain of ``better`` over ``worse`` is the median one."""
-  pool = sorted((c for c in cases if c["bucket"] == bucket),
-                key=lambda c: c["metrics"][better]["hole_psnr"] - c["metrics"][worse]["hole_psnr"])
-  return pool[len(pool) // 2]
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
   p.add_argument("--model", default=None, help="a guided cloudfill SavedModel (restore takes guide, guide_mask)")
-  p.add_argument("--unguided-model", default=os.path.join(ROOT, "model_loader", "default_model"),
+  p.add_argument("--unguided-model",
+                 default=os.path.join(ROOT, "model_loader", "default_model"),
                  help="the unguided reference model ('' to leave out)")
   p.add_argument("--data", default=common.SHARED)
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "guided"))
@@ -342,28 +293,40 @@ def main(argv=None) -> int:
     print(f"\r{i + 1}/{len(cases)}", end="", file=sys.stderr, flush=True)
   print(file=sys.stderr)
   names = [bucket_name(b) for b in BUCKETS] + ["all"]
-  summary = {m: {n: {k: float(np.mean([c["metrics"][m][k] for c in cases if n in ("all", c["bucket"])]))
-                     for k in METRICS} for n in names} for m in fns}
+  summary = {
+      m: {
+          n: {
+              k: float(np.mean([c["metrics"][m][k] for c in cases if n in ("all", c["bucket"])])) for k in METRICS
+          } for n in names
+      } for m in fns
+  }
   groups = sorted({c["group"] for c in cases})
-  per_group = {m: {g: float(np.mean([c["metrics"][m]["hole_psnr"] for c in cases if c["group"] == g]))
-                   for g in groups} for m in fns}
+  per_group = {
+      m: {
+          g: float(np.mean([c["metrics"][m]["hole_psnr"] for c in cases if c["group"] == g])) for g in groups
+      } for m in fns
+  }
   classical = [m for m in fns if m.startswith(("guide_", "context_"))]
-  lines = [f"Two-date held-out set: {len(cases)} windows {SIZE}² ({args.per_bucket} per bucket) from the held-out "
-           f"strip of {len(groups)} place groups ({', '.join(groups)}), held-out real cloud masks; guide clouds "
-           f"on {sum(c['guide_coverage'] > 0 for c in cases)} windows; 0…1 scale, seed {args.seed}. Machine: "
-           f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']}.", ""]
+  lines = [
+      f"Two-date held-out set: {len(cases)} windows {SIZE}² ({args.per_bucket} per bucket) from the held-out "
+      f"strip of {len(groups)} place groups ({', '.join(groups)}), held-out real cloud masks; guide clouds "
+      f"on {sum(c['guide_coverage'] > 0 for c in cases)} windows; 0…1 scale, seed {args.seed}. Machine: "
+      f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']}.", ""
+  ]
   lines += [f"Skipped: {s}." for s in skipped] + [f"Note: {n}." for n in notes] + [""]
-  lines += ["**hole PSNR (dB)**", "", "| bucket | " + " | ".join(fns) + " | best classical guided |",
-            "|---|" + "---|" * (len(fns) + 1)]
+  lines += [
+      "**hole PSNR (dB)**", "", "| bucket | " + " | ".join(fns) + " | best classical guided |",
+      "|---|" + "---|" * (len(fns) + 1)
+  ]
   for n in names:
     best = max(classical, key=lambda m: summary[m][n]["hole_psnr"]) if classical else None
-    lines.append(f"| {n} | " + " | ".join(f"{summary[m][n]['hole_psnr']:.2f}" for m in fns)
-                 + f" | {best or '–'} |")
+    lines.append(f"| {n} | " + " | ".join(f"{summary[m][n]['hole_psnr']:.2f}" for m in fns) + f" | {best or '–'} |")
   lines += ["", "**SSIM**", "", "| bucket | " + " | ".join(fns) + " |", "|---|" + "---|" * len(fns)]
   for n in names:
     lines.append(f"| {n} | " + " | ".join(f"{summary[m][n]['ssim']:.4f}" for m in fns) + " |")
-  lines += ["", "**hole PSNR (dB) by place group**", "", "| group | " + " | ".join(fns) + " |",
-            "|---|" + "---|" * len(fns)]
+  lines += [
+      "", "**hole PSNR (dB) by place group**", "", "| group | " + " | ".join(fns) + " |", "|---|" + "---|" * len(fns)
+  ]
   for g in groups:
     lines.append(f"| {g} | " + " | ".join(f"{per_group[m][g]:.2f}" for m in fns) + " |")
   lines += ["", "Seconds per window: " + ", ".join(f"{m} {seconds[m] / len(cases):.3f}" for m in fns), ""]
@@ -371,18 +334,42 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "guided.md"), "w", encoding="utf-8") as f:
     f.write(text)
-  common.write_json(os.path.join(args.out, "guided.json"), {
-      "seed": args.seed, "per_bucket": args.per_bucket, "guide_cloud_prob": args.guide_cloud_prob,
-      "model": args.model, "unguided_model": args.unguided_model, "machine": env, "skipped": skipped,
-      "notes": notes, "summary": summary, "per_group": per_group,
-      "seconds_per_window": {m: seconds[m] / len(cases) for m in fns},
-      "cases": [{k: v for k, v in c.items() if k not in ("image", "guide_image", "mask", "guide_mask")}
-                for c in cases]})
+  common.write_json(
+      os.path.join(args.out, "guided.json"), {
+          "seed":
+              args.seed,
+          "per_bucket":
+              args.per_bucket,
+          "guide_cloud_prob":
+              args.guide_cloud_prob,
+          "model":
+              args.model,
+          "unguided_model":
+              args.unguided_model,
+          "machine":
+              env,
+          "skipped":
+              skipped,
+          "notes":
+              notes,
+          "summary":
+              summary,
+          "per_group":
+              per_group,
+          "seconds_per_window": {
+              m: seconds[m] / len(cases) for m in fns
+          },
+          "cases": [{
+              k: v for k, v in c.items() if k not in ("image", "guide_image", "mask", "guide_mask")
+          } for c in cases]
+      })
   if "cloudfill_guided" in fns and "cloudfill_unguided" in fns:
     # A representative window, not the best one: the median guided gain of the 30-40 % bucket.
     c = median_gain_case(cases, bucket_name(BUCKETS[3]), "cloudfill_guided", "cloudfill_unguided")
-    panel(os.path.join(args.out, "panel_guided.png"), c,
-          {"cloudfill unguided": fns["cloudfill_unguided"](c), "cloudfill guided": fns["cloudfill_guided"](c)})
+    panel(os.path.join(args.out, "panel_guided.png"), c, {
+        "cloudfill unguided": fns["cloudfill_unguided"](c),
+        "cloudfill guided": fns["cloudfill_guided"](c)
+    })
   print(text)
   return 0
 

@@ -43,8 +43,7 @@ def cases(path: str, size: int = 256, per_place: int = 6, seed: int = 0, split: 
     for (y, x) in origins[:per_place]:
       for t in range(len(p.scenes)):
         g = (t + 1) % len(p.scenes)
-        out.append((p.scenes[t].image[y:y + size, x:x + size, :3],
-                    p.scenes[g].image[y:y + size, x:x + size, :3],
+        out.append((p.scenes[t].image[y:y + size, x:x + size, :3], p.scenes[g].image[y:y + size, x:x + size, :3],
                     masks.sample(rng, size, size) > 0.5))
   return out
 
@@ -54,7 +53,7 @@ def score(items, fn) -> tuple[float, float]:
   t0 = time.perf_counter()
   for target, guide, hole in items:
     out = fn(target, (~hole).astype(np.float32), guide)
-    se += float(((out - target)[hole] ** 2).sum())
+    se += float(((out - target)[hole]**2).sum())
     n += float(hole.sum() * target.shape[-1])
   return 10 * np.log10(n / se), time.perf_counter() - t0
 

@@ -47,8 +47,7 @@ from training.masks import MaskGenerator, cloud_mask_files  # noqa: E402
 from training.scenes import crop_origins, list_rasters, read_scenes  # noqa
 from transforms.context import push_pull  # noqa: E402
 
-BUCKETS = [(0.01, 0.10), (0.10, 0.20), (0.20, 0.30), (0.30, 0.40),
-           (0.40, 0.50), (0.50, 0.60)]
+BUCKETS = [(0.01, 0.10), (0.10, 0.20), (0.20, 0.30), (0.30, 0.40), (0.40, 0.50), (0.50, 0.60)]
 METRICS = ("hole_psnr", "hole_mae", "ssim", "spectral_angle")
 
 
@@ -78,9 +77,7 @@ def validation_windows(data: str, bands: int, size: int):
   for s in scenes:
     for y, x in crop_origins(s.valid, size, "val", stride=size // 2):
       g = os.path.basename(os.path.dirname(s.path))
-      groups.setdefault(g, []).append(
-          (os.path.relpath(s.path, data), int(y), int(x),
-           s.image[y:y + size, x:x + size]))
+      groups.setdefault(g, []).append((os.path.relpath(s.path, data), int(y), int(x), s.image[y:y + size, x:x + size]))
   return groups
 
 
@@ -92,8 +89,7 @@ def make_cases(data, bands, size, per_bucket, seed):
   names = sorted(groups)
   for g in names:
     rng.shuffle(groups[g])
-  masks = MaskGenerator(cloud_mask_files(os.path.join(data, "cloud_masks"),
-                                         "val"), weights={"clouds": 1.0})
+  masks = MaskGenerator(cloud_mask_files(os.path.join(data, "cloud_masks"), "val"), weights={"clouds": 1.0})
   cases, k = [], 0
   for b in BUCKETS:
     for _ in range(per_bucket):
@@ -102,8 +98,7 @@ def make_cases(data, bands, size, per_bucket, seed):
       k += 1
       cov = float(rng.uniform(*b))
       m = masks.sample(rng, size, size, kind="clouds", coverage=cov) > 0.5
-      cases.append(dict(bucket=bucket_name(b), scene=path, y=y, x=x,
-                        coverage=float(m.mean()), image=img, mask=m))
+      cases.append(dict(bucket=bucket_name(b), scene=path, y=y, x=x, coverage=float(m.mean()), image=img, mask=m))
   return cases
 
 
@@ -111,16 +106,13 @@ def tile_metrics(truth, filled, mask):
   """The four metrics for one tile (``filled`` composited)."""
   from skimage.metrics import structural_similarity
   d = (filled - truth)[mask]
-  mse = float(np.mean(d ** 2))
+  mse = float(np.mean(d**2))
   t, f = truth[mask], filled[mask]
-  cos = (t * f).sum(-1) / np.maximum(
-      np.linalg.norm(t, axis=-1) * np.linalg.norm(f, axis=-1), 1e-12)
-  return dict(
-      hole_psnr=float(-10 * np.log10(max(mse, 1e-10))),
-      hole_mae=float(np.mean(np.abs(d))),
-      ssim=float(structural_similarity(truth, filled, data_range=1.0,
-                                       channel_axis=-1)),
-      spectral_angle=float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()))
+  cos = (t * f).sum(-1) / np.maximum(np.linalg.norm(t, axis=-1) * np.linalg.norm(f, axis=-1), 1e-12)
+  return dict(hole_psnr=float(-10 * np.log10(max(mse, 1e-10))),
+              hole_mae=float(np.mean(np.abs(d))),
+              ssim=float(structural_similarity(truth, filled, data_range=1.0, channel_axis=-1)),
+              spectral_angle=float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()))
 
 
 def unguided_inputs(image: np.ndarray, mask: np.ndarray, names) -> dict:
@@ -149,8 +141,7 @@ class SavedModelFiller:
 
   def __call__(self, image, mask):
     feed = unguided_inputs(image, mask, self.inputs)
-    out = self.fn(**{k: self.tf.constant(v[None], self.tf.float32) for k, v in feed.items()
-                     if k in self.inputs})
+    out = self.fn(**{k: self.tf.constant(v[None], self.tf.float32) for k, v in feed.items() if k in self.inputs})
     return out["restored"].numpy()[0]
 
 
@@ -173,8 +164,8 @@ class TFLiteFiller:
 def _machine():
   try:
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    cpu = next((l.split(":", 1)[1].strip() for l in out.splitlines()
-                if l.startswith("Model name")), platform.processor())
+    cpu = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")),
+               platform.processor())
   except OSError:
     cpu = platform.processor()
   return f"{cpu}, {os.cpu_count()} cores"
@@ -188,8 +179,7 @@ def _plots(summary, methods, out):
   for metric in METRICS:
     fig, ax = plt.subplots(figsize=(7, 4))
     for meth in methods:
-      ax.plot(names, [summary[meth][n][metric] for n in names], marker="o",
-              label=meth)
+      ax.plot(names, [summary[meth][n][metric] for n in names], marker="o", label=meth)
     ax.set_xlabel("cloud cover of the tile")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
@@ -202,47 +192,41 @@ def _plots(summary, methods, out):
 def _grids(cases, outputs, model, best_filler, out):
   from PIL import Image
   order = np.argsort([c["metrics"][model]["hole_psnr"] for c in cases])
-  picks = {"worst": order[0], "median": order[len(order) // 2],
-           "best": order[-1]}
+  picks = {"worst": order[0], "median": order[len(order) // 2], "best": order[-1]}
   for tag, i in picks.items():
     c = cases[i]
     img, m = c["image"][..., :3], c["mask"][..., None]
     holes = img * (1 - m) + m * np.array([1.0, 0.0, 1.0])
-    row = [holes, outputs[model][i][..., :3], outputs[best_filler][i][..., :3],
-           img]
+    row = [holes, outputs[model][i][..., :3], outputs[best_filler][i][..., :3], img]
     lo, hi = np.percentile(img, 1), np.percentile(img, 99)
     row = [np.clip((r - lo) / max(hi - lo, 1e-6), 0, 1) for r in row]
     sep = np.ones((img.shape[0], 4, 3))
     strip = np.concatenate(sum([[r, sep] for r in row], [])[:-1], 1)
-    Image.fromarray((strip * 255).astype(np.uint8)).save(
-        os.path.join(out, f"grid_{tag}.png"))
+    Image.fromarray((strip * 255).astype(np.uint8)).save(os.path.join(out, f"grid_{tag}.png"))
 
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--model", default=os.path.join(ROOT, "model_loader",
-                                                 "default_model"))
-  p.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+  p.add_argument("--model", default=os.path.join(ROOT, "model_loader", "default_model"))
+  p.add_argument("--also",
+                 action="append",
+                 default=[],
+                 metavar="NAME=DIR",
                  help="another SavedModel to score beside --model (repeatable)")
-  p.add_argument("--tflite-dir", default=None,
-                 help="folder with cloudfill_*.tflite to score too")
-  p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT),
-                                                "shared", "data"))
-  p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
-                                               "quality"))
+  p.add_argument("--tflite-dir", default=None, help="folder with cloudfill_*.tflite to score too")
+  p.add_argument("--data", default=os.path.join(os.path.dirname(ROOT), "shared", "data"))
+  p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "quality"))
   p.add_argument("--per-bucket", type=int, default=8)
   p.add_argument("--size", type=int, default=256)
   p.add_argument("--bands", type=int, default=3)
   p.add_argument("--seed", type=int, default=2024)
-  p.add_argument("--skip", nargs="*", default=[],
-                 help="filler names to leave out")
+  p.add_argument("--skip", nargs="*", default=[], help="filler names to leave out")
   args = p.parse_args(argv)
   if not os.path.isdir(args.data):
     print(f"data folder {args.data} is absent")
     return 2
   os.makedirs(args.out, exist_ok=True)
-  cases = make_cases(args.data, args.bands, args.size, args.per_bucket,
-                     args.seed)
+  cases = make_cases(args.data, args.bands, args.size, args.per_bucket, args.seed)
   methods = {}
   card = None
   if args.model and os.path.isdir(args.model):
@@ -254,8 +238,7 @@ def main(argv=None):
     methods[name] = SavedModelFiller(path)
   if args.tflite_dir:
     for path in sorted(glob.glob(os.path.join(args.tflite_dir, "*.tflite"))):
-      tag = os.path.basename(path).replace("cloudfill_", "").replace(
-          ".tflite", "")
+      tag = os.path.basename(path).replace("cloudfill_", "").replace(".tflite", "")
       methods[f"cloudfill_tflite_{tag}"] = TFLiteFiller(path)
   methods.update({k: v for k, v in FILLERS.items() if k not in args.skip})
   outputs = {m: [] for m in methods}
@@ -270,56 +253,67 @@ def main(argv=None):
       filled = c["image"] * (1 - m3) + raw * m3  # composite
       outputs[name].append(filled)
       c["metrics"][name] = tile_metrics(c["image"], filled, c["mask"])
-    print(f"\r{i + 1}/{len(cases)} tiles", end="", file=sys.stderr,
-          flush=True)
+    print(f"\r{i + 1}/{len(cases)} tiles", end="", file=sys.stderr, flush=True)
   print(file=sys.stderr)
   names = [bucket_name(b) for b in BUCKETS]
-  summary = {m: {n: {k: float(np.mean([c["metrics"][m][k] for c in cases
-                                       if c["bucket"] == n]))
-                     for k in METRICS} for n in names} for m in methods}
+  summary = {
+      m: {
+          n: {
+              k: float(np.mean([c["metrics"][m][k] for c in cases if c["bucket"] == n])) for k in METRICS
+          } for n in names
+      } for m in methods
+  }
   for m in methods:
-    summary[m]["all"] = {k: float(np.mean([c["metrics"][m][k]
-                                           for c in cases])) for k in METRICS}
+    summary[m]["all"] = {k: float(np.mean([c["metrics"][m][k] for c in cases])) for k in METRICS}
   classical = [m for m in methods if m in FILLERS]
-  lines = [f"Tiles: {len(cases)} ({args.per_bucket} per bucket, "
-           f"{args.size}x{args.size}, held-out area, held-out real cloud "
-           f"masks), seed {args.seed}. Machine: {_machine()}.", ""]
+  lines = [
+      f"Tiles: {len(cases)} ({args.per_bucket} per bucket, "
+      f"{args.size}x{args.size}, held-out area, held-out real cloud "
+      f"masks), seed {args.seed}. Machine: {_machine()}.", ""
+  ]
   for metric in METRICS:
     cols = ["bucket"] + list(methods)
-    lines += [f"**{metric}**", "", "| " + " | ".join(cols) + " |",
-              "|" + "---|" * len(cols)]
+    lines += [f"**{metric}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for n in names + ["all"]:
       lines.append(f"| {n} | " + " | ".join(
-          f"{summary[m][n][metric]:.3f}" if metric != "hole_psnr" else
-          f"{summary[m][n][metric]:.2f}" for m in methods) + " |")
+          f"{summary[m][n][metric]:.3f}" if metric != "hole_psnr" else f"{summary[m][n][metric]:.2f}"
+          for m in methods) + " |")
     lines.append("")
   if "cloudfill" in methods and classical:
-    lines += ["**cloudfill minus best classical filler** (hole PSNR dB; "
-              "SSIM)", "", "| bucket | best classical | ΔPSNR | ΔSSIM |",
-              "|---|---|---|---|"]
+    lines += [
+        "**cloudfill minus best classical filler** (hole PSNR dB; "
+        "SSIM)", "", "| bucket | best classical | ΔPSNR | ΔSSIM |", "|---|---|---|---|"
+    ]
     for n in names + ["all"]:
       best = max(classical, key=lambda m: summary[m][n]["hole_psnr"])
       best_ssim = max(summary[m][n]["ssim"] for m in classical)
-      lines.append(
-          f"| {n} | {best} | "
-          f"{summary['cloudfill'][n]['hole_psnr'] - summary[best][n]['hole_psnr']:+.2f} | "
-          f"{summary['cloudfill'][n]['ssim'] - best_ssim:+.4f} |")
+      lines.append(f"| {n} | {best} | "
+                   f"{summary['cloudfill'][n]['hole_psnr'] - summary[best][n]['hole_psnr']:+.2f} | "
+                   f"{summary['cloudfill'][n]['ssim'] - best_ssim:+.4f} |")
     lines.append("")
-  lines += ["Seconds per tile: " + ", ".join(
-      f"{m} {seconds[m] / len(cases):.3f}" for m in methods), ""]
+  lines += ["Seconds per tile: " + ", ".join(f"{m} {seconds[m] / len(cases):.3f}" for m in methods), ""]
   text = "\n".join(lines)
   print(text)
   with open(os.path.join(args.out, "quality.md"), "w") as f:
     f.write(text)
   with open(os.path.join(args.out, "quality.json"), "w") as f:
-    json.dump({"card": card, "seed": args.seed, "size": args.size,
-               "per_bucket": args.per_bucket, "machine": _machine(),
-               "summary": summary,
-               "seconds_per_tile": {m: seconds[m] / len(cases)
-                                    for m in methods},
-               "tiles": [{k: v for k, v in c.items()
-                          if k not in ("image", "mask")} for c in cases]},
-              f, indent=1)
+    json.dump(
+        {
+            "card": card,
+            "seed": args.seed,
+            "size": args.size,
+            "per_bucket": args.per_bucket,
+            "machine": _machine(),
+            "summary": summary,
+            "seconds_per_tile": {
+                m: seconds[m] / len(cases) for m in methods
+            },
+            "tiles": [{
+                k: v for k, v in c.items() if k not in ("image", "mask")
+            } for c in cases]
+        },
+        f,
+        indent=1)
   _plots(summary, list(methods), args.out)
   if "cloudfill" in methods and classical:
     best_all = max(classical, key=lambda m: summary[m]["all"]["hole_psnr"])

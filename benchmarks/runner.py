@@ -38,15 +38,20 @@ def model_card(model: Optional[str]) -> dict:
     return json.load(f)
 
 
-def run_cloudfill(images: str, masks: str, output: str, model: Optional[str] = None,
-                  extra: Sequence[str] = (), log_path: Optional[str] = None) -> dict:
+def run_cloudfill(images: str,
+                  masks: str,
+                  output: str,
+                  model: Optional[str] = None,
+                  extra: Sequence[str] = (),
+                  log_path: Optional[str] = None) -> dict:
   """Runs ``cloudfill run`` once; returns ``{"argv", "rc", "seconds", "summary"}``.
 
   Raises:
     RuntimeError: the command failed (its last lines of output in the message).
   """
-  argv = cloudfill_exe() + ["run", "--images", images, "--masks", masks, "--output", output,
-                            "--overwrite", "--no-report"]
+  argv = cloudfill_exe() + [
+      "run", "--images", images, "--masks", masks, "--output", output, "--overwrite", "--no-report"
+  ]
   if model:
     argv += ["--model", model]
   argv += list(extra)
@@ -84,9 +89,10 @@ def gdal_fill(image: np.ndarray, known: np.ndarray, max_search_distance: Optiona
   h, w = known.shape
   dist = float(max_search_distance or np.hypot(h, w) + 1)
   valid = known.astype(np.uint8)
-  return np.stack([fillnodata(image[..., c].astype(np.float32), mask=valid.copy(),
-                              max_search_distance=dist, smoothing_iterations=0)
-                   for c in range(image.shape[-1])], -1)
+  return np.stack([
+      fillnodata(image[..., c].astype(np.float32), mask=valid.copy(), max_search_distance=dist, smoothing_iterations=0)
+      for c in range(image.shape[-1])
+  ], -1)
 
 
 def to_dtype(values: np.ndarray, dtype) -> np.ndarray:

@@ -47,8 +47,13 @@ def write_cases(cases: list[dict], folder: str) -> tuple[str, str]:
     img = c["image"].astype(np.float32).copy()
     img[c["mask"]] = 1.0
     h, w, b = img.shape
-    with rasterio.open(os.path.join(folder, "images", c["name"] + ".tif"), "w", driver="GTiff", height=h,
-                       width=w, count=b, dtype="float32") as dst:
+    with rasterio.open(os.path.join(folder, "images", c["name"] + ".tif"),
+                       "w",
+                       driver="GTiff",
+                       height=h,
+                       width=w,
+                       count=b,
+                       dtype="float32") as dst:
       dst.write(np.moveaxis(img, -1, 0))
     Image.fromarray(c["mask"].astype(np.uint8) * 255).save(os.path.join(folder, "masks", c["name"] + ".png"))
   return os.path.join(folder, "images", "*.tif"), os.path.join(folder, "masks", "{stem}.png")
@@ -71,7 +76,11 @@ def main(argv=None) -> int:
   env = common.machine()
   cases = make_cases(args.data, int(card["bands"]), 256, args.per_bucket, args.seed)
   images, masks = write_cases(cases, args.work)
-  run = runner.run_cloudfill(images, masks, os.path.join(args.work, "out"), args.model, args.cloudfill_arg,
+  run = runner.run_cloudfill(images,
+                             masks,
+                             os.path.join(args.work, "out"),
+                             args.model,
+                             args.cloudfill_arg,
                              log_path=os.path.join(args.work, "cloudfill.log"))
   import rasterio  # pylint: disable=import-outside-toplevel
   gdal_seconds = 0.0
@@ -95,17 +104,18 @@ def main(argv=None) -> int:
     summary[meth] = {}
     for n in names + ["all"]:
       sel = [c for c in done if n in ("all", c["bucket"])]
-      summary[meth][n] = {k: float(np.mean([c["metrics"][meth][k] for c in sel])) if sel else None
-                          for k in METRICS}
+      summary[meth][n] = {k: float(np.mean([c["metrics"][meth][k] for c in sel])) if sel else None for k in METRICS}
       summary[meth][n]["tiles"] = len(sel)
-  lines = [f"256² tiles: {len(cases)} ({args.per_bucket} per bucket; {len(done)} restored by cloudfill), "
-           f"held-out strip of each scene, held-out real cloud masks, 0…1 scale, seed {args.seed}; model "
-           f"{card.get('name')} {card.get('version')}; `{' '.join(run['argv'])}` took {run['seconds']:.0f} s, "
-           f"GDAL {gdal_seconds:.0f} s. Machine: {env['cpu_model']}, {env['cpus_usable']} cores, load "
-           f"{env['loadavg_start']}. Known pixels bit-identical in every cloudfill output: "
-           f"{all(c.get('known_identical') for c in done)}.", "",
-           "| bucket | tiles | cloudfill hole PSNR dB | GDAL hole PSNR dB | Δ dB | cloudfill SSIM | GDAL SSIM |",
-           "|---|---|---|---|---|---|---|"]
+  lines = [
+      f"256² tiles: {len(cases)} ({args.per_bucket} per bucket; {len(done)} restored by cloudfill), "
+      f"held-out strip of each scene, held-out real cloud masks, 0…1 scale, seed {args.seed}; model "
+      f"{card.get('name')} {card.get('version')}; `{' '.join(run['argv'])}` took {run['seconds']:.0f} s, "
+      f"GDAL {gdal_seconds:.0f} s. Machine: {env['cpu_model']}, {env['cpus_usable']} cores, load "
+      f"{env['loadavg_start']}. Known pixels bit-identical in every cloudfill output: "
+      f"{all(c.get('known_identical') for c in done)}.", "",
+      "| bucket | tiles | cloudfill hole PSNR dB | GDAL hole PSNR dB | Δ dB | cloudfill SSIM | GDAL SSIM |",
+      "|---|---|---|---|---|---|---|"
+  ]
   for n in names + ["all"]:
     a, g = summary["cloudfill"][n], summary["gdal"][n]
     if a["hole_psnr"] is None:
@@ -117,11 +127,20 @@ def main(argv=None) -> int:
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "tiles.md"), "w", encoding="utf-8") as f:
     f.write(text)
-  common.write_json(os.path.join(args.out, "tiles.json"), {
-      "card": card, "seed": args.seed, "per_bucket": args.per_bucket, "machine": env,
-      "cloudfill_command": " ".join(run["argv"]), "cloudfill_seconds": run["seconds"],
-      "gdal_seconds": gdal_seconds, "summary": summary,
-      "tiles": [{k: v for k, v in c.items() if k not in ("image", "mask")} for c in cases]})
+  common.write_json(
+      os.path.join(args.out, "tiles.json"), {
+          "card": card,
+          "seed": args.seed,
+          "per_bucket": args.per_bucket,
+          "machine": env,
+          "cloudfill_command": " ".join(run["argv"]),
+          "cloudfill_seconds": run["seconds"],
+          "gdal_seconds": gdal_seconds,
+          "summary": summary,
+          "tiles": [{
+              k: v for k, v in c.items() if k not in ("image", "mask")
+          } for c in cases]
+      })
   print(text)
   return 0
 

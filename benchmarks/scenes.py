@@ -53,6 +53,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common, runner  # noqa: E402
+from benchmarks.scene_scoring import flat_pixels, panel, scene_scale, score  # noqa: E402,F401  (re-exported)
 from training.masks import fit_coverage  # noqa: E402
 from transforms import metrics  # noqa: E402
 
@@ -94,17 +95,32 @@ class SceneSpec:
     return out
 
 
-SCENES = {s.name: s for s in (
-    SceneSpec("landsat8", "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif", nodata=0, cloud_px=3072),
-    SceneSpec("landsat8_3000", "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif", nodata=0,
-              pad_to=(3000, 3000), cloud_px=4608, mask="ukis_sentinel2.png"),
-    SceneSpec("naip2019", "naip_5m/m_4709963_se_14_1_20190904.tif", bands=(1, 2, 3), cloud_px=3072,
-              mask="ukis_landsat5.png"),
-    SceneSpec("s2l2a_june", "multidate/s2l2a_T33UUP_20210617_RGBN.tif", bands=(1, 2, 3),
-              value_range=(0, 10000), cloud_px=2048),
-    SceneSpec("landsat5_nanjing", "multidate/landsat5_nanjing_20000503_6band.tif", bands=(3, 2, 1),
-              cloud_px=3072, mask="ukis_sentinel2.png"),
-)}
+SCENES = {
+    s.name: s for s in (
+        SceneSpec("landsat8", "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif", nodata=0, cloud_px=3072),
+        SceneSpec("landsat8_3000",
+                  "landsat8/LC08_L1TP_224078_20200518_B2B3B4.tif",
+                  nodata=0,
+                  pad_to=(3000, 3000),
+                  cloud_px=4608,
+                  mask="ukis_sentinel2.png"),
+        SceneSpec("naip2019",
+                  "naip_5m/m_4709963_se_14_1_20190904.tif",
+                  bands=(1, 2, 3),
+                  cloud_px=3072,
+                  mask="ukis_landsat5.png"),
+        SceneSpec("s2l2a_june",
+                  "multidate/s2l2a_T33UUP_20210617_RGBN.tif",
+                  bands=(1, 2, 3),
+                  value_range=(0, 10000),
+                  cloud_px=2048),
+        SceneSpec("landsat5_nanjing",
+                  "multidate/landsat5_nanjing_20000503_6band.tif",
+                  bands=(3, 2, 1),
+                  cloud_px=3072,
+                  mask="ukis_sentinel2.png"),
+    )
+}
 
 
 def load_scene(spec: SceneSpec, data: str) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -122,8 +138,13 @@ def load_scene(spec: SceneSpec, data: str) -> tuple[np.ndarray, np.ndarray, dict
   return img, valid, profile
 
 
-def cloud_mask(spec: SceneSpec, shape: tuple[int, int], valid: np.ndarray, coverage: float,
-               data: str, rng: np.random.Generator, tries: int = 24) -> np.ndarray:
+def cloud_mask(spec: SceneSpec,
+               shape: tuple[int, int],
+               valid: np.ndarray,
+               coverage: float,
+               data: str,
+               rng: np.random.Generator,
+               tries: int = 24) -> np.ndarray:
   """A real cloud shape scaled to ``spec.cloud_px``, cropped to ``shape``, covering ``coverage`` of the valid area.
 
   Of ``tries`` random crops, the one whose own cover is nearest ``coverage``
@@ -153,46 +174,6 @@ def cloud_mask(spec: SceneSpec, shape: tuple[int, int], valid: np.ndarray, cover
   return m
 
 
-def scene_scale(truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-band ``(lo, hi)``: 0.1 and 99.9 percentiles of the valid truth pixels."""
-  v = truth[valid].astype(np.float64)
-  return np.percentile(v, 0.1, axis=0), np.percentile(v, 99.9, axis=0)
-
-
-def flat_pixels(img: np.ndarray, hole: np.ndarray, size: int = 15) -> int:
-  """Hole pixels at the centre of a ``size``² patch of hole pixels with every band constant."""
-  inside = ndimage.minimum_filter(hole.astype(np.uint8), size=size) > 0
-  flat = inside.copy()
-  for c in range(img.shape[-1]):
-    band = img[..., c].astype(np.float32)
-    flat &= ndimage.maximum_filter(band, size=size) == ndimage.minimum_filter(band, size=size)
-  return int(flat.sum())
-
-
-def score(out: np.ndarray, truth: np.ndarray, given: np.ndarray, hole: np.ndarray, valid: np.ndarray,
-          lo: np.ndarray, hi: np.ndarray, vrange: tuple[float, float], window: tuple[int, int]) -> dict:
-  """The figures of one method's output (``[H, W, C]`` in the input's dtype)."""
-  unit = ((out.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-  unit_t = ((truth.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
-  q = metrics.quality(unit, unit_t, hole)
-  d = (out[hole].astype(np.float64) - truth[hole]) / (vrange[1] - vrange[0])
-  mse_v = float(np.mean(d ** 2))
-  keep = ~hole & valid
-  nodata = ~valid
-  return {
-      "hole_psnr": q["psnr"], "hole_ssim": q["ssim"], "hole_mae": q["mae"],
-      "hole_psnr_value_range": float(10 * np.log10(1 / mse_v)) if mse_v > 0 else float("inf"),
-      "block": metrics.block_score(unit, hole, *window),
-      "seam": metrics.seam_score(unit, hole),
-      "hole_zero_pixels": int((out[hole] == 0).all(-1).sum()),
-      "hole_flat15_pixels": flat_pixels(out, hole),
-      "hole_left_as_cloud": int((out[hole] == given[hole]).all(-1).sum()),
-      "known_identical": bool(np.array_equal(out[keep], given[keep])),
-      "nodata_identical": bool(np.array_equal(out[nodata], given[nodata])),
-      "nodata_changed_pixels": int((out[nodata] != given[nodata]).any(-1).sum()),
-  }
-
-
 def write_inputs(folder: str, name: str, given: np.ndarray, clouds: np.ndarray, profile: dict) -> tuple[str, str]:
   """The cloudy input GeoTIFF (no no-data declared, as the source) and its mask PNG (255 = cloud)."""
   import rasterio  # pylint: disable=import-outside-toplevel
@@ -201,9 +182,20 @@ def write_inputs(folder: str, name: str, given: np.ndarray, clouds: np.ndarray, 
   os.makedirs(os.path.join(folder, "masks"), exist_ok=True)
   h, w, c = given.shape
   kw = {"crs": profile["crs"], "transform": profile["transform"]} if profile["crs"] else {}
-  with rasterio.open(os.path.join(folder, "images", name + ".tif"), "w", driver="GTiff", height=h, width=w,
-                     count=c, dtype=given.dtype, nodata=profile["nodata"], compress="deflate", zlevel=1,
-                     tiled=True, blockxsize=256, blockysize=256, **kw) as dst:
+  with rasterio.open(os.path.join(folder, "images", name + ".tif"),
+                     "w",
+                     driver="GTiff",
+                     height=h,
+                     width=w,
+                     count=c,
+                     dtype=given.dtype,
+                     nodata=profile["nodata"],
+                     compress="deflate",
+                     zlevel=1,
+                     tiled=True,
+                     blockxsize=256,
+                     blockysize=256,
+                     **kw) as dst:
     dst.write(np.moveaxis(given, -1, 0))
   Image.fromarray(clouds.astype(np.uint8) * 255).save(os.path.join(folder, "masks", name + ".png"))
   return os.path.join(folder, "images", name + ".tif"), os.path.join(folder, "masks", "{stem}.png")
@@ -213,30 +205,6 @@ def read_output(path: str) -> np.ndarray:
   import rasterio  # pylint: disable=import-outside-toplevel
   with rasterio.open(path) as src:
     return np.moveaxis(src.read(), 0, -1)
-
-
-def panel(path: str, given, filled, gdal, truth, clouds, valid, lo, hi, bgr: bool = False,
-          width: int = 640) -> None:
-  """before (clouds white) | cloudfill | GDAL FillNodata | truth, each ``width`` px wide.
-
-  ``bgr``: the first three bands are blue, green, red (Landsat 8 B2, B3, B4).
-  """
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
-  rows = []
-  for label, img in (("before", given), ("cloudfill", filled), ("GDAL FillNodata", gdal), ("truth", truth)):
-    u = np.clip((img[..., :3].astype(np.float64) - lo[:3]) / (hi[:3] - lo[:3]), 0, 1)
-    u = np.ascontiguousarray(u)
-    if bgr:
-      u = u[..., ::-1]
-    if label == "before":
-      u[clouds & valid] = 1.0
-    u[~valid] = 0.0
-    im = Image.fromarray((u * 255).astype(np.uint8))
-    im = im.resize((width, int(round(width * img.shape[0] / img.shape[1]))), Image.BILINEAR)
-    ImageDraw.Draw(im).text((6, 4), label, fill=(255, 255, 0))
-    rows.append(np.asarray(im))
-  sep = np.full((rows[0].shape[0], 6, 3), 255, np.uint8)
-  Image.fromarray(np.concatenate([rows[0], sep, rows[1], sep, rows[2], sep, rows[3]], 1)).save(path)
 
 
 def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -257,15 +225,26 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   folder = os.path.join(args.work, spec.name)
   images, masks = write_inputs(folder, spec.name, given, clouds, profile)
   dist = ndimage.distance_transform_edt(hole)
-  row = {"scene": spec.name, "source": spec.path, "shape": list(img.shape), "dtype": str(dtype),
-         "bands": [b + 1 for b in band_idx], "reflected_to": list(spec.pad_to) if spec.pad_to else None,
-         "cloud_mask": spec.mask, "cloud_coverage_of_valid": float(hole.sum() / valid.sum()),
-         "nodata_pixels": int((~valid).sum()), "nodata_under_clouds": int((clouds & ~valid).sum()),
-         "largest_cloud_px": int(np.bincount(ndimage.label(hole)[0].ravel())[1:].max()),
-         "max_distance_to_known_px": float(dist.max())}
+  row = {
+      "scene": spec.name,
+      "source": spec.path,
+      "shape": list(img.shape),
+      "dtype": str(dtype),
+      "bands": [b + 1 for b in band_idx],
+      "reflected_to": list(spec.pad_to) if spec.pad_to else None,
+      "cloud_mask": spec.mask,
+      "cloud_coverage_of_valid": float(hole.sum() / valid.sum()),
+      "nodata_pixels": int((~valid).sum()),
+      "nodata_under_clouds": int((clouds & ~valid).sum()),
+      "largest_cloud_px": int(np.bincount(ndimage.label(hole)[0].ravel())[1:].max()),
+      "max_distance_to_known_px": float(dist.max())
+  }
   common.log(f"{spec.name}: {img.shape[1]}x{img.shape[0]}, clouds {row['cloud_coverage_of_valid']:.1%} "
              f"of valid, up to {row['max_distance_to_known_px']:.0f} px from known ground")
-  run = runner.run_cloudfill(images, masks, os.path.join(folder, "out"), args.model,
+  run = runner.run_cloudfill(images,
+                             masks,
+                             os.path.join(folder, "out"),
+                             args.model,
                              spec.cloudfill_args() + list(args.cloudfill_arg),
                              log_path=os.path.join(folder, "cloudfill.log"))
   row["cloudfill_command"] = " ".join(run["argv"])
@@ -296,24 +275,27 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   arrays = {"given": sub_given, "gdal": gdal, "truth": truth, "clouds": clouds, "valid": valid, "lo": lo, "hi": hi}
   if os.path.exists(out_path):
     filled = read_output(out_path)
-    row["cloudfill"] = score(filled[..., band_idx] if filled.shape[-1] == img.shape[-1] else filled,
-                             truth, sub_given, hole, valid, lo, hi, vrange, window)
+    row["cloudfill"] = score(filled[..., band_idx] if filled.shape[-1] == img.shape[-1] else filled, truth, sub_given,
+                             hole, valid, lo, hi, vrange, window)
     arrays["filled"] = filled[..., band_idx] if filled.shape[-1] == img.shape[-1] else filled
     # The bands not restored must come through too.
     rest = [i for i in range(img.shape[-1]) if i not in band_idx]
     if rest and filled.shape[-1] == img.shape[-1]:
       row["cloudfill"]["other_bands_identical"] = bool(np.array_equal(filled[..., rest], given[..., rest]))
   else:
-    row["cloudfill"] = {"error": f"no output; exit {run['rc']}; see {folder}/cloudfill.log",
-                        "summary_counts": (run["summary"] or {}).get("counts")}
+    row["cloudfill"] = {
+        "error": f"no output; exit {run['rc']}; see {folder}/cloudfill.log",
+        "summary_counts": (run["summary"] or {}).get("counts")
+    }
   return row, arrays
 
 
 def markdown(rows: list[dict], header: str) -> str:
-  lines = [header, "",
-           "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
-           "| SSIM | block (truth) | seam | hole px at 0 | flat 15² px (truth) | known / no-data identical | seconds |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+      header, "", "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
+      "| SSIM | block (truth) | seam | hole px at 0 | flat 15² px (truth) | known / no-data identical | seconds |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  ]
   fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
   for r in rows:
     for meth in ("cloudfill", "gdal"):
@@ -343,9 +325,15 @@ def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
   text = markdown(rows, header)
   with open(os.path.join(args.out, "scenes.md"), "w", encoding="utf-8") as f:
     f.write(text)
-  common.write_json(os.path.join(args.out, "scenes.json"),
-                    {"card": card, "seed": args.seed, "coverage": args.coverage, "machine": env,
-                     "loadavg_end": common.loadavg(), "scenes": rows})
+  common.write_json(
+      os.path.join(args.out, "scenes.json"), {
+          "card": card,
+          "seed": args.seed,
+          "coverage": args.coverage,
+          "machine": env,
+          "loadavg_end": common.loadavg(),
+          "scenes": rows
+      })
   return text
 
 
@@ -354,13 +342,16 @@ def main(argv=None) -> int:
   p.add_argument("--model", default=None, help="SavedModel for cloudfill run (default: the packaged one)")
   p.add_argument("--data", default=common.SHARED)
   p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scenes"))
-  p.add_argument("--work", default=os.path.join(ROOT, "runs", "bench_scenes"),
+  p.add_argument("--work",
+                 default=os.path.join(ROOT, "runs", "bench_scenes"),
                  help="inputs, outputs and logs of each scene (runs/ is ignored by git)")
   p.add_argument("--scenes", default=",".join(SCENES), help=f"comma-separated, of {','.join(SCENES)}")
   p.add_argument("--coverage", type=float, default=0.34, help="cloud cover of the valid area")
   p.add_argument("--seed", type=int, default=8)
   p.add_argument("--panel", default="landsat8", help="scene drawn as panel_{scene}.png")
-  p.add_argument("--cloudfill-arg", action="append", default=[],
+  p.add_argument("--cloudfill-arg",
+                 action="append",
+                 default=[],
                  help="extra argument for cloudfill run (repeat; e.g. --cloudfill-arg=--max-fill-distance=400)")
   args = p.parse_args(argv)
   names = [n for n in args.scenes.split(",") if n]
@@ -384,8 +375,16 @@ def main(argv=None) -> int:
                f"({row['gdal_seconds']:.0f} s)")
     if name == args.panel and "filled" in arrays:
       a = arrays
-      panel(os.path.join(args.out, f"panel_{name}.png"), a["given"], a["filled"], a["gdal"], a["truth"],
-            a["clouds"], a["valid"], a["lo"], a["hi"], bgr=name.startswith("landsat8"))
+      panel(os.path.join(args.out, f"panel_{name}.png"),
+            a["given"],
+            a["filled"],
+            a["gdal"],
+            a["truth"],
+            a["clouds"],
+            a["valid"],
+            a["lo"],
+            a["hi"],
+            bgr=name.startswith("landsat8"))
     write_results(args, card, env, rows)  # after every scene: a long run leaves what it measured
   text = write_results(args, card, env, rows)
   print(text)

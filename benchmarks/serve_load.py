@@ -56,11 +56,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: float,
-                  exact: bool, extra: list[str]) -> subprocess.Popen:
+def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: float, exact: bool,
+                  extra: list[str]) -> subprocess.Popen:
   import requests  # pylint: disable=import-outside-toplevel
-  cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--max-batch", str(max_batch),
-         "--batch-wait-ms", str(wait_ms)] + (["--model", model] if model else []) + (["--exact"] if exact else []) + extra
+  cmd = [
+      sys.executable, "-m", "pipeline.cli", "serve", "--port",
+      str(port), "--max-batch",
+      str(max_batch), "--batch-wait-ms",
+      str(wait_ms)
+  ] + (["--model", model] if model else []) + (["--exact"] if exact else []) + extra
   proc = subprocess.Popen(cmd, cwd=common.ROOT, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 180
   while time.monotonic() < deadline:
@@ -75,12 +79,18 @@ def _start_server(model: Optional[str], port: int, max_batch: int, wait_ms: floa
   raise RuntimeError("cloudfill serve did not start in 180 s")
 
 
-def raw_loop(model, tiles: list[dict[str, Any]], batch: int, window: int, overlap: int,
+def raw_loop(model,
+             tiles: list[dict[str, Any]],
+             batch: int,
+             window: int,
+             overlap: int,
              rounds: int = 1) -> dict[str, Any]:
   """Tiles per second of the bare ``restore`` signature on the tiles' windows."""
   spec = WindowSpec(size=window, overlap=overlap)
-  wins = [w for t in tiles for w in cut(Tile(TilePair(t["name"], t["name"], None), t["image"], t["mask"],
-                                             {"dtype": "uint16"}), spec)]
+  wins = [
+      w for t in tiles
+      for w in cut(Tile(TilePair(t["name"], t["name"], None), t["image"], t["mask"], {"dtype": "uint16"}), spec)
+  ]
   images = np.stack([w.image for w in wins])
   masks = np.stack([w.mask for w in wins])
   model(images[:batch], masks[:batch])  # Warm.
@@ -89,8 +99,13 @@ def raw_loop(model, tiles: list[dict[str, Any]], batch: int, window: int, overla
     for i in range(0, len(wins), batch):
       model(images[i:i + batch], masks[i:i + batch])
   seconds = time.perf_counter() - start
-  return {"tiles": len(tiles) * rounds, "windows": len(wins) * rounds, "batch": batch,
-          "seconds": round(seconds, 3), "tiles_per_s": round(len(tiles) * rounds / seconds, 3)}
+  return {
+      "tiles": len(tiles) * rounds,
+      "windows": len(wins) * rounds,
+      "batch": batch,
+      "seconds": round(seconds, 3),
+      "tiles_per_s": round(len(tiles) * rounds / seconds, 3)
+  }
 
 
 def load(url: str, payloads: list[tuple[bytes, bytes]], clients: int, total: int) -> dict[str, Any]:
@@ -109,8 +124,7 @@ def load(url: str, payloads: list[tuple[bytes, bytes]], clients: int, total: int
         return
       image, mask = payloads[i % len(payloads)]
       t0 = time.perf_counter()
-      r = session.post(url + "/v1/restore", files={"image": ("t.tif", image), "mask": ("m.png", mask)},
-                       timeout=600)
+      r = session.post(url + "/v1/restore", files={"image": ("t.tif", image), "mask": ("m.png", mask)}, timeout=600)
       dt = time.perf_counter() - t0
       with lock:
         latencies.append(dt)
@@ -123,10 +137,20 @@ def load(url: str, payloads: list[tuple[bytes, bytes]], clients: int, total: int
   wall = time.perf_counter() - start
   lat = sorted(latencies)
   pct = lambda q: lat[min(len(lat) - 1, int(round(q * (len(lat) - 1))))]
-  return {"clients": clients, "requests": total, "seconds": round(wall, 3),
-          "tiles_per_s": round(total / wall, 3), "statuses": statuses,
-          "latency_s": {"p50": round(pct(0.5), 3), "p95": round(pct(0.95), 3), "max": round(lat[-1], 3),
-                        "mean": round(statistics.mean(lat), 3)}, "_bodies": bodies}
+  return {
+      "clients": clients,
+      "requests": total,
+      "seconds": round(wall, 3),
+      "tiles_per_s": round(total / wall, 3),
+      "statuses": statuses,
+      "latency_s": {
+          "p50": round(pct(0.5), 3),
+          "p95": round(pct(0.95), 3),
+          "max": round(lat[-1], 3),
+          "mean": round(statistics.mean(lat), 3)
+      },
+      "_bodies": bodies
+  }
 
 
 def differences(bodies: dict[int, bytes], solo: list[bytes]) -> dict[str, Any]:
@@ -144,8 +168,12 @@ def differences(bodies: dict[int, bytes], solo: list[bytes]) -> dict[str, Any]:
     diff = np.abs(a - b)
     pixels += int((diff > 0).any(axis=0).sum())
     worst = max(worst, int(diff.max()))
-  return {"identical": len(bodies) - len(differing), "differing": len(differing),
-          "differing_pixels": pixels, "max_abs_diff_dn": worst}
+  return {
+      "identical": len(bodies) - len(differing),
+      "differing": len(differing),
+      "differing_pixels": pixels,
+      "max_abs_diff_dn": worst
+  }
 
 
 def preview_latency(url: str, folder: str, repeats: int = 5) -> dict[str, Any]:
@@ -179,7 +207,9 @@ def main(argv: Optional[list[str]] = None) -> int:
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--batch-wait-ms", type=float, default=5.0)
   p.add_argument("--exact", action="store_true", help="serve with --exact (no batches shared across requests)")
-  p.add_argument("--serve-arg", action="append", default=[],
+  p.add_argument("--serve-arg",
+                 action="append",
+                 default=[],
                  help="extra flag for cloudfill serve, e.g. --serve-arg=--max-concurrent=32")
   p.add_argument("--no-preview", action="store_true")
   p.add_argument("--out", default=OUT)
@@ -191,8 +221,8 @@ def main(argv: Optional[list[str]] = None) -> int:
   result["tiles"] = where
   folder = tempfile.mkdtemp(prefix="cloudfill-serve-load-")
   img_glob, mask_tpl = common.write_tiles(tiles, folder)
-  payloads = [(open(img_glob.replace("*", t["name"]), "rb").read(),
-               open(mask_tpl.format(stem=t["name"]), "rb").read()) for t in tiles]
+  payloads = [(open(img_glob.replace("*", t["name"]), "rb").read(), open(mask_tpl.format(stem=t["name"]), "rb").read())
+              for t in tiles]
   uri = locate.resolve(args.model)
   card = locate.read_card(uri)
   port = _free_port()
@@ -203,8 +233,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     rounds = max(1, args.requests // len(tiles))  # The raw loop restores as many tiles as the clients send.
     result["raw_before"] = raw_loop(model, tiles, args.batch, card.window, card.overlap, rounds)
     print("raw before:", result["raw_before"], flush=True)
-    solo = [requests.post(url + "/v1/restore", files={"image": ("t.tif", a), "mask": ("m.png", b)},
-                          timeout=600).content for a, b in payloads]  # Also warms the server.
+    solo = [
+        requests.post(url + "/v1/restore", files={
+            "image": ("t.tif", a),
+            "mask": ("m.png", b)
+        }, timeout=600).content for a, b in payloads
+    ]  # Also warms the server.
     before = requests.get(url + "/healthz", timeout=10).json()["batches"]
     served = load(url, payloads, args.clients, args.requests)
     after = requests.get(url + "/healthz", timeout=10).json()["batches"]
@@ -221,8 +255,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("raw after:", result["raw_after"], flush=True)
     raw = max(result["raw_before"]["tiles_per_s"], result["raw_after"]["tiles_per_s"])
     result["serve_vs_raw"] = round(served["tiles_per_s"] / raw, 3)
-    result["serve_vs_raw_mean"] = round(served["tiles_per_s"] / statistics.mean(
-        [result["raw_before"]["tiles_per_s"], result["raw_after"]["tiles_per_s"]]), 3)
+    result["serve_vs_raw_mean"] = round(
+        served["tiles_per_s"] /
+        statistics.mean([result["raw_before"]["tiles_per_s"], result["raw_after"]["tiles_per_s"]]), 3)
     if not args.no_preview:
       result["preview_1024"] = preview_latency(url, folder)
       print("1024² preview/restore:", result["preview_1024"], flush=True)

@@ -18,7 +18,6 @@ from model_loader import locate
 from model_loader.contract import INPUT_IMAGE, INPUT_MASK, OUTPUT_RESTORED, SIGNATURE_RESTORE
 from transforms.context import push_pull
 
-
 # Windows per call of the model (RunInference's batches are split to this).
 CALL_BATCH = 8
 
@@ -74,8 +73,7 @@ def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = N
   if name == "context":
     if masks is None:
       return images
-    return np.stack([push_pull(i, (m[..., 0] < 0.5).astype(np.float32))
-                     for i, m in zip(images, masks)])
+    return np.stack([push_pull(i, (m[..., 0] < 0.5).astype(np.float32)) for i, m in zip(images, masks)])
   if name == "guide":
     return np.zeros_like(images)
   if name == "guide_mask":
@@ -152,14 +150,21 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
   packaged with cloudfill.
   """
 
-  def __init__(self, model_uri: Optional[str], *, min_batch_size: Optional[int] = None,
+  def __init__(self,
+               model_uri: Optional[str],
+               *,
+               min_batch_size: Optional[int] = None,
                max_batch_size: Optional[int] = None,
                max_batch_duration_secs: Optional[int] = None,
-               large_model: bool = False, model_copies: Optional[int] = None,
-               accelerator: Optional[str] = None, threads: int = 0):
-    super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
+               large_model: bool = False,
+               model_copies: Optional[int] = None,
+               accelerator: Optional[str] = None,
+               threads: int = 0):
+    super().__init__(min_batch_size=min_batch_size,
+                     max_batch_size=max_batch_size,
                      max_batch_duration_secs=max_batch_duration_secs,
-                     large_model=large_model, model_copies=model_copies)
+                     large_model=large_model,
+                     model_copies=model_copies)
     self._uri = model_uri
     self._accelerator = accelerator
     self._threads = threads
@@ -174,13 +179,17 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
     # worker installed cloudfill, not where the launcher did.
     return load(locate.stage_locally(locate.resolve(self._uri)))
 
-  def run_inference(self, batch: Sequence[Any], model: LoadedModel,
+  def run_inference(self,
+                    batch: Sequence[Any],
+                    model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
     start = time.perf_counter()
-    inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask}
-              for w in batch]
-    extra = {name: np.stack([i[name] for i in inputs]) for name in model.input_names
-             if name not in ("image", "mask") and all(name in i for i in inputs)}
+    inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask} for w in batch]
+    extra = {
+        name: np.stack([i[name] for i in inputs])
+        for name in model.input_names
+        if name not in ("image", "mask") and all(name in i for i in inputs)
+    }
     restored = model(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
     share = (time.perf_counter() - start) / len(batch)
     # Each window carries its share of the batch's time, on a copy: Beam's

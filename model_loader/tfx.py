@@ -15,10 +15,11 @@ def to_example(image: np.ndarray, mask: np.ndarray):
   """One window as the ``tf.train.Example`` that ``serving_default`` parses."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   image_key, mask_key = EXAMPLE_FEATURES
-  return tf.train.Example(features=tf.train.Features(feature={
-      image_key: tf.train.Feature(float_list=tf.train.FloatList(value=image.reshape(-1))),
-      mask_key: tf.train.Feature(float_list=tf.train.FloatList(value=mask.reshape(-1))),
-  }))
+  return tf.train.Example(features=tf.train.Features(
+      feature={
+          image_key: tf.train.Feature(float_list=tf.train.FloatList(value=image.reshape(-1))),
+          mask_key: tf.train.Feature(float_list=tf.train.FloatList(value=mask.reshape(-1))),
+      }))
 
 
 def _varint(n: int) -> bytes:
@@ -44,6 +45,7 @@ def serialize_example(image: np.ndarray, mask: np.ndarray, **extra: np.ndarray) 
   ``extra`` features (``context``, ``guide``, ``guide_mask``) are added for
   models whose ``serving_default`` parses them.
   """
+
   def entry(key: str, values: np.ndarray) -> bytes:  # Features.feature map entry
     floats = _field(2, _field(1, np.ascontiguousarray(values, "<f4").tobytes()))
     return _field(1, _field(1, key.encode()) + _field(2, floats))
@@ -63,7 +65,9 @@ def restored_from_log(prediction_log: Any, shape: tuple[int, ...]) -> np.ndarray
   return tf.make_ndarray(tensor).reshape(shape)
 
 
-def create_handler(model_uri: str, *, min_batch_size: Optional[int] = None,
+def create_handler(model_uri: str,
+                   *,
+                   min_batch_size: Optional[int] = None,
                    max_batch_size: Optional[int] = None,
                    large_model: bool = False):
   """A keyed tfx-bsl model handler on the model's ``serving_default``."""
@@ -73,8 +77,8 @@ def create_handler(model_uri: str, *, min_batch_size: Optional[int] = None,
   from tfx_bsl.public.beam.run_inference import CreateModelHandler
   from tfx_bsl.public.proto import model_spec_pb2
 
-  spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
-      model_path=model_uri, signature_name=[SIGNATURE_SERVING]))
+  spec = model_spec_pb2.InferenceSpecType(
+      saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=model_uri, signature_name=[SIGNATURE_SERVING]))
   handler = CreateModelHandler(spec)
   kwargs = {}
   if min_batch_size is not None:

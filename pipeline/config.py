@@ -55,8 +55,14 @@ class ModelInfo:
 
   def as_dict(self) -> dict[str, Any]:
     """What ``summary.json`` and ``manifest.json`` say about the model."""
-    return {"name": self.name, "version": self.version, "uri": self.uri, "bands": self.bands,
-            "window": self.window, "overlap": self.overlap}
+    return {
+        "name": self.name,
+        "version": self.version,
+        "uri": self.uri,
+        "bands": self.bands,
+        "window": self.window,
+        "overlap": self.overlap
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +109,12 @@ class RunConfig:
 
 
 def mask_spec(args: argparse.Namespace) -> MaskSpec:
-  return MaskSpec(source=args.mask_source, threshold=args.mask_threshold, dilate=args.dilate,
-                  nodata=args.nodata, bits=tuple(args.mask_bits or ()), values=tuple(args.mask_values or ()))
+  return MaskSpec(source=args.mask_source,
+                  threshold=args.mask_threshold,
+                  dilate=args.dilate,
+                  nodata=args.nodata,
+                  bits=tuple(args.mask_bits or ()),
+                  values=tuple(args.mask_values or ()))
 
 
 def guide_spec(args: argparse.Namespace, vrange: Optional[tuple[float, float]]) -> Optional[GuideSpec]:
@@ -117,7 +127,9 @@ def guide_spec(args: argparse.Namespace, vrange: Optional[tuple[float, float]]) 
     return None
   masks = check_guide_template(args.guide_masks, args.date) if args.guide_masks else None
   return GuideSpec(templates=tuple(check_guide_template(t, args.date) for t in args.guide),
-                   mask_template=masks, bands=tuple(args.bands or ()), value_range=vrange,
+                   mask_template=masks,
+                   bands=tuple(args.bands or ()),
+                   value_range=vrange,
                    resampling=args.guide_resampling)
 
 
@@ -132,14 +144,16 @@ def reference_template(args: argparse.Namespace) -> Optional[str]:
 def prepare_spec(args: argparse.Namespace, card: ModelCard, mask: MaskSpec,
                  vrange: Optional[tuple[float, float]]) -> PrepareSpec:
   margin = NEIGHBOUR_WINDOWS * card.window if args.neighbour_margin is None else args.neighbour_margin
-  neighbours = (NeighbourSpec(margin=margin, bands=tuple(args.bands or ()), mask=mask, nodata=args.nodata)
-                if margin > 0 else None)
-  return PrepareSpec(
-      footprint=FootprintSpec(nodata=args.nodata, border_only=args.nodata_border,
-                              nan_is_nodata=not args.nan_as_missing,
-                              mask_is_nodata=args.mask_source == "nodata",
-                              max_fill_distance=args.max_fill_distance),
-      guide=guide_spec(args, vrange), neighbours=neighbours, value_range=vrange)
+  neighbours = (NeighbourSpec(margin=margin, bands=tuple(args.bands or
+                                                         ()), mask=mask, nodata=args.nodata) if margin > 0 else None)
+  return PrepareSpec(footprint=FootprintSpec(nodata=args.nodata,
+                                             border_only=args.nodata_border,
+                                             nan_is_nodata=not args.nan_as_missing,
+                                             mask_is_nodata=args.mask_source == "nodata",
+                                             max_fill_distance=args.max_fill_distance),
+                     guide=guide_spec(args, vrange),
+                     neighbours=neighbours,
+                     value_range=vrange)
 
 
 def infer_spec(args: argparse.Namespace, card: ModelCard, model_uri: str) -> InferSpec:
@@ -147,9 +161,14 @@ def infer_spec(args: argparse.Namespace, card: ModelCard, model_uri: str) -> Inf
       # None = the packaged default, resolved where the model loads (a worker's
       # install path differs from the launcher's). tfx-bsl needs a path now.
       model_uri=args.model if args.backend == "native" else model_uri,
-      backend=args.backend, overlap=card.overlap, min_batch_size=args.min_batch_size,
-      max_batch_size=args.max_batch_size, max_batch_duration_secs=args.max_batch_duration_secs,
-      large_model=args.large_model, model_copies=args.model_copies, accelerator=args.accelerator)
+      backend=args.backend,
+      overlap=card.overlap,
+      min_batch_size=args.min_batch_size,
+      max_batch_size=args.max_batch_size,
+      max_batch_duration_secs=args.max_batch_duration_secs,
+      large_model=args.large_model,
+      model_copies=args.model_copies,
+      accelerator=args.accelerator)
 
 
 def from_options(args: argparse.Namespace, card: ModelCard, model_uri: str, run_id: str) -> RunConfig:
@@ -165,23 +184,44 @@ def from_options(args: argparse.Namespace, card: ModelCard, model_uri: str, run_
   mask = mask_spec(args)
   tiff = TiffSpec(cog=bool(args.cog), options=tuple(args.co or ()))
   window = (card.window, card.overlap)
-  return RunConfig(
-      run_id=run_id, output_dir=args.output, images=args.images, masks=args.masks, since=args.since,
-      overwrite=bool(args.overwrite),
-      model=ModelInfo(name=card.name, version=card.version, uri=model_uri, bands=card.bands,
-                      window=card.window, overlap=card.overlap, weights_sha256=card.weights_sha256),
-      decode=DecodeSpec(mask=mask, bands=tuple(args.bands or ()), model_bands=card.bands,
-                        nan_as_missing=args.nan_as_missing, scene_pixels=args.scene_pixels,
-                        max_pixels=args.max_pixels, value_range=vrange,
-                        extra_bands=getattr(args, "extra_bands", None) or DecodeSpec.extra_bands),
-      prepare=prepare_spec(args, card, mask, vrange),
-      window=WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
-      preview=not args.no_preview,
-      infer=infer_spec(args, card, model_uri),
-      value_range=vrange,
-      write=WriteSpec(output_dir=args.output, model_version=card.version, evaluate=args.evaluate,
-                      reference_template=reference_template(args), value_range=vrange, tiff=tiff,
-                      weights_sha256=card.weights_sha256, window=window),
-      scene_write=SceneWriteSpec(output_dir=args.output, model_version=card.version, evaluate=args.evaluate,
-                                 value_range=vrange, tiff=tiff, weights_sha256=card.weights_sha256,
-                                 window=window))
+  return RunConfig(run_id=run_id,
+                   output_dir=args.output,
+                   images=args.images,
+                   masks=args.masks,
+                   since=args.since,
+                   overwrite=bool(args.overwrite),
+                   model=ModelInfo(name=card.name,
+                                   version=card.version,
+                                   uri=model_uri,
+                                   bands=card.bands,
+                                   window=card.window,
+                                   overlap=card.overlap,
+                                   weights_sha256=card.weights_sha256),
+                   decode=DecodeSpec(mask=mask,
+                                     bands=tuple(args.bands or ()),
+                                     model_bands=card.bands,
+                                     nan_as_missing=args.nan_as_missing,
+                                     scene_pixels=args.scene_pixels,
+                                     max_pixels=args.max_pixels,
+                                     value_range=vrange,
+                                     extra_bands=getattr(args, "extra_bands", None) or DecodeSpec.extra_bands),
+                   prepare=prepare_spec(args, card, mask, vrange),
+                   window=WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
+                   preview=not args.no_preview,
+                   infer=infer_spec(args, card, model_uri),
+                   value_range=vrange,
+                   write=WriteSpec(output_dir=args.output,
+                                   model_version=card.version,
+                                   evaluate=args.evaluate,
+                                   reference_template=reference_template(args),
+                                   value_range=vrange,
+                                   tiff=tiff,
+                                   weights_sha256=card.weights_sha256,
+                                   window=window),
+                   scene_write=SceneWriteSpec(output_dir=args.output,
+                                              model_version=card.version,
+                                              evaluate=args.evaluate,
+                                              value_range=vrange,
+                                              tiff=tiff,
+                                              weights_sha256=card.weights_sha256,
+                                              window=window))

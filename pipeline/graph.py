@@ -41,7 +41,9 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
   tiles = (prepared.tiles, restored) | "TilePath" >> TilePath(c.value_range, c.write)
   scenes = (prepared.tiles, restored) | "ScenePath" >> ScenePath(c.scene_write)
   results = (tiles["results"], scenes["results"]) | "AllResults" >> beam.Flatten()
-  dead = ((matched[DEAD], decoded[DEAD], prepared[DEAD], tiles[DEAD], scenes[DEAD])
-          | "AllDead" >> beam.Flatten())
-  _ = ({"results": results, "dead": dead, "up_to_date": todo.up_to_date}
-       | "Outputs" >> WriteOutputs(c.output_dir, c.run_id, m.as_dict()))
+  dead = ((matched[DEAD], decoded[DEAD], prepared[DEAD], tiles[DEAD], scenes[DEAD]) | "AllDead" >> beam.Flatten())
+  _ = ({
+      "results": results,
+      "dead": dead,
+      "up_to_date": todo.up_to_date
+  } | "Outputs" >> WriteOutputs(c.output_dir, c.run_id, m.as_dict()))

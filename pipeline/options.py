@@ -10,15 +10,14 @@ the command line win over it. Every problem raises :class:`UsageError`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 from typing import Any, Optional, Sequence
-
-import math
 
 import yaml
 
 import configs
+from pipeline.flag_types import (_bands, _bits, _count, _creation_option, _date, _distance, _finite, _int_list, _nodata,
+                                 _pixels_text, _range, _since)
 from pipeline.usage import OneLineParser, UsageError, check_beam_args
 from transforms import bands as bands_lib
 from transforms.decode import DecodeSpec
@@ -32,241 +31,238 @@ CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
 # home per value); a --config profile goes over them and the command line
 # over both.
 DEFAULTS: dict[str, Any] = {
-    "mask_threshold": None, "dilate": MaskSpec.dilate, "nodata": None,
-    "nan_as_missing": DecodeSpec.nan_as_missing, "bands": None, "value_range": None,
-    "backend": InferSpec.backend, "min_batch_size": InferSpec.min_batch_size,
-    "max_batch_size": InferSpec.max_batch_size, "max_batch_duration_secs": InferSpec.max_batch_duration_secs,
-    "large_model": InferSpec.large_model, "model_copies": InferSpec.model_copies,
-    "accelerator": InferSpec.accelerator, "overwrite": False, "evaluate": False,
-    "reference": None, "no_report": False, "mask_source": None, "scene_pixels": DecodeSpec.scene_pixels,
+    "mask_threshold": None,
+    "dilate": MaskSpec.dilate,
+    "nodata": None,
+    "nan_as_missing": DecodeSpec.nan_as_missing,
+    "bands": None,
+    "value_range": None,
+    "backend": InferSpec.backend,
+    "min_batch_size": InferSpec.min_batch_size,
+    "max_batch_size": InferSpec.max_batch_size,
+    "max_batch_duration_secs": InferSpec.max_batch_duration_secs,
+    "large_model": InferSpec.large_model,
+    "model_copies": InferSpec.model_copies,
+    "accelerator": InferSpec.accelerator,
+    "overwrite": False,
+    "evaluate": False,
+    "reference": None,
+    "no_report": False,
+    "mask_source": None,
+    "scene_pixels": DecodeSpec.scene_pixels,
     "max_pixels": DecodeSpec.max_pixels,
-    "mask_bits": None, "mask_values": None, "cog": False, "co": None,
-    "nodata_border": False, "max_fill_distance": None, "guide": None, "guide_masks": None,
-    "guide_resampling": GuideSpec.resampling, "no_preview": False, "neighbour_margin": None,
+    "mask_bits": None,
+    "mask_values": None,
+    "cog": False,
+    "co": None,
+    "nodata_border": False,
+    "max_fill_distance": None,
+    "guide": None,
+    "guide_masks": None,
+    "guide_resampling": GuideSpec.resampling,
+    "no_preview": False,
+    "neighbour_margin": None,
     "extra_bands": bands_lib.DEFAULT_METHOD,
 }
 
 
-def _pixels_text(n: int) -> str:
-  """``4194304 = 2048x2048`` for a square number of pixels."""
-  side = math.isqrt(n)
-  return f"{n} = {side}x{side}" if side * side == n else str(n)
-
-
-def _int_list(text: str) -> list[int]:
-  try:
-    return [int(t) for t in str(text).split(",") if t.strip()]
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
-
-
-def _bands(text: str) -> list[int]:
-  out = _int_list(text)
-  if not out or min(out) < 1:
-    raise argparse.ArgumentTypeError(f"bands are 1-based positive integers, got {text!r}")
-  return out
-
-
-def _bits(text: str) -> list[int]:
-  out = _int_list(text)
-  if not out or not all(0 <= b < 64 for b in out):
-    raise argparse.ArgumentTypeError(f"bits are 0…63, got {text!r}")
-  return out
-
-
-def _range(text: str) -> tuple[float, float]:
-  parts = str(text).split(",")
-  try:
-    lo, hi = (float(v) for v in parts)
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from e
-  if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-    raise argparse.ArgumentTypeError(f"expected finite LO < HI, got {text!r}")
-  return lo, hi
-
-
-def _finite(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
-  if not math.isfinite(value):
-    raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-  return value
-
-
-def _nodata(text: str) -> float:
-  try:
-    return float(text)  # NaN is a legitimate no-data value.
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from e
-
-
-def _distance(text: str) -> float:
-  """A finite distance in pixels, >= 0."""
-  v = _finite(text)
-  if v < 0:
-    raise argparse.ArgumentTypeError(f"expected a distance >= 0, got {text!r}")
-  return v
-
-
-def _count(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from e
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-  return value
-
-
-def _creation_option(text: str) -> str:
-  name, sep, value = str(text).partition("=")
-  if not sep or not name.strip() or not value.strip():
-    raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-  return f"{name.strip().upper()}={value.strip()}"
-
-
-def _date(text: str) -> str:
-  dt.date.fromisoformat(text)
-  return text
-
-
-def _since(text: str) -> float:
-  try:
-    return float(text)
-  except ValueError:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.datetime.fromisoformat(text).tzinfo or dt.timezone.utc).timestamp()
-
-
 def build_parser() -> argparse.ArgumentParser:
-  p = OneLineParser(
-      prog="cloudfill run",
-      description="Restore cloud gaps in satellite tiles. Other flags must be Beam pipeline "
-                  "options (--runner, --project, …); anything else is refused.")
+  p = OneLineParser(prog="cloudfill run",
+                    description="Restore cloud gaps in satellite tiles. Other flags must be Beam pipeline "
+                    "options (--runner, --project, …); anything else is refused.")
   io = p.add_argument_group("inputs and outputs")
-  io.add_argument("--images", required=True,
+  io.add_argument("--images",
+                  required=True,
                   help="Glob of images on any Beam filesystem (local, gs://, s3://); "
-                       "{date} is replaced by --date.")
-  io.add_argument("--masks", default=None,
+                  "{date} is replaced by --date.")
+  io.add_argument("--masks",
+                  default=None,
                   help="Mask template with {stem} and {dir}, e.g. gs://b/masks/{stem}.png. "
-                       "Non-zero = missing. Omit to take masks from the image (--mask-source).")
+                  "Non-zero = missing. Omit to take masks from the image (--mask-source).")
   io.add_argument("--output", required=True, help="Output folder (local, gs://, s3://).")
-  io.add_argument("--model", default=None,
-                  help="SavedModel directory; default: the model shipped in the package.")
-  io.add_argument("--config", default=None,
-                  help="YAML profile: a path, or a name in configs/ (e.g. landsat8_l1).")
+  io.add_argument("--model", default=None, help="SavedModel directory; default: the model shipped in the package.")
+  io.add_argument("--config", default=None, help="YAML profile: a path, or a name in configs/ (e.g. landsat8_l1).")
   io.add_argument("--date", type=_date, default=None, help="Fills {date} in --images and --masks.")
-  io.add_argument("--since", type=_since, default=None,
+  io.add_argument("--since",
+                  type=_since,
+                  default=None,
                   help="Only inputs modified at or after this time (ISO 8601 or epoch seconds).")
   m = p.add_argument_group("masks")
-  m.add_argument("--mask-source", default=None,
+  m.add_argument("--mask-source",
+                 default=None,
                  help="file (default with --masks), nodata (the image's no-data value), "
-                      "or band:K (band K of the image is a cloud probability).")
-  m.add_argument("--mask-threshold", type=_finite, default=None,
+                 "or band:K (band K of the image is a cloud probability).")
+  m.add_argument("--mask-threshold",
+                 type=_finite,
+                 default=None,
                  help="Mask/probability values above this are missing (default: any non-zero).")
-  m.add_argument("--mask-bits", type=_bits, default=None,
+  m.add_argument("--mask-bits",
+                 type=_bits,
+                 default=None,
                  help="Integer QA mask: pixels with any of these bits set are missing, e.g. 1,3,4 "
-                      "(Landsat Collection 2 QA_PIXEL dilated cloud, cloud, cloud shadow).")
-  m.add_argument("--mask-values", type=_int_list, default=None,
+                 "(Landsat Collection 2 QA_PIXEL dilated cloud, cloud, cloud shadow).")
+  m.add_argument("--mask-values",
+                 type=_int_list,
+                 default=None,
                  help="Class mask: pixels with one of these values are missing, e.g. 3,8,9,10 "
-                      "(Sentinel-2 SCL cloud shadow, cloud medium/high probability, cirrus).")
+                 "(Sentinel-2 SCL cloud shadow, cloud medium/high probability, cirrus).")
   m.add_argument("--dilate", type=_count, default=None, help="Grow masks by N pixels.")
-  m.add_argument("--nodata", type=_nodata, default=None,
+  m.add_argument("--nodata",
+                 type=_nodata,
+                 default=None,
                  help="No-data value when the image declares none: with --mask-source nodata the gaps "
-                      "to fill; otherwise (file or band masks) pixels equal to it in every band lie outside "
-                      "the footprint: never read as known, never filled, written back unchanged.")
-  m.add_argument("--nan-as-missing", action="store_true", default=None,
+                 "to fill; otherwise (file or band masks) pixels equal to it in every band lie outside "
+                 "the footprint: never read as known, never filled, written back unchanged.")
+  m.add_argument("--nan-as-missing",
+                 action="store_true",
+                 default=None,
                  help="Treat NaN pixels of float input as missing instead of failing the tile.")
-  m.add_argument("--scene-pixels", type=_count, default=None,
+  m.add_argument("--scene-pixels",
+                 type=_count,
+                 default=None,
                  help="GeoTIFFs with more pixels than this are streamed by rows as large scenes "
-                      f"(default {_pixels_text(DEFAULTS['scene_pixels'])}).")
-  m.add_argument("--max-pixels", type=int, default=None,
+                 f"(default {_pixels_text(DEFAULTS['scene_pixels'])}).")
+  m.add_argument("--max-pixels",
+                 type=int,
+                 default=None,
                  help="Refuse images and masks whose header says more pixels than this, before "
-                      f"decoding (default {_pixels_text(DEFAULTS['max_pixels'])}).")
-  m.add_argument("--nodata-border", action="store_true", default=None,
+                 f"decoding (default {_pixels_text(DEFAULTS['max_pixels'])}).")
+  m.add_argument("--nodata-border",
+                 action="store_true",
+                 default=None,
                  help="Only no-data pixels connected to the image border are outside the footprint "
-                      "(the zero fill around L1 scenes; dark ground equal to the value stays known).")
-  m.add_argument("--max-fill-distance", type=_distance, default=None, metavar="PX",
+                 "(the zero fill around L1 scenes; dark ground equal to the value stays known).")
+  m.add_argument("--max-fill-distance",
+                 type=_distance,
+                 default=None,
+                 metavar="PX",
                  help="Hole pixels farther than PX pixels from known ground are not filled: they are "
-                      "written as the no-data value (or left as they were without one) and counted "
-                      "as 'unfilled' (GDAL FillNodata's -md). Default: fill everything.")
-  m.add_argument("--neighbour-margin", type=_count, default=None, metavar="PX",
+                 "written as the no-data value (or left as they were without one) and counted "
+                 "as 'unfilled' (GDAL FillNodata's -md). Default: fill everything.")
+  m.add_argument("--neighbour-margin",
+                 type=_count,
+                 default=None,
+                 metavar="PX",
                  help="Tiles of one grid (a pre-cut archive: same CRS, adjacent transforms) draw their "
-                      "context from PX pixels of their neighbours too, so fills do not break at tile "
-                      "borders (default: twice the model's window; 0 = off).")
+                 "context from PX pixels of their neighbours too, so fills do not break at tile "
+                 "borders (default: twice the model's window; 0 = off).")
   g = p.add_argument_group("guide (another date of the same place)")
-  g.add_argument("--guide", action="append", default=None, metavar="TEMPLATE",
+  g.add_argument("--guide",
+                 action="append",
+                 default=None,
+                 metavar="TEMPLATE",
                  help="Each image's guide, with {stem}, {dir}, {date} as in --masks; repeat in order of "
-                      "preference (the first that exists is used). Other grids are warped onto the image's.")
-  g.add_argument("--guide-masks", default=None, metavar="TEMPLATE",
+                 "preference (the first that exists is used). Other grids are warped onto the image's.")
+  g.add_argument("--guide-masks",
+                 default=None,
+                 metavar="TEMPLATE",
                  help="The guide's own cloud masks ({stem}, {dir} of the guide; non-zero = cloud). "
-                      "Default: the guide's no-data only.")
-  g.add_argument("--guide-resampling", choices=("bilinear", "nearest"), default=None,
+                 "Default: the guide's no-data only.")
+  g.add_argument("--guide-resampling",
+                 choices=("bilinear", "nearest"),
+                 default=None,
                  help=f"Resampling of guides on another grid (default {DEFAULTS['guide_resampling']}).")
   b = p.add_argument_group("bands and values")
   b.add_argument("--bands", type=_bands, default=None, help="1-based bands to restore, e.g. 4,3,2.")
-  b.add_argument("--extra-bands", choices=bands_lib.METHODS, default=None,
+  b.add_argument("--extra-bands",
+                 choices=bands_lib.METHODS,
+                 default=None,
                  help="How the holes of the bands the model does not restore are filled (every band "
-                      "comes out): guided = regressed on the restored model bands by a local linear fit "
-                      "plus its residual (default); model = through the model in groups of its band count.")
-  b.add_argument("--value-range", type=_range, default=None,
+                 "comes out): guided = regressed on the restored model bands by a local linear fit "
+                 "plus its residual (default); model = through the model in groups of its band count.")
+  b.add_argument("--value-range",
+                 type=_range,
+                 default=None,
                  help="LO,HI mapped to the model's 0…1 (default: the dtype's range).")
   i = p.add_argument_group("inference")
-  i.add_argument("--backend", choices=("native", "tfx"), default=None,
+  i.add_argument("--backend",
+                 choices=("native", "tfx"),
+                 default=None,
                  help="native: tf.saved_model.load on numpy batches (default); "
-                      "tfx: tfx-bsl on serialized tf.train.Example.")
+                 "tfx: tfx-bsl on serialized tf.train.Example.")
   i.add_argument("--min-batch-size", type=int, default=None)
   i.add_argument("--max-batch-size", type=int, default=None)
   i.add_argument("--max-batch-duration-secs", type=int, default=None)
-  i.add_argument("--large-model", action="store_true", default=None,
+  i.add_argument("--large-model",
+                 action="store_true",
+                 default=None,
                  help="Share one model across the processes of a worker.")
-  i.add_argument("--model-copies", type=int, default=None,
+  i.add_argument("--model-copies",
+                 type=int,
+                 default=None,
                  help="Exact number of model copies per worker (e.g. one per GPU).")
-  i.add_argument("--accelerator", default=None,
+  i.add_argument("--accelerator",
+                 default=None,
                  help="Resource hint for the inference step, e.g. "
-                      "'type:nvidia-l4;count:1;install-nvidia-driver'.")
+                 "'type:nvidia-l4;count:1;install-nvidia-driver'.")
   o = p.add_argument_group("run")
-  o.add_argument("--overwrite", action="store_true", default=None,
+  o.add_argument("--overwrite",
+                 action="store_true",
+                 default=None,
                  help="Restore every tile, even when its output is up to date.")
-  o.add_argument("--evaluate", action="store_true", default=None,
+  o.add_argument("--evaluate",
+                 action="store_true",
+                 default=None,
                  help="Score restored pixels against the input's own pixels under the mask "
-                      "(clear tiles with artificial masks).")
-  o.add_argument("--reference", default=None,
+                 "(clear tiles with artificial masks).")
+  o.add_argument("--reference",
+                 default=None,
                  help="Template of a clear acquisition per tile ({stem}, {dir}) to score against.")
-  o.add_argument("--no-report", action="store_true", default=None,
-                 help="Do not write the HTML report after the run.")
-  o.add_argument("--dry-run", action="store_true", default=False,
+  o.add_argument("--no-report", action="store_true", default=None, help="Do not write the HTML report after the run.")
+  o.add_argument("--dry-run",
+                 action="store_true",
+                 default=False,
                  help="List what would be restored, skipped or refused, and write nothing "
-                      "(local inputs and output).")
-  o.add_argument("-q", "--quiet", action="store_true", default=False,
-                 help="Print only errors and the final counts.")
-  o.add_argument("-v", "--verbose", action="count", default=0,
+                 "(local inputs and output).")
+  o.add_argument("-q", "--quiet", action="store_true", default=False, help="Print only errors and the final counts.")
+  o.add_argument("-v",
+                 "--verbose",
+                 action="count",
+                 default=0,
                  help="More logging (-v: Beam and cloudfill INFO; -vv: also TensorFlow's start-up).")
   w = p.add_argument_group("GeoTIFF output")
-  w.add_argument("--cog", action="store_true", default=None,
+  w.add_argument("--cog",
+                 action="store_true",
+                 default=None,
                  help="Write restored GeoTIFFs as Cloud-Optimized GeoTIFFs (GDAL's COG driver: "
-                      "tiled, internal overviews, LAYOUT=COG).")
-  w.add_argument("--co", action="append", type=_creation_option, default=None, metavar="NAME=VALUE",
+                 "tiled, internal overviews, LAYOUT=COG).")
+  w.add_argument("--co",
+                 action="append",
+                 type=_creation_option,
+                 default=None,
+                 metavar="NAME=VALUE",
                  help="GDAL creation option, repeatable (e.g. --co COMPRESS=ZSTD --co PREDICTOR=2). "
-                      "Without it the input's compression and overviews are kept.")
-  o.add_argument("--no-preview", action="store_true", default=None,
+                 "Without it the input's compression and overviews are kept.")
+  o.add_argument("--no-preview",
+                 action="store_true",
+                 default=None,
                  help="Do not write the low-resolution quicklooks DIR/preview/{stem}.png.")
   return p
 
 
 # How a config value is checked and converted: the flag's own converter.
 _CONFIG_TYPES: dict[str, Any] = {
-    "mask_threshold": _finite, "dilate": _count, "nodata": _nodata, "bands": _bands,
-    "value_range": _range, "min_batch_size": _count, "max_batch_size": _count,
-    "max_batch_duration_secs": _count, "model_copies": _count, "scene_pixels": _count,
-    "mask_bits": _bits, "mask_values": _int_list, "co": _creation_option, "max_pixels": _count,
-    "max_fill_distance": _distance, "neighbour_margin": _count,
+    "mask_threshold": _finite,
+    "dilate": _count,
+    "nodata": _nodata,
+    "bands": _bands,
+    "value_range": _range,
+    "min_batch_size": _count,
+    "max_batch_size": _count,
+    "max_batch_duration_secs": _count,
+    "model_copies": _count,
+    "scene_pixels": _count,
+    "mask_bits": _bits,
+    "mask_values": _int_list,
+    "co": _creation_option,
+    "max_pixels": _count,
+    "max_fill_distance": _distance,
+    "neighbour_margin": _count,
 }
-_CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog",
-                 "nodata_border", "no_preview")
-_CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model",
-                   "guide_masks", "guide_resampling", "extra_bands")
+_CONFIG_BOOLS = ("nan_as_missing", "large_model", "overwrite", "evaluate", "no_report", "cog", "nodata_border",
+                 "no_preview")
+_CONFIG_STRINGS = ("backend", "accelerator", "reference", "mask_source", "masks", "model", "guide_masks",
+                   "guide_resampling", "extra_bands")
 EXPECT_KEYS = ("dtypes", "bands", "band_names", "value_ranges")
 
 

@@ -43,17 +43,16 @@ class WriteOutputs(beam.PTransform):
     # skip_if_empty: an empty object cannot be written to S3 by Beam's multipart
     # uploader (CompleteMultipartUpload with no parts is refused), and an empty
     # failed/ folder says the same as an empty file.
-    _ = (results | "MetricsJson" >> beam.Map(lambda r: r.to_json())
-         | "WriteMetrics" >> beam.io.WriteToText(
-             FileSystems.join(self.output_dir, METRICS_DIR, f"metrics-{self.run_id}"),
-             file_name_suffix=".jsonl", skip_if_empty=True))
-    _ = (dead | "DeadJson" >> beam.Map(lambda d: d.to_json())
-         | "WriteFailed" >> beam.io.WriteToText(
-             FileSystems.join(self.output_dir, FAILED_DIR, f"dead-letters-{self.run_id}"),
-             file_name_suffix=".jsonl", skip_if_empty=True))
+    _ = (results | "MetricsJson" >> beam.Map(lambda r: r.to_json()) |
+         "WriteMetrics" >> beam.io.WriteToText(FileSystems.join(self.output_dir, METRICS_DIR, f"metrics-{self.run_id}"),
+                                               file_name_suffix=".jsonl",
+                                               skip_if_empty=True))
+    _ = (dead | "DeadJson" >> beam.Map(lambda d: d.to_json()) | "WriteFailed" >> beam.io.WriteToText(
+        FileSystems.join(self.output_dir, FAILED_DIR, f"dead-letters-{self.run_id}"),
+        file_name_suffix=".jsonl",
+        skip_if_empty=True))
     return ((results | "FromResults" >> beam.Map(summary_lib.from_result),
              dead | "FromDead" >> beam.Map(summary_lib.from_dead),
-             up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date))
-            | "AllOutcomes" >> beam.Flatten()
-            | "Gather" >> beam.combiners.ToList()
-            | "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(self.output_dir, self.model, self.run_id)))
+             up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date)) | "AllOutcomes" >> beam.Flatten() |
+            "Gather" >> beam.combiners.ToList() |
+            "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(self.output_dir, self.model, self.run_id)))

@@ -116,8 +116,10 @@ def read_card(model_uri: str):
 
 def check_card(card, model_uri: str) -> None:
   """Raises UsageError when a card field has the wrong type or value."""
+
   def bad(field: str, want: str):
     raise UsageError(f"model {model_uri}: card field {field}={getattr(card, field)!r} must be {want}")
+
   for name in ("name", "version"):
     if not isinstance(getattr(card, name), str) or not getattr(card, name):
       bad(name, "a non-empty string")

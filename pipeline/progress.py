@@ -20,11 +20,10 @@ import threading
 import time
 from typing import Optional
 
-NOISE = re.compile(
-    r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\s+\d+ \S+\.(cc|h):\d+\]"
-    r"|failed call to cuInit|cuda_(platform|executor|diagnostics)|oneDNN custom operations"
-    r"|Resource module is not available|No shards found to finalize"
-    r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags")
+NOISE = re.compile(r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\s+\d+ \S+\.(cc|h):\d+\]"
+                   r"|failed call to cuInit|cuda_(platform|executor|diagnostics)|oneDNN custom operations"
+                   r"|Resource module is not available|No shards found to finalize"
+                   r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags")
 
 
 class NoiseFilter:
@@ -102,8 +101,12 @@ class Progress:
     every: Seconds between lines when stderr is not a terminal.
   """
 
-  def __init__(self, restored_dir: Optional[str], total: int, enabled: bool = True,
-               after: float = 5.0, every: float = 10.0):
+  def __init__(self,
+               restored_dir: Optional[str],
+               total: int,
+               enabled: bool = True,
+               after: float = 5.0,
+               every: float = 10.0):
     self.restored_dir = restored_dir
     self.total = total
     self.after, self.every = after, every

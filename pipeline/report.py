@@ -31,8 +31,12 @@ from pipeline import summary as summary_lib
 from pipeline.report_data import load_run
 from pipeline.report_figures import make_figures
 from pipeline.report_html import render
-from pipeline.report_thumbs import (THUMB_SIDE, display_bands, largest_holes,  # noqa: F401  (the report's API)
-                                    make_thumbnails, stretch)
+from pipeline.report_thumbs import (
+    THUMB_SIDE,
+    display_bands,
+    largest_holes,  # noqa: F401  (the report's API)
+    make_thumbnails,
+    stretch)
 from transforms.raster_io import write_bytes_atomic
 from transforms.records import RESTORED
 
@@ -91,7 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   p = argparse.ArgumentParser(prog="cloudfill report",
                               description="Write RUN_DIR/report.html from a finished run's records.")
   p.add_argument("run_dir", help="The run's --output folder (local, gs://, s3://).")
-  p.add_argument("--thumbnails", type=int, default=6,
+  p.add_argument("--thumbnails",
+                 type=int,
+                 default=6,
                  help="How many tiles with the largest holes to preview (default 6).")
   args, beam_args = p.parse_known_args(argv)
   if beam_args:  # e.g. --s3_endpoint_url: filesystem options for object storage.
@@ -102,5 +108,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"cloudfill report: {e}", file=sys.stderr)
     return summary_lib.EXIT_USAGE
   return 0
-
-

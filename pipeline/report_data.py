@@ -56,10 +56,18 @@ def load_run(run_dir: str) -> dict[str, Any]:
     if not results and not dead:
       raise FileNotFoundError(f"{run_dir} holds no {summary_lib.SUMMARY}, metrics or dead letters: "
                               "is it a cloudfill run folder?")
-    records = [{"path": r["path"], "outcome": r["outcome"], "output": r.get("output"),
-                "metrics": r.get("metrics", {})} for r in results]
-    records += [{"path": d["path"], "outcome": d.get("outcome", FAILED), "stage": d.get("stage"),
-                 "reason": d.get("reason", "")} for d in dead]
+    records = [{
+        "path": r["path"],
+        "outcome": r["outcome"],
+        "output": r.get("output"),
+        "metrics": r.get("metrics", {})
+    } for r in results]
+    records += [{
+        "path": d["path"],
+        "outcome": d.get("outcome", FAILED),
+        "stage": d.get("stage"),
+        "reason": d.get("reason", "")
+    } for d in dead]
     summary, _ = summary_lib.summarize(records, model={})
     rebuilt = True
   return {"summary": summary, "summary_rebuilt": rebuilt, "results": results, "dead": dead}

@@ -29,8 +29,7 @@ def _figure_png(fig) -> bytes:
 
 
 def _finite(values: Iterable[Any]) -> np.ndarray:
-  v = np.asarray([x for x in values if isinstance(x, (int, float)) and not isinstance(x, bool)],
-                 np.float64)
+  v = np.asarray([x for x in values if isinstance(x, (int, float)) and not isinstance(x, bool)], np.float64)
   return v[np.isfinite(v)]
 
 
@@ -76,11 +75,13 @@ def make_figures(results: Sequence[dict[str, Any]]) -> list[tuple[str, str, byte
     for ax, stage in zip(axes[0], stages):
       secs = _finite((m.get("seconds") or {}).get(stage) for m in metrics)
       if secs.size:
-        ax.hist(secs * 1000, bins=20, range=(0, max(float(secs.max()) * 1050, 1e-3)),
-                color="#d08a2c", edgecolor="white")
+        ax.hist(secs * 1000,
+                bins=20,
+                range=(0, max(float(secs.max()) * 1050, 1e-3)),
+                color="#d08a2c",
+                edgecolor="white")
         ax.axvline(np.median(secs) * 1000, color="#333", lw=1, ls="--")
-      ax.set_title(f"{stage}\nmedian {np.median(secs) * 1000:.1f} ms" if secs.size else stage,
-                   fontsize=9)
+      ax.set_title(f"{stage}\nmedian {np.median(secs) * 1000:.1f} ms" if secs.size else stage, fontsize=9)
       ax.set_xlabel("ms per tile", fontsize=8)
       ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("tiles")

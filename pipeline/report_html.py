@@ -46,8 +46,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _counts_html(summary: dict[str, Any]) -> str:
   counts = summary.get("counts", {})
-  cells = [f'<div class="count matched"><span class="n" id="count-matched" data-count="'
-           f'{int(summary.get("matched", 0))}">{int(summary.get("matched", 0))}</span>matched</div>']
+  cells = [
+      f'<div class="count matched"><span class="n" id="count-matched" data-count="'
+      f'{int(summary.get("matched", 0))}">{int(summary.get("matched", 0))}</span>matched</div>'
+  ]
   for k in OUTCOMES:
     n = int(counts.get(k, 0))
     cells.append(f'<div class="count {k}"><span class="n" id="count-{k}" data-count="{n}">{n}</span>'
@@ -70,8 +72,7 @@ def _dead_html(dead: Sequence[dict[str, Any]]) -> str:
     return ""
   shown = sorted(dead, key=lambda d: (d.get("outcome", ""), d.get("path", "")))[:MAX_DEAD_ROWS]
   rows = "".join(f'<tr><td>{_e(d.get("outcome", FAILED))}</td><td>{_e(d.get("stage", ""))}</td>'
-                 f'<td class="path">{_e(d.get("path", ""))}</td><td>{_e(d.get("reason", ""))}</td></tr>'
-                 for d in shown)
+                 f'<td class="path">{_e(d.get("path", ""))}</td><td>{_e(d.get("reason", ""))}</td></tr>' for d in shown)
   more = (f"<p>… and {len(dead) - len(shown)} more in <code>{FAILED_DIR}/*.jsonl</code>.</p>"
           if len(dead) > len(shown) else "")
   return (f"<p>Inputs in <code>{FAILED_DIR}/*.jsonl</code> (up-to-date skips are counted above "
@@ -93,13 +94,11 @@ def _timing_html(summary: dict[str, Any]) -> str:
 
 
 def _metric_lines(m: dict[str, Any]) -> str:
-  keys = [("coverage", "coverage", lambda v: f"{v * 100:.1f} %"),
-          ("holes", "holes", _fmt), ("largest_hole", "largest hole (px)", _fmt),
-          ("windows", "windows", _fmt), ("seam", "seam", _fmt),
+  keys = [("coverage", "coverage", lambda v: f"{v * 100:.1f} %"), ("holes", "holes", _fmt),
+          ("largest_hole", "largest hole (px)", _fmt), ("windows", "windows", _fmt), ("seam", "seam", _fmt),
           ("psnr", "PSNR (dB)", _fmt), ("ssim", "SSIM", _fmt), ("mae", "MAE", _fmt),
           ("psnr_stretched", "PSNR, stretched scale (dB)", _fmt)]
-  rows = [f"<tr><td>{label}</td><td class=\"num\">{f(m[k])}</td></tr>"
-          for k, label, f in keys if m.get(k) is not None]
+  rows = [f"<tr><td>{label}</td><td class=\"num\">{f(m[k])}</td></tr>" for k, label, f in keys if m.get(k) is not None]
   scale = m.get("value_scale")
   if scale and m.get("psnr") is not None:
     rows.append(f'<tr><td colspan="2" class="meta">PSNR, MAE on the 0…1 scale of {_fmt(scale[0])}…'
@@ -108,14 +107,12 @@ def _metric_lines(m: dict[str, Any]) -> str:
   return "<table>" + "".join(rows) + "</table>"
 
 
-def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]],
-           thumbs: Sequence[dict[str, Any]], thumb_errors: Sequence[str],
-           thumb_total: int) -> str:
+def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]], thumbs: Sequence[dict[str, Any]],
+           thumb_errors: Sequence[str], thumb_total: int) -> str:
   """The report's HTML. Figures and thumbnails are given by relative PNG path."""
   summary = run["summary"]
   model = summary.get("model") or {}
-  model_text = (f"<code>{_e(model.get('name', '?'))} {_e(model.get('version', '?'))}</code>"
-                if model else "unknown")
+  model_text = (f"<code>{_e(model.get('name', '?'))} {_e(model.get('version', '?'))}</code>" if model else "unknown")
   counts = summary.get("counts", {})
   add_up = sum(int(counts.get(k, 0)) for k in OUTCOMES) == int(summary.get("matched", 0))
   add_up_note = ("" if add_up else '<p class="note warn">The counts do not add up to the matched '
@@ -135,20 +132,17 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
     m = t["row"].get("metrics", {})
     size = f'width="{t["shape"][1]}" height="{t["shape"][0]}"'
     before = (f'<figure><img src="{_e(t["before"])}" {size} alt="input with restored pixels overlaid">'
-              f"<figcaption>before: input, restored pixels in magenta</figcaption></figure>"
-              if t.get("before") else "")
-    after_caption = ("after: restored output, restored area outlined in magenta" if t.get("before")
-                     else "large scene: the engine's preview")
+              f"<figcaption>before: input, restored pixels in magenta</figcaption></figure>" if t.get("before") else "")
+    after_caption = ("after: restored output, restored area outlined in magenta"
+                     if t.get("before") else "large scene: the engine's preview")
     prov = (f'<figure><img src="{_e(t["provenance"])}" {size} alt="provenance layer">'
-            f"<figcaption>provenance</figcaption>{layers.legend_html()}</figure>"
-            if t.get("provenance") else "")
-    tiles.append(
-        f'<div class="tile">{before}'
-        f'<figure><img src="{_e(t["after"])}" {size} '
-        f'alt="restored output"><figcaption>{after_caption}</figcaption></figure>{prov}'
-        f'<div class="info"><div class="path"><code>{_e(t["row"].get("stem") or t["row"]["path"])}'
-        f"</code></div>{_metric_lines(m)}<div class=\"meta\">{t['changed'] * 100:.1f} % of "
-        f"preview pixels changed</div></div></div>")
+            f"<figcaption>provenance</figcaption>{layers.legend_html()}</figure>" if t.get("provenance") else "")
+    tiles.append(f'<div class="tile">{before}'
+                 f'<figure><img src="{_e(t["after"])}" {size} '
+                 f'alt="restored output"><figcaption>{after_caption}</figcaption></figure>{prov}'
+                 f'<div class="info"><div class="path"><code>{_e(t["row"].get("stem") or t["row"]["path"])}'
+                 f"</code></div>{_metric_lines(m)}<div class=\"meta\">{t['changed'] * 100:.1f} % of "
+                 f"preview pixels changed</div></div></div>")
   if not thumbs and not thumb_errors:
     tiles.append("<p>No restored tiles to show.</p>")
   thumb_note = ""
@@ -158,13 +152,18 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
                   "observed pixels (never no-data) and shared by both images; previews are decimated to at most "
                   f"{THUMB_SIDE} pixels a side. Bands: {_e('; '.join(notes))}.</p>")
   if thumb_errors:
-    thumb_note += ('<p class="note warn">Could not preview: '
-                   + "; ".join(_e(x) for x in thumb_errors) + "</p>")
-  return page_template().substitute(
-      title=_e(run_dir), run_dir=_e(run_dir), model=model_text,
-      finished=_e(summary.get("finished_at", "–")),
-      made=_e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
-      source_note=source_note, counts=_counts_html(summary), add_up_note=add_up_note,
-      timing_line=_timing_html(summary), reasons=_reasons_html(summary),
-      dead_table=_dead_html(run["dead"]), figures=fig_html, thumb_note=thumb_note,
-      thumbs="\n".join(tiles))
+    thumb_note += ('<p class="note warn">Could not preview: ' + "; ".join(_e(x) for x in thumb_errors) + "</p>")
+  return page_template().substitute(title=_e(run_dir),
+                                    run_dir=_e(run_dir),
+                                    model=model_text,
+                                    finished=_e(summary.get("finished_at", "–")),
+                                    made=_e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                                    source_note=source_note,
+                                    counts=_counts_html(summary),
+                                    add_up_note=add_up_note,
+                                    timing_line=_timing_html(summary),
+                                    reasons=_reasons_html(summary),
+                                    dead_table=_dead_html(run["dead"]),
+                                    figures=fig_html,
+                                    thumb_note=thumb_note,
+                                    thumbs="\n".join(tiles))

@@ -89,7 +89,7 @@ def preview_bytes(output_dir: str, row: dict[str, Any]) -> Optional[bytes]:
 
 
 def legend_html() -> str:
-  swatches = "".join(
-      f'<span class="swatch" style="background: rgb{provenance.COLORMAP[k][:3]}"></span>{v} ({k}) '
-      for k, v in provenance.CLASSES.items() if k != provenance.NODATA)
+  swatches = "".join(f'<span class="swatch" style="background: rgb{provenance.COLORMAP[k][:3]}"></span>{v} ({k}) '
+                     for k, v in provenance.CLASSES.items()
+                     if k != provenance.NODATA)
   return f'<div class="meta">{swatches}; no-data ({provenance.NODATA}) white</div>'

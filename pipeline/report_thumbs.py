@@ -47,15 +47,14 @@ def _read_preview(path: str, max_side: int) -> tuple[np.ndarray, dict[str, Any]]
       return np.moveaxis(arr, 0, -1), {"descriptions": list(src.descriptions), "nodata": src.nodata}
   arr, profile = decode_raster(data, ext)
   step = max(1, int(np.ceil(max(arr.shape[:2]) / max_side)))
-  return arr[::step, ::step], {"descriptions": profile.get("descriptions") or [],
-                               "nodata": profile.get("nodata")}
+  return arr[::step, ::step], {"descriptions": profile.get("descriptions") or [], "nodata": profile.get("nodata")}
 
 
-_COLOUR_WORDS = {"red": ("red", "b4", "b04"), "green": ("green", "b3", "b03"),
-                 "blue": ("blue", "b2", "b02")}
+_COLOUR_WORDS = {"red": ("red", "b4", "b04"), "green": ("green", "b3", "b03"), "blue": ("blue", "b2", "b02")}
 
 
-def display_bands(descriptions: Sequence[Optional[str]], count: int,
+def display_bands(descriptions: Sequence[Optional[str]],
+                  count: int,
                   model_bands: Optional[Sequence[int]] = None) -> tuple[list[int], str]:
   """Which bands to show as red, green, blue, and a note saying which.
 
@@ -79,8 +78,8 @@ def display_bands(descriptions: Sequence[Optional[str]], count: int,
         break
   if len(found) == 3:
     idx = [found["red"], found["green"], found["blue"]]
-    return idx, ("true colour: bands " + ",".join(str(i + 1) for i in idx)
-                 + " (described as red, green, blue) shown as R,G,B")
+    return idx, ("true colour: bands " + ",".join(str(i + 1) for i in idx) +
+                 " (described as red, green, blue) shown as R,G,B")
   if model_bands and len(model_bands) == 3 and all(1 <= b <= count for b in model_bands):
     idx = [int(b) - 1 for b in model_bands]
     return idx, (f"the model's bands {','.join(str(b) for b in model_bands)} of {count} shown as R,G,B "
@@ -89,7 +88,8 @@ def display_bands(descriptions: Sequence[Optional[str]], count: int,
                      "green and blue: false colour possible)")
 
 
-def stretch(image: np.ndarray, valid: np.ndarray,
+def stretch(image: np.ndarray,
+            valid: np.ndarray,
             percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> tuple[np.ndarray, np.ndarray]:
   """Per-band (lo, hi) of a percentile stretch over the ``valid`` pixels."""
   px = image[valid] if valid.any() else image.reshape(-1, image.shape[-1])
@@ -127,12 +127,15 @@ def _png(rgb: np.ndarray) -> bytes:
 def largest_holes(results: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
   """The ``n`` restored tiles with the largest single hole (then most missing pixels)."""
   restored = [r for r in results if r.get("outcome") == RESTORED and r.get("output")]
-  key = lambda r: (-(r.get("metrics", {}).get("largest_hole") or 0),  # noqa: E731
-                   -(r.get("metrics", {}).get("missing_pixels") or 0), r.get("path", ""))
+  key = lambda r: (
+      -(r.get("metrics", {}).get("largest_hole") or 0),  # noqa: E731
+      -(r.get("metrics", {}).get("missing_pixels") or 0),
+      r.get("path", ""))
   return sorted(restored, key=key)[:n]
 
 
-def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE,
+def make_thumbnails(row: dict[str, Any],
+                    max_side: int = THUMB_SIDE,
                     output_dir: Optional[str] = None) -> dict[str, Any]:
   """Before (input, restored pixels overlaid), after (output, restored area
   outlined) and provenance PNGs of one tile.
@@ -153,8 +156,14 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE,
       from PIL import Image  # pylint: disable=import-outside-toplevel
       with Image.open(io.BytesIO(png)) as im:
         shape = (im.height, im.width)
-      return {"before": None, "after": png, "provenance": None, "shape": shape, "changed": 0.0,
-              "note": "large scene: the engine's preview"}
+      return {
+          "before": None,
+          "after": png,
+          "provenance": None,
+          "shape": shape,
+          "changed": 0.0,
+          "note": "large scene: the engine's preview"
+      }
   before, info = _read_preview(row["path"], max_side)
   after, _ = _read_preview(row["output"], max_side)
   if before.shape != after.shape:
@@ -181,7 +190,11 @@ def make_thumbnails(row: dict[str, Any], max_side: int = THUMB_SIDE,
   lo, hi = stretch(before, valid)
   if lossy:
     note += f"; JPEG output: pixels changed by more than {JPEG_TOLERANCE} DN are marked"
-  return {"before": _png(overlay(to_rgb8(before, bands, lo, hi), changed)),
-          "after": _png(layers.draw_outline(to_rgb8(after, bands, lo, hi), changed)),
-          "provenance": _png(layers.provenance_rgb(classes)) if classes is not None else None,
-          "note": note, "changed": float(changed.mean()), "shape": before.shape[:2]}
+  return {
+      "before": _png(overlay(to_rgb8(before, bands, lo, hi), changed)),
+      "after": _png(layers.draw_outline(to_rgb8(after, bands, lo, hi), changed)),
+      "provenance": _png(layers.provenance_rgb(classes)) if classes is not None else None,
+      "note": note,
+      "changed": float(changed.mean()),
+      "shape": before.shape[:2]
+  }

@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions, SetupOptions,
-                                                  StandardOptions, TestOptions)
+from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOptions, SetupOptions, StandardOptions,
+                                                  TestOptions)
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
 from model_loader import locate, native
@@ -85,7 +85,9 @@ def graph_only(options: PipelineOptions) -> bool:
   return bool(options.view_as(TestOptions).dry_run or options.view_as(GoogleCloudOptions).template_location)
 
 
-def launch(args: argparse.Namespace, beam_args: Sequence[str], save_main_session: bool = True,
+def launch(args: argparse.Namespace,
+           beam_args: Sequence[str],
+           save_main_session: bool = True,
            test_pipeline: Optional[beam.Pipeline] = None) -> PipelineResult:
   """Builds and runs the pipeline for parsed options; returns its result (not waited on).
 
@@ -104,8 +106,7 @@ def launch(args: argparse.Namespace, beam_args: Sequence[str], save_main_session
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)
   build(p, config)
-  lock = None if graph_only(pipeline_options) else runlock.acquire(config.output_dir, config.run_id,
-                                                                  pipeline_options)
+  lock = None if graph_only(pipeline_options) else runlock.acquire(config.output_dir, config.run_id, pipeline_options)
   try:
     result = p.run()
   except BaseException:
@@ -117,7 +118,8 @@ def launch(args: argparse.Namespace, beam_args: Sequence[str], save_main_session
   return result
 
 
-def run(argv: Optional[Sequence[str]] = None, save_main_session: bool = True,
+def run(argv: Optional[Sequence[str]] = None,
+        save_main_session: bool = True,
         test_pipeline: Optional[beam.Pipeline] = None) -> PipelineResult:
   """Parses ``argv`` and :func:`launch` es the pipeline; returns its ``PipelineResult``.
 
@@ -202,8 +204,7 @@ def _run_checked(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return summary_lib.EXIT_OK
   local_out = FileSystems.get_scheme(args.output) is None
   try:
-    with Progress(os.path.join(args.output, "restored") if local_out else None, len(paths),
-                  enabled=not args.quiet):
+    with Progress(os.path.join(args.output, "restored") if local_out else None, len(paths), enabled=not args.quiet):
       state = result.wait_until_finish()
   except Exception as e:  # pylint: disable=broad-except
     logging.exception("pipeline failed")
@@ -237,8 +238,8 @@ def _finish_summary(summary: dict, summary_path: str, wall: float) -> None:
   done = summary["counts"]["restored"]
   summary["restored_per_second"] = round(done / wall, 3) if wall > 0 else None
   write_bytes_atomic(summary_path, json.dumps(summary, indent=1).encode())
-  print(f"matched {summary['matched']}: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items())
-        + f" in {wall:.1f} s")
+  print(f"matched {summary['matched']}: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()) +
+        f" in {wall:.1f} s")
 
 
 def _print_where(args: argparse.Namespace, summary_path: str) -> None:

@@ -61,8 +61,7 @@ def lock_path(output_dir: str) -> str:
 
 def _content(run_id: str, ttl_s: float) -> dict[str, Any]:
   now = time.time()
-  return {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
-          "started": now, "expires": now + ttl_s}
+  return {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "started": now, "expires": now + ttl_s}
 
 
 def _read(path: str) -> Optional[dict[str, Any]]:

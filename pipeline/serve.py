@@ -39,8 +39,7 @@ from pipeline.options import DEFAULTS, load_config
 from pipeline.serve_batcher import MicroBatcher
 from pipeline.serve_io import BadInput, list_root
 from pipeline.serve_request import BodyLimit, Inputs, read_inputs
-from pipeline.serve_work import (ServeSpec, Service, display_inputs, mask_inputs, preview_inputs,
-                                 restore_inputs)
+from pipeline.serve_work import (ServeSpec, Service, display_inputs, mask_inputs, preview_inputs, restore_inputs)
 from transforms.decode import DecodeSpec
 from transforms.engine import EngineSpec
 from transforms.masks import MaskSpec
@@ -50,8 +49,14 @@ __all__ = ["ServeSpec", "Service", "build_parser", "create_app", "load_service",
 
 LOG = logging.getLogger("cloudfill.serve")
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-MEDIA = {".tif": "image/tiff", ".tiff": "image/tiff", ".gtiff": "image/tiff", ".png": "image/png",
-         ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+MEDIA = {
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".gtiff": "image/tiff",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg"
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -71,17 +76,25 @@ def load_service(spec: ServeSpec, model_uri: Optional[str], config: Optional[str
   native.check_model(model, card.window, card.bands)
   vrange = tuple(settings["value_range"]) if settings.get("value_range") else None
   source = settings.get("mask_source") or "file"
-  decode = DecodeSpec(mask=MaskSpec(source=source, threshold=settings["mask_threshold"],
-                                    dilate=settings["dilate"] or 0, nodata=settings["nodata"]),
-                      bands=tuple(settings["bands"] or ()), model_bands=card.bands,
-                      nan_as_missing=bool(settings["nan_as_missing"]), max_pixels=spec.max_pixels,
-                      scene_pixels=0, extra_bands=settings.get("extra_bands") or "guided")
+  decode = DecodeSpec(mask=MaskSpec(source=source,
+                                    threshold=settings["mask_threshold"],
+                                    dilate=settings["dilate"] or 0,
+                                    nodata=settings["nodata"]),
+                      bands=tuple(settings["bands"] or ()),
+                      model_bands=card.bands,
+                      nan_as_missing=bool(settings["nan_as_missing"]),
+                      max_pixels=spec.max_pixels,
+                      scene_pixels=0,
+                      extra_bands=settings.get("extra_bands") or "guided")
   temp = tempfile.mkdtemp(prefix="cloudfill-serve-")
-  return Service(spec=spec, card=card, predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000,
-                                                               share=spec.share_batches),
+  return Service(spec=spec,
+                 card=card,
+                 predict=MicroBatcher(model, spec.max_batch, spec.batch_wait_ms / 1000, share=spec.share_batches),
                  engine=EngineSpec(WindowSpec(size=card.window, overlap=card.overlap, value_range=vrange),
-                                   batch_size=spec.max_batch, takes_context=card.takes_context),
-                 decode=decode, temp=temp)
+                                   batch_size=spec.max_batch,
+                                   takes_context=card.takes_context),
+                 decode=decode,
+                 temp=temp)
 
 
 def create_app(svc: Service):
@@ -96,22 +109,27 @@ def create_app(svc: Service):
 
   def _decode_mask_spec(inputs: Inputs) -> Service:
     if inputs.mask is None and svc.decode.mask.source == "file":  # Fall back on the image's no-data.
-      return dataclasses.replace(svc, decode=dataclasses.replace(
-          svc.decode, mask=dataclasses.replace(svc.decode.mask, source="nodata")))
+      return dataclasses.replace(svc,
+                                 decode=dataclasses.replace(svc.decode,
+                                                            mask=dataclasses.replace(svc.decode.mask, source="nodata")))
     if inputs.mask is not None and svc.decode.mask.source != "file":
-      return dataclasses.replace(svc, decode=dataclasses.replace(
-          svc.decode, mask=dataclasses.replace(svc.decode.mask, source="file")))
+      return dataclasses.replace(svc,
+                                 decode=dataclasses.replace(svc.decode,
+                                                            mask=dataclasses.replace(svc.decode.mask, source="file")))
     return svc
 
   slots = threading.BoundedSemaphore(svc.spec.max_concurrent)
 
   def in_slot(work):
+
     def run(*args):
       with slots:
         return work(*args)
+
     return run
 
   def handler(work, need_image=True):
+
     async def endpoint(request):
       inputs = None
       try:
@@ -121,17 +139,23 @@ def create_app(svc: Service):
         return JSONResponse(e.to_json(), status_code=e.status)
       except Exception:  # pylint: disable=broad-except
         LOG.exception("request failed")
-        return JSONResponse({"error": "internal", "reason": "the server failed on this request; "
-                                                            "see its log"}, status_code=500)
+        return JSONResponse({
+            "error": "internal",
+            "reason": "the server failed on this request; "
+                      "see its log"
+        },
+                            status_code=500)
       finally:
         if inputs is not None:
           inputs.cleanup()
+
     return endpoint
 
   def restore(s, inputs):
     data, name, headers = restore_inputs(s, inputs)
     headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return Response(data, media_type=MEDIA.get(os.path.splitext(name)[1].lower(), "application/octet-stream"),
+    return Response(data,
+                    media_type=MEDIA.get(os.path.splitext(name)[1].lower(), "application/octet-stream"),
                     headers=headers)
 
   def preview(s, inputs):
@@ -147,10 +171,18 @@ def create_app(svc: Service):
 
   async def healthz(_):
     stats = getattr(svc.predict, "stats", None)
-    return JSONResponse({"status": "ok", "model": {"name": svc.card.name, "version": svc.card.version,
-                                                   "bands": svc.card.bands, "window": svc.card.window},
-                         "root": bool(svc.spec.root), "max_pixels": svc.spec.max_pixels,
-                         "batches": dataclasses.asdict(stats) if stats else None})
+    return JSONResponse({
+        "status": "ok",
+        "model": {
+            "name": svc.card.name,
+            "version": svc.card.version,
+            "bands": svc.card.bands,
+            "window": svc.card.window
+        },
+        "root": bool(svc.spec.root),
+        "max_pixels": svc.spec.max_pixels,
+        "batches": dataclasses.asdict(stats) if stats else None
+    })
 
   async def files(_):
     return JSONResponse({"files": await run_in_threadpool(list_root, svc.spec.root)})
@@ -172,11 +204,16 @@ def create_app(svc: Service):
       shutil.rmtree(svc.temp, ignore_errors=True)
 
   app = Starlette(routes=[
-      Route("/", page), Route("/serve.js", script), Route("/healthz", healthz),
-      Route("/v1/files", files), Route("/v1/restore", handler(restore), methods=["POST"]),
+      Route("/", page),
+      Route("/serve.js", script),
+      Route("/healthz", healthz),
+      Route("/v1/files", files),
+      Route("/v1/restore", handler(restore), methods=["POST"]),
       Route("/v1/preview", handler(preview), methods=["POST"]),
       Route("/v1/display", handler(display), methods=["POST"]),
-      Route("/v1/mask", handler(mask, need_image=False), methods=["POST"])], lifespan=lifespan)
+      Route("/v1/mask", handler(mask, need_image=False), methods=["POST"])
+  ],
+                  lifespan=lifespan)
   if svc.spec.cors_origins:
     from starlette.middleware.cors import CORSMiddleware
     app.add_middleware(CORSMiddleware, allow_origins=list(svc.spec.cors_origins), allow_methods=["GET", "POST"])
@@ -185,30 +222,39 @@ def create_app(svc: Service):
 
 
 class _Parser(argparse.ArgumentParser):
+
   def error(self, message):  # One line, exit 2 (no usage block).
     self.exit(2, f"cloudfill serve: {message} (see cloudfill serve --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = _Parser(prog="cloudfill serve",
-                              description="Draw masks and restore images in the browser; online inference.")
+  p = _Parser(prog="cloudfill serve", description="Draw masks and restore images in the browser; online inference.")
   p.add_argument("--model", default=None, help="SavedModel directory; default: the packaged model.")
   p.add_argument("--config", default=None, help="YAML profile (e.g. landsat8_l1): value range, bands, masks.")
   p.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1: this machine only).")
   p.add_argument("--port", type=int, default=8080)
   p.add_argument("--root", default=None, help="Folder whose images the page may open by path.")
-  p.add_argument("--max-pixels", type=int, default=64 * 1024 * 1024,
+  p.add_argument("--max-pixels",
+                 type=int,
+                 default=64 * 1024 * 1024,
                  help="Refuse images with more pixels, from their header (default 64 Mpx).")
   p.add_argument("--max-upload-mb", type=float, default=1024.0, help="Largest request body (MiB).")
   p.add_argument("--max-batch", type=int, default=16, help="Most windows per model call.")
-  p.add_argument("--max-concurrent", type=int, default=8,
+  p.add_argument("--max-concurrent",
+                 type=int,
+                 default=8,
                  help="Requests decoded and restored at once; others wait (bounds memory; default 8).")
-  p.add_argument("--batch-wait-ms", type=float, default=5.0,
+  p.add_argument("--batch-wait-ms",
+                 type=float,
+                 default=5.0,
                  help="How long a window waits for others to share a model call.")
-  p.add_argument("--exact", action="store_true",
+  p.add_argument("--exact",
+                 action="store_true",
                  help="Never put windows of different requests into one model call: every answer is "
-                      "byte-identical to the tile restored alone (a model's float sums can depend on its batch).")
-  p.add_argument("--cors-origin", action="append", default=[],
+                 "byte-identical to the tile restored alone (a model's float sums can depend on its batch).")
+  p.add_argument("--cors-origin",
+                 action="append",
+                 default=[],
                  help="Allow cross-origin requests from this origin (repeatable; none by default).")
   return p
 
@@ -217,10 +263,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """``cloudfill serve``; returns 2 on bad usage or a model that cannot serve."""
   args = build_parser().parse_args(argv)
   try:
-    spec = ServeSpec(host=args.host, port=args.port, root=args.root, max_pixels=args.max_pixels,
-                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_batch=args.max_batch,
+    spec = ServeSpec(host=args.host,
+                     port=args.port,
+                     root=args.root,
+                     max_pixels=args.max_pixels,
+                     max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+                     max_batch=args.max_batch,
                      max_concurrent=args.max_concurrent,
-                     batch_wait_ms=args.batch_wait_ms, cors_origins=tuple(args.cors_origin),
+                     batch_wait_ms=args.batch_wait_ms,
+                     cors_origins=tuple(args.cors_origin),
                      share_batches=not args.exact)
     svc = load_service(spec, args.model, args.config)
   except (FileNotFoundError, ValueError) as e:
@@ -228,8 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   import uvicorn  # pylint: disable=import-outside-toplevel
   if args.host not in LOOPBACK:
-    print(f"cloudfill serve: listening on {args.host}: anyone who can reach this address can use it",
-          file=sys.stderr)
+    print(f"cloudfill serve: listening on {args.host}: anyone who can reach this address can use it", file=sys.stderr)
   # Multipart spooling and any other temporary file stay in our folder, removed on exit.
   tempfile.tempdir = svc.temp
   print(f"cloudfill serve: model {svc.card.name} {svc.card.version}; open http://{args.host}:{args.port}/",

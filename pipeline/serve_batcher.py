@@ -37,7 +37,7 @@ class _Job:
     self.extra = extra  # context, guide, guide_mask: [n, S, S, *] float32
     self.out: Optional[np.ndarray] = None
     self.taken = 0  # Rows handed to model calls so far.
-    self.done = 0   # Rows returned.
+    self.done = 0  # Rows returned.
     self.future: Future = Future()
 
   def __len__(self) -> int:

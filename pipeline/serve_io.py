@@ -49,7 +49,7 @@ def probe(path: str, what: str, max_pixels: int) -> tuple[int, int, int]:
   ext = split_ext(path)[1].lower()
   if ext not in IMAGE_EXTS:
     raise BadInput(400, "not_an_image", f"{what}: unsupported file type {ext or '(none)'!r}; "
-                                        f"expected one of {', '.join(IMAGE_EXTS)}")
+                   f"expected one of {', '.join(IMAGE_EXTS)}")
   try:
     if ext in TIFF_EXTS:
       import rasterio  # pylint: disable=import-outside-toplevel
@@ -65,7 +65,7 @@ def probe(path: str, what: str, max_pixels: int) -> tuple[int, int, int]:
     raise BadInput(400, "not_an_image", f"{what} is not a readable {ext} image: {e}") from e
   if h * w > max_pixels:
     raise BadInput(413, "too_large", f"{what} is {w}x{h} = {w * h} pixels; the limit is {max_pixels} "
-                                     "(--max-pixels)")
+                   "(--max-pixels)")
   return h, w, c
 
 
@@ -111,8 +111,7 @@ def list_root(root: Optional[str], limit: int = 2000) -> list[str]:
   return found
 
 
-def decode_request(image_path: str, mask_path: Optional[str], spec: DecodeSpec,
-                   source: str, mtime: float) -> Tile:
+def decode_request(image_path: str, mask_path: Optional[str], spec: DecodeSpec, source: str, mtime: float) -> Tile:
   """The pipeline's decode of one pair, its refusals turned into 4xx.
 
   Args:

@@ -16,8 +16,8 @@ from typing import Any, Optional
 
 from pipeline.serve_io import BadInput, confine
 
-MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"),
-         (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"), (b"II+\x00", ".tif"), (b"MM\x00+", ".tif"))
+MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"),
+         (b"II+\x00", ".tif"), (b"MM\x00+", ".tif"))
 
 
 def sniff(head: bytes) -> Optional[str]:
@@ -45,7 +45,7 @@ class BodyLimit:
     if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
       from starlette.responses import JSONResponse  # pylint: disable=import-outside-toplevel
       err = BadInput(413, "too_large", f"the request is {int(declared)} bytes; the limit is "
-                                       f"{self.max_bytes} (--max-upload-mb)")
+                     f"{self.max_bytes} (--max-upload-mb)")
       return await JSONResponse(err.to_json(), status_code=413)(scope, receive, send)
     seen = 0
 
@@ -55,7 +55,7 @@ class BodyLimit:
       seen += len(message.get("body", b""))
       if seen > self.max_bytes:
         raise BadInput(413, "too_large", f"the request body passed the limit of {self.max_bytes} "
-                                         "bytes (--max-upload-mb)")
+                       "bytes (--max-upload-mb)")
       return message
 
     return await self.app(scope, limited, send)
@@ -93,8 +93,8 @@ async def _save(upload, folder: str, name: str) -> str:
   ext = sniff(head)
   if ext is None:
     given = getattr(upload, "filename", None) or name
-    raise BadInput(400, "not_an_image", f"{name} ({given}) is not a PNG, JPEG or TIFF file"
-                   + (" (it is empty)" if not head else ""))
+    raise BadInput(400, "not_an_image",
+                   f"{name} ({given}) is not a PNG, JPEG or TIFF file" + (" (it is empty)" if not head else ""))
   path = os.path.join(folder, name + ext)
   with open(path, "wb") as f:
     f.write(head)

@@ -18,8 +18,7 @@ from typing import Optional
 import numpy as np
 
 from model_loader.contract import ModelCard
-from pipeline.serve_io import (BadInput, decode_request, display_bands, display_png, downsample, probe,
-                               stretch_limits)
+from pipeline.serve_io import (BadInput, decode_request, display_bands, display_png, downsample, probe, stretch_limits)
 from pipeline.serve_request import Inputs
 from transforms.decode import DecodeSpec
 from transforms.engine import EngineSpec, restore_array
@@ -66,8 +65,8 @@ class ServeSpec:
       raise ValueError(f"--port {self.port} is not a port")
     if self.root is not None and not os.path.isdir(self.root):
       raise ValueError(f"--root {self.root} is not a folder")
-    if (self.max_pixels < 1 or self.max_upload_bytes < 1 or self.max_batch < 1 or self.batch_wait_ms < 0
-        or self.max_concurrent < 1):
+    if (self.max_pixels < 1 or self.max_upload_bytes < 1 or self.max_batch < 1 or self.batch_wait_ms < 0 or
+        self.max_concurrent < 1):
       raise ValueError("--max-pixels, --max-upload-mb, --max-batch and --max-concurrent must be positive")
 
 
@@ -128,14 +127,15 @@ def _checked_inputs(svc: Service, inputs: Inputs) -> tuple[int, int]:
       raise BadInput(422, "size_mismatch", f"mask is {mw}x{mh} but the image is {w}x{h}")
   if inputs.guide:
     if not getattr(svc.card, "guided", False):
-      raise BadInput(422, "no_guide_input", f"the model {svc.card.name} {svc.card.version} takes no "
-                                            "guide (its card does not say guided: true)")
+      raise BadInput(
+          422, "no_guide_input", f"the model {svc.card.name} {svc.card.version} takes no "
+          "guide (its card does not say guided: true)")
     gh, gw, _ = probe(inputs.guide, "guide", svc.spec.max_pixels)
     if (gh, gw) != (h, w):
       raise BadInput(422, "size_mismatch", f"guide is {gw}x{gh} but the image is {w}x{h}")
     # Refused rather than silently ignored until the engine passes guides on.
     raise BadInput(422, "guide_unsupported", "this server does not pass guides to the model yet; "
-                                             "send the image and mask only")
+                   "send the image and mask only")
   return h, w
 
 
@@ -154,8 +154,8 @@ def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   _checked_inputs(svc, inputs)
   tile = decode_request(inputs.image, inputs.mask, svc.decode, inputs.source, inputs.mtime)
   start = time.perf_counter()
-  restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine,
-                                    tile.full, tile.layout)  # Every band comes out.
+  restored, windows = restore_array(tile.image, tile.mask, tile.profile, svc.predict, svc.engine, tile.full,
+                                    tile.layout)  # Every band comes out.
   # The pipeline's own encoder and tags (transforms.write), so the bytes match `cloudfill run`.
   tags = provenance_tags(tile.pair, svc.card.version, svc.card.weights_sha256)
   if tile.profile["ext"].lower() in TIFF_EXTS:
@@ -163,9 +163,11 @@ def restore_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, str, dict]:
   else:
     data = encode_raster(restored, tile.profile, tags)
   name = _safe_name(tile.pair.stem) + tile.profile["ext"]
-  return data, name, {"X-Cloudfill-Windows": str(windows),
-                      "X-Cloudfill-Missing": str(int(tile.mask.sum())),
-                      "X-Cloudfill-Seconds": f"{time.perf_counter() - start:.3f}"}
+  return data, name, {
+      "X-Cloudfill-Windows": str(windows),
+      "X-Cloudfill-Missing": str(int(tile.mask.sum())),
+      "X-Cloudfill-Seconds": f"{time.perf_counter() - start:.3f}"
+  }
 
 
 def preview_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, dict]:
@@ -187,9 +189,17 @@ def display_inputs(svc: Service, inputs: Inputs) -> tuple[bytes, dict]:
   except ValueError as e:
     raise BadInput(400, "not_an_image", f"image: {e}") from e
   bands, limits = _display_args(inputs.fields, image, None)
-  info = {"width": w, "height": h, "bands": image.shape[2], "dtype": profile["dtype"],
-          "shown": [b + 1 for b in bands], "limits": limits, "nodata": profile.get("nodata"),
-          "crs": bool(profile.get("crs")), "name": split_ext(inputs.source.removeprefix("upload:"))[0] + profile["ext"]}
+  info = {
+      "width": w,
+      "height": h,
+      "bands": image.shape[2],
+      "dtype": profile["dtype"],
+      "shown": [b + 1 for b in bands],
+      "limits": limits,
+      "nodata": profile.get("nodata"),
+      "crs": bool(profile.get("crs")),
+      "name": split_ext(inputs.source.removeprefix("upload:"))[0] + profile["ext"]
+  }
   return display_png(image, bands, limits), {"X-Cloudfill-Info": json.dumps(info)}
 
 
@@ -205,6 +215,6 @@ def mask_inputs(svc: Service, inputs: Inputs) -> bytes:
   size = _floats(inputs.fields.get("size"), 2, "size")
   if size and values.shape[:2] != (int(size[1]), int(size[0])):
     raise BadInput(422, "size_mismatch", f"mask is {values.shape[1]}x{values.shape[0]} "
-                                         f"but the image is {int(size[0])}x{int(size[1])}")
+                   f"but the image is {int(size[0])}x{int(size[1])}")
   missing = binarize(values, svc.decode.mask.threshold)
   return display_png(missing.astype(np.uint8)[:, :, None] * 255, [0], [(0.0, 255.0)])

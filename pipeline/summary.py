@@ -46,20 +46,23 @@ def from_dead(d: DeadLetter) -> dict[str, Any]:
 
 
 def from_up_to_date(p: TilePair) -> dict[str, Any]:
-  return {"path": p.image_path, "outcome": SKIPPED, "stage": "incremental",
-          "reason": "output up to date"}
+  return {"path": p.image_path, "outcome": SKIPPED, "stage": "incremental", "reason": "output up to date"}
 
 
 def _stats(values: list[float]) -> Optional[dict[str, float]]:
   v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
   if v.size == 0:
     return None
-  return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
-          "p95": float(np.percentile(v, 95)), "min": float(v.min()), "max": float(v.max())}
+  return {
+      "mean": float(v.mean()),
+      "p50": float(np.percentile(v, 50)),
+      "p95": float(np.percentile(v, 95)),
+      "min": float(v.min()),
+      "max": float(v.max())
+  }
 
 
-def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
-              run_id: str = "") -> tuple[dict, dict]:
+def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any], run_id: str = "") -> tuple[dict, dict]:
   """Builds (summary, manifest) from every input's outcome record."""
   records = sorted(records, key=lambda r: r["path"])
   counts = {k: 0 for k in OUTCOMES}
@@ -75,8 +78,10 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
     if r["outcome"] != RESTORED:
       key = f"{r['outcome']}: {r.get('stage')}: {r.get('reason', '')[:120]}"
       reasons[key] = reasons.get(key, 0) + 1
-  guide_counts = {"guided": sum(1 for m in restored if m.get("guided") is True),
-                  "unguided": sum(1 for m in restored if m.get("guided") is False)}
+  guide_counts = {
+      "guided": sum(1 for m in restored if m.get("guided") is True),
+      "unguided": sum(1 for m in restored if m.get("guided") is False)
+  }
   summary = {
       "run_id": run_id,
       "matched": len(records),
@@ -92,12 +97,23 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any],
   if any("guided" in m for m in restored):  # --guide was given
     summary["guide"] = guide_counts
   manifest = {
-      "run_id": run_id,
-      "model": model,
-      RESTORED: [{"path": r["path"], "output": r["output"]} for r in records if r["outcome"] == RESTORED],
-      SKIPPED: [{"path": r["path"], "reason": r.get("reason")} for r in records if r["outcome"] == SKIPPED],
-      FAILED: [{"path": r["path"], "stage": r.get("stage"), "reason": r.get("reason")}
-               for r in records if r["outcome"] == FAILED],
+      "run_id":
+          run_id,
+      "model":
+          model,
+      RESTORED: [{
+          "path": r["path"],
+          "output": r["output"]
+      } for r in records if r["outcome"] == RESTORED],
+      SKIPPED: [{
+          "path": r["path"],
+          "reason": r.get("reason")
+      } for r in records if r["outcome"] == SKIPPED],
+      FAILED: [{
+          "path": r["path"],
+          "stage": r.get("stage"),
+          "reason": r.get("reason")
+      } for r in records if r["outcome"] == FAILED],
   }
   return summary, manifest
 
@@ -119,8 +135,12 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   subdirs = (METRICS_DIR, FAILED_DIR)
   if FileSystems.get_scheme(output_dir) is None:
     root = glob.escape(os.path.abspath(output_dir))  # Its name is literal, not a pattern.
-    patterns = [os.path.join(root, ".*.tmp"), os.path.join(root, "restored", ".*.tmp"),
-                os.path.join(root, "preview", ".*.tmp"), os.path.join(root, "provenance", ".*.tmp")]
+    patterns = [
+        os.path.join(root, ".*.tmp"),
+        os.path.join(root, "restored", ".*.tmp"),
+        os.path.join(root, "preview", ".*.tmp"),
+        os.path.join(root, "provenance", ".*.tmp")
+    ]
     patterns += [os.path.join(root, d, "beam-temp-*") for d in subdirs] + [os.path.join(root, ".work")]
     found = [p for pattern in patterns for p in glob.glob(pattern) if not keep or keep not in p]
     for path in found:
@@ -131,8 +151,7 @@ def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
     return found
   patterns = [FileSystems.join(output_dir, d, "beam-temp-**") for d in subdirs]
   patterns.append(FileSystems.join(output_dir, ".work", "**"))
-  found = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list
-           if not keep or keep not in m.path]
+  found = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list if not keep or keep not in m.path]
   if found:
     FileSystems.delete(found)
   return found
@@ -154,8 +173,8 @@ class WriteSummary(beam.DoFn):
     try:
       stale = remove_stale_temporaries(self._output, keep=self._run_id)
       if stale:
-        logging.getLogger(__name__).warning("removed %d temporary files of an interrupted run: %s",
-                                            len(stale), stale[:5])
+        logging.getLogger(__name__).warning("removed %d temporary files of an interrupted run: %s", len(stale),
+                                            stale[:5])
     except Exception as e:  # pylint: disable=broad-except
       logging.getLogger(__name__).warning("could not remove stale temporary files: %s", e)
     runlock.RunLock(runlock.lock_path(self._output), self._run_id).release()  # Only if still ours.

@@ -52,6 +52,7 @@ def beam_parser() -> argparse.ArgumentParser:
   from apache_beam.options import pipeline_options as po
 
   class _Parser(po._BeamArgumentParser):  # pylint: disable=protected-access
+
     def error(self, message):
       raise UsageError(f"Beam option: {message}")
 

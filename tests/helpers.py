@@ -10,16 +10,28 @@ from typing import Any, Optional
 import numpy as np
 
 
-def write_geotiff(path: str, array: np.ndarray, *, nodata: Optional[float] = None,
-                  crs: str = "EPSG:32621", transform=(30.0, 0.0, 746385.0, 0.0, -30.0, -2785995.0),
+def write_geotiff(path: str,
+                  array: np.ndarray,
+                  *,
+                  nodata: Optional[float] = None,
+                  crs: str = "EPSG:32621",
+                  transform=(30.0, 0.0, 746385.0, 0.0, -30.0, -2785995.0),
                   descriptions=None) -> str:
   """Writes ``[H, W, C]`` as a georeferenced GeoTIFF."""
   import rasterio
   from affine import Affine
   h, w, c = array.shape
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=c, dtype=str(array.dtype),
-                     crs=crs, transform=Affine(*transform), nodata=nodata) as dst:
+  with rasterio.open(path,
+                     "w",
+                     driver="GTiff",
+                     height=h,
+                     width=w,
+                     count=c,
+                     dtype=str(array.dtype),
+                     crs=crs,
+                     transform=Affine(*transform),
+                     nodata=nodata) as dst:
     dst.write(np.moveaxis(array, -1, 0))
     for i, d in enumerate(descriptions or [], start=1):
       dst.set_band_description(i, d)
@@ -38,8 +50,13 @@ def read_raster(path: str):
   import rasterio
   with rasterio.open(path) as src:
     return np.moveaxis(src.read(), 0, -1), {
-        "crs": src.crs, "transform": src.transform, "nodata": src.nodata,
-        "descriptions": src.descriptions, "tags": src.tags(), "dtype": src.dtypes[0]}
+        "crs": src.crs,
+        "transform": src.transform,
+        "nodata": src.nodata,
+        "descriptions": src.descriptions,
+        "tags": src.tags(),
+        "dtype": src.dtypes[0]
+    }
 
 
 def read_jsonl(folder: str) -> list[dict[str, Any]]:

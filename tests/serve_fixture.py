@@ -26,8 +26,8 @@ def running(model: Optional[str], config: Optional[str] = None, **spec_kwargs) -
   port = free_port()
   spec = serve.ServeSpec(port=port, **spec_kwargs)
   svc = serve.load_service(spec, model, config)
-  server = uvicorn.Server(uvicorn.Config(serve.create_app(svc), host="127.0.0.1", port=port,
-                                         log_level="warning", lifespan="on"))
+  server = uvicorn.Server(
+      uvicorn.Config(serve.create_app(svc), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
   thread = threading.Thread(target=server.run, daemon=True)
   thread.start()
   deadline = time.monotonic() + 60

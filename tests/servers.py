@@ -46,9 +46,11 @@ def gcs_emulator(bucket: str = "cloudfill-test") -> Iterator[str]:
   port = free_port()
   data_dir = tempfile.mkdtemp(prefix="gcs-emulator-")
   exe = os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator")
-  proc = subprocess.Popen([exe, "-d", data_dir, "start", "--host", "127.0.0.1", "--port", str(port),
-                           "--default-bucket", bucket, "-q"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(
+      [exe, "-d", data_dir, "start", "--host", "127.0.0.1", "--port",
+       str(port), "--default-bucket", bucket, "-q"],
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE)
   host = f"http://127.0.0.1:{port}"
   saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT")}
   try:
@@ -95,9 +97,14 @@ def s3_server(bucket: str = "cloudfill-test") -> Iterator[dict]:
     endpoint = f"http://127.0.0.1:{port}"
     creds = dict(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
     boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
-    yield {"endpoint": endpoint, "beam_args": [
-        f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing",
-        "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]}
+    yield {
+        "endpoint":
+            endpoint,
+        "beam_args": [
+            f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing", "--s3_secret_access_key=testing",
+            "--s3_region_name=us-east-1"
+        ]
+    }
   finally:
     server.stop()
 

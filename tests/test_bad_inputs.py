@@ -34,7 +34,7 @@ def bad_run(tmp_path_factory, mean_model):
   # Truncated TIFF: a real one cut in half.
   good("truncated")
   data = (img / "truncated.tif").read_bytes()
-  (img / "truncated.tif").write_bytes(data[: len(data) // 2])
+  (img / "truncated.tif").write_bytes(data[:len(data) // 2])
   # Missing mask.
   write_geotiff(str(img / "no_mask.tif"), rng.integers(0, 9000, (64, 64, 3)).astype(np.uint16))
   # Size mismatch.
@@ -56,8 +56,12 @@ def bad_run(tmp_path_factory, mean_model):
   write_geotiff(str(img / "two_bands.tif"), rng.integers(0, 9000, (64, 64, 2)).astype(np.uint16))
   write_png(str(msk / "two_bands.png"), m)
   out = d / "out"
-  status = cli.main(["run", "--images", str(img / "*"), "--masks", str(msk / "{stem}.png"),
-                     "--output", str(out), "--model", mean_model, "--no-report"])
+  status = cli.main([
+      "run", "--images",
+      str(img / "*"), "--masks",
+      str(msk / "{stem}.png"), "--output",
+      str(out), "--model", mean_model, "--no-report"
+  ])
   return d, out, status
 
 
@@ -104,9 +108,12 @@ def test_nan_as_missing_restores_the_float_tile(bad_run, mean_model, tmp_path):
   (tmp_path / "img").mkdir()
   shutil.copy(d / "img" / "nan_float.tif", tmp_path / "img")
   out = tmp_path / "out"
-  status = cli.main(["run", "--images", str(tmp_path / "img" / "*.tif"), "--masks",
-                     str(d / "mask" / "{stem}.png"), "--output", str(out), "--model", mean_model,
-                     "--nan-as-missing", "--no-report"])
+  status = cli.main([
+      "run", "--images",
+      str(tmp_path / "img" / "*.tif"), "--masks",
+      str(d / "mask" / "{stem}.png"), "--output",
+      str(out), "--model", mean_model, "--nan-as-missing", "--no-report"
+  ])
   assert status == 0
   got, _ = read_raster(str(out / "restored" / "nan_float.tif"))
   assert got.dtype == np.float32 and np.isfinite(got).all()

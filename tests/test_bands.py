@@ -26,7 +26,6 @@ S2_L1C = "sentinel2/eolearn_reference_{}.tif"
 NAIP = "naip_5m/m_4709963_se_14_1_20190904.tif"
 NAIP_BANDS = ("red", "green", "blue", "nir")
 
-
 # --------------------------------------------------------------------------- units
 
 
@@ -71,8 +70,13 @@ def test_decode_keeps_every_band_and_picks_the_model_bands(tmp_path):
   assert tile.image.shape == (8, 8, 3) and tile.full.shape == (8, 8, 5)
   np.testing.assert_array_equal(tile.image, a[:, :, :3])
   assert tile.layout.model == (0, 1, 2) and tile.layout.extra == (3, 4)
-  assert tile.notes["bands"] == {"count": 5, "model": [1, 2, 3], "extra": [4, 5], "passthrough": [],
-                                 "extra_method": "guided"}
+  assert tile.notes["bands"] == {
+      "count": 5,
+      "model": [1, 2, 3],
+      "extra": [4, 5],
+      "passthrough": [],
+      "extra_method": "guided"
+  }
   tile = decode_pair(pair, DecodeSpec(model_bands=3, bands=(5, 1, 2), extra_bands="model"))
   np.testing.assert_array_equal(tile.image, a[:, :, [4, 0, 1]])
   assert tile.layout.extra == (2, 3) and tile.layout.method == "model"
@@ -82,8 +86,7 @@ def test_decode_keeps_every_band_and_picks_the_model_bands(tmp_path):
   assert tile.layout.passthrough == (4,) and tile.layout.extra == (3,)
   with pytest.raises(ValueError, match="the image has 2 bands but the model takes 3"):
     write_geotiff(str(tmp_path / "two.tif"), a[:, :, :2])
-    decode_pair(TilePair(str(tmp_path / "two.tif"), "two", str(tmp_path / "five_mask.png")),
-                DecodeSpec(model_bands=3))
+    decode_pair(TilePair(str(tmp_path / "two.tif"), "two", str(tmp_path / "five_mask.png")), DecodeSpec(model_bands=3))
   with pytest.raises(ValueError, match="--extra-bands must be one of"):
     DecodeSpec(extra_bands="bogus")
 
@@ -93,8 +96,11 @@ def test_extra_bands_flag_is_validated(tmp_path, capsys):
   assert args.extra_bands == "guided"
   args, _ = options.parse(["--images", "x", "--masks", "m/{stem}.png", "--output", "o", "--extra-bands", "model"])
   assert args.extra_bands == "model"
-  rc = cli.main(["run", "--images", str(tmp_path / "*.tif"), "--masks", "{dir}/{stem}.png",
-                 "--output", str(tmp_path / "o"), "--extra-bands", "nearest"])
+  rc = cli.main([
+      "run", "--images",
+      str(tmp_path / "*.tif"), "--masks", "{dir}/{stem}.png", "--output",
+      str(tmp_path / "o"), "--extra-bands", "nearest"
+  ])
   err = capsys.readouterr().err.strip()
   assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and "--extra-bands" in err
   cfg = tmp_path / "p.yaml"
@@ -141,9 +147,12 @@ def test_sentinel2_13_bands_all_come_out_filled(tmp_path, shared_data, mean_mode
     Image.fromarray((hole * 255).astype(np.uint8)).save(images / f"s2_{i}_mask.png")
     cases[f"s2_{i}"] = (img, hole, src)
   out = tmp_path / "out"
-  rc = cli.main(["run", "--images", str(images / "s2_?.tif"), "--masks", "{dir}/{stem}_mask.png",
-                 "--output", str(out), "--model", mean_model, "--config", "sentinel2_l1c", "--dilate", "0",
-                 "--extra-bands", method, "--evaluate", "-q"])
+  rc = cli.main([
+      "run", "--images",
+      str(images / "s2_?.tif"), "--masks", "{dir}/{stem}_mask.png", "--output",
+      str(out), "--model", mean_model, "--config", "sentinel2_l1c", "--dilate", "0", "--extra-bands", method,
+      "--evaluate", "-q"
+  ])
   assert rc == 0 and read_summary(str(out))["counts"]["restored"] == 2
   for stem, (img, hole, truth) in cases.items():
     got, _ = read_raster(str(out / "restored" / f"{stem}.tif"))
@@ -157,8 +166,13 @@ def test_sentinel2_13_bands_all_come_out_filled(tmp_path, shared_data, mean_mode
     np.testing.assert_array_equal(prov[:, :, 0] == 1, hole)
   rows = {r["stem"]: r["metrics"] for r in read_jsonl(str(out / "metrics"))}
   for m in rows.values():
-    assert m["bands"] == {"count": 13, "model": [4, 3, 2], "extra": [1, 5, 6, 7, 8, 9, 10, 11, 12, 13],
-                          "passthrough": [], "extra_method": method}
+    assert m["bands"] == {
+        "count": 13,
+        "model": [4, 3, 2],
+        "extra": [1, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+        "passthrough": [],
+        "extra_method": method
+    }
     assert len(m["psnr_bands"]) == 13  # Against the input itself (--evaluate): its clouds here.
   # The report previews the run made with --bands (the profile's 4,3,2), in the model's bands.
   report.write_report(str(out))
@@ -191,8 +205,11 @@ def test_naip_four_bands_without_bands_flag(tmp_path, shared_data, mean_model, m
   img[:12, :12] = 0
   write_geotiff(str(tmp_path / "in" / "naip.tif"), img, crs="EPSG:26914", nodata=0, descriptions=NAIP_BANDS)
   out = tmp_path / "out"
-  argv = ["run", "--images", str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png",
-          "--output", str(out), "--model", mean_model, "--config", "rgb8", "--extra-bands", method, "-q"]
+  argv = [
+      "run", "--images",
+      str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png", "--output",
+      str(out), "--model", mean_model, "--config", "rgb8", "--extra-bands", method, "-q"
+  ]
   if streamed:
     argv += ["--scene-pixels", "10000"]  # 200x260 > 10,000 pixels: streamed by rows.
   assert cli.main(argv) == 0
@@ -218,8 +235,11 @@ def test_streamed_scene_with_extra_bands_matches_in_memory(tmp_path, shared_data
   outs = {}
   for streamed in (False, True):
     out = tmp_path / f"out{int(streamed)}"
-    argv = ["run", "--images", str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png",
-            "--output", str(out), "--model", mean_model, "--config", "rgb8", "-q"]
+    argv = [
+        "run", "--images",
+        str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png", "--output",
+        str(out), "--model", mean_model, "--config", "rgb8", "-q"
+    ]
     if streamed:
       argv += ["--scene-pixels", "10000"]
     assert cli.main(argv) == 0
@@ -236,9 +256,11 @@ def test_engine_restores_every_band_as_the_pipeline_does(tmp_path, shared_data, 
   from transforms.window import WindowSpec
   _naip_crop(shared_data, tmp_path, "naip", h=150, w=170)
   out = tmp_path / "out"
-  assert cli.main(["run", "--images", str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png",
-                   "--output", str(out), "--model", mean_model, "--config", "rgb8", "--extra-bands", method,
-                   "--no-report", "-q"]) == 0
+  assert cli.main([
+      "run", "--images",
+      str(tmp_path / "in" / "naip.tif"), "--masks", "{dir}/{stem}_mask.png", "--output",
+      str(out), "--model", mean_model, "--config", "rgb8", "--extra-bands", method, "--no-report", "-q"
+  ]) == 0
   got, _ = read_raster(str(out / "restored" / "naip.tif"))
   tile = decode_pair(TilePair(str(tmp_path / "in" / "naip.tif"), "naip", str(tmp_path / "in" / "naip_mask.png")),
                      DecodeSpec(mask=MaskSpec(source="file"), model_bands=3, value_range=(0, 255), extra_bands=method))

@@ -21,8 +21,12 @@ def _field(h, w, seed=0):
 
 
 def _case(target, guide, mask, guide_mask=None):
-  return {"image": target, "guide_image": guide, "mask": mask,
-          "guide_mask": np.zeros_like(mask) if guide_mask is None else guide_mask}
+  return {
+      "image": target,
+      "guide_image": guide,
+      "mask": mask,
+      "guide_mask": np.zeros_like(mask) if guide_mask is None else guide_mask
+  }
 
 
 def _hole(h=256, w=256):
@@ -44,9 +48,11 @@ def test_guided_fills_beat_the_copy_under_radiometric_change_and_keep_known_pixe
   t = (0.6 * g + 0.2).astype(np.float32)
   m = _hole()
   c = _case(t, g, m)
-  err = {name: float(np.abs(fn(c) - t)[m].mean()) for name, fn in
-         (("copy", guided.guide_copy), ("linear", guided.guide_linear),
-          ("residual", lambda c: guided.guide_linear(c, residual=True)), ("gdal", guided.gdal_unguided))}
+  err = {
+      name: float(np.abs(fn(c) - t)[m].mean())
+      for name, fn in (("copy", guided.guide_copy), ("linear", guided.guide_linear),
+                       ("residual", lambda c: guided.guide_linear(c, residual=True)), ("gdal", guided.gdal_unguided))
+  }
   assert err["linear"] < 1e-4 and err["residual"] < 1e-3
   assert err["copy"] > 0.03 and err["gdal"] > 100 * err["linear"]
   for fn in (guided.guide_copy, guided.guide_linear, guided.gdal_unguided):
@@ -103,7 +109,7 @@ def test_flat_pixels_counts_constant_patches_only():
   hole = np.ones((100, 100), bool)
   assert scenes.flat_pixels(img, hole) == 0
   img[20:60, 20:60] = 0.5
-  assert scenes.flat_pixels(img, hole) == (40 - 14) ** 2
+  assert scenes.flat_pixels(img, hole) == (40 - 14)**2
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "cloud_masks")), reason=f"{SHARED} absent")
@@ -131,14 +137,17 @@ def _save_model(path, guided_inputs):
   spec = lambda c: tf.TensorSpec([None, None, None, c], tf.float32)  # noqa: E731
   mod = tf.Module()
   if guided_inputs:
+
     @tf.function(input_signature=[spec(3), spec(1), spec(3), spec(1), spec(3)])
     def restore(image, mask, guide, guide_mask, context):
       # Guide where the guide is clear, the context elsewhere.
       return {"restored": guide * (1 - guide_mask) + context * guide_mask}
   else:
+
     @tf.function(input_signature=[spec(3), spec(1)])
     def restore(image, mask):
       return {"restored": image * 0 + 0.5}
+
   mod.restore = restore
   tf.saved_model.save(mod, path, signatures={"restore": restore})
   return path
@@ -213,8 +222,11 @@ def test_speed_benchmark_package_renders_results_and_attributes_a_profile(tmp_pa
   share, total = profiling.attribute_profile(str(raw))
   assert total == 40 and share["model: restore signature (TF)"] == 0.75
   # The package runs as the old script did (its worker mode and flags included).
-  out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--help"], cwd=ROOT, capture_output=True,
-                       text=True, check=True).stdout
+  out = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--help"],
+                       cwd=ROOT,
+                       capture_output=True,
+                       text=True,
+                       check=True).stdout
   assert "--probe-tiles" in out and "--markdown" in out
 
 

@@ -44,8 +44,10 @@ def test_unknown_flag_is_refused_with_a_suggestion(capsys, tmp_path):
 
 def test_real_beam_options_pass_and_bad_beam_values_are_usage_errors(capsys, tmp_path):
   from pipeline import options
-  args, beam = options.parse(["--images", IMAGES, "--output", "o", "--runner", "DirectRunner",
-                              "--direct_num_workers", "2", "--experiments=a", "--experiments", "b"])
+  args, beam = options.parse([
+      "--images", IMAGES, "--output", "o", "--runner", "DirectRunner", "--direct_num_workers", "2", "--experiments=a",
+      "--experiments", "b"
+  ])
   assert beam == ["--runner", "DirectRunner", "--direct_num_workers", "2", "--experiments=a", "--experiments", "b"]
   err = _usage(capsys, "--images", IMAGES, "--output", str(tmp_path / "o"), "--direct_num_workers", "two")
   assert "--direct_num_workers" in err
@@ -53,8 +55,8 @@ def test_real_beam_options_pass_and_bad_beam_values_are_usage_errors(capsys, tmp
 
 def test_stray_positional_arguments_from_an_unquoted_glob_are_refused(capsys, tmp_path):
   a, b = sorted(os.listdir(os.path.join(SAMPLE, "images")))[:2]
-  err = _usage(capsys, "--images", os.path.join(SAMPLE, "images", a), os.path.join(SAMPLE, "images", b),
-               "--masks", MASKS, "--output", str(tmp_path / "o"))
+  err = _usage(capsys, "--images", os.path.join(SAMPLE, "images", a), os.path.join(SAMPLE, "images", b), "--masks",
+               MASKS, "--output", str(tmp_path / "o"))
   assert "unexpected argument" in err and b in err and "quote" in err
 
 
@@ -128,8 +130,8 @@ def test_object_storage_without_credentials_fails_fast(capsys, tmp_path, monkeyp
   monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
   monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
   start = time.time()
-  err = _usage(capsys, "--images", IMAGES, "--masks", MASKS, "--output", str(tmp_path / "o"),
-               "--model", "gs://no-bucket/model")
+  err = _usage(capsys, "--images", IMAGES, "--masks", MASKS, "--output", str(tmp_path / "o"), "--model",
+               "gs://no-bucket/model")
   assert "gs://" in err and "credentials" in err
   err = _usage(capsys, "--images", IMAGES, "--masks", MASKS, "--output", "s3://no-bucket/out")
   assert "s3://" in err and "credentials" in err
@@ -148,8 +150,12 @@ def test_dry_run_lists_and_writes_nothing(capsys, tmp_path, mean_model):
   (images / "junk.tif").write_bytes(b"not a tiff")
   names = sorted(os.listdir(images))
   out = tmp_path / "out"
-  rc = cli.main(["run", "--images", str(images / "*.tif"), "--masks", MASKS.replace("{stem}", "{stem}"),
-                 "--output", str(out), "--model", mean_model, "--config", "landsat8_l1", "--dry-run"])
+  rc = cli.main([
+      "run", "--images",
+      str(images / "*.tif"), "--masks",
+      MASKS.replace("{stem}", "{stem}"), "--output",
+      str(out), "--model", mean_model, "--config", "landsat8_l1", "--dry-run"
+  ])
   stdout = capsys.readouterr().out
   assert rc == 0 and not out.exists()
   lines = stdout.strip().splitlines()
@@ -215,13 +221,21 @@ def test_a_real_run_is_quiet_and_ends_with_the_top_reasons(tmp_path, mean_model)
     shutil.copy(next(masks.glob("*.png")), masks / f"{name}.png")
   env = dict(os.environ, PYTHONPATH=ROOT)
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-  done = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--images", str(images / "*.tif"),
-                         "--masks", str(masks / "{stem}.png"), "--output", str(tmp_path / "out"),
-                         "--model", mean_model, "--config", "landsat8_l1", "--no-report", "-q"],
-                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+  done = subprocess.run([
+      sys.executable, "-m", "pipeline.cli", "run", "--images",
+      str(images / "*.tif"), "--masks",
+      str(masks / "{stem}.png"), "--output",
+      str(tmp_path / "out"), "--model", mean_model, "--config", "landsat8_l1", "--no-report", "-q"
+  ],
+                        capture_output=True,
+                        text=True,
+                        timeout=300,
+                        env=env,
+                        cwd=ROOT)
   assert done.returncode == 3, done.stderr
-  assert not any(n in done.stderr for n in ("oneDNN", "cuInit", "absl::InitializeLog", "Resource module",
-                                            "No shards found")), done.stderr
+  assert not any(
+      n in done.stderr
+      for n in ("oneDNN", "cuInit", "absl::InitializeLog", "Resource module", "No shards found")), done.stderr
   out = done.stdout.splitlines()
   assert out[0].startswith("matched 9: restored 7, skipped 0, failed 2")
   assert "top reasons" in out[1]

@@ -22,8 +22,13 @@ def _tile(h, w, mask, dtype=np.uint16, c=3):
   info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
   hi = 30000 if info is None or info.max > 30000 else info.max
   img = rng.integers(0, hi, (h, w, c)).astype(dtype)
-  return Tile(pair=TilePair("t.tif", "t", None), image=img, mask=mask,
-              profile={"dtype": str(img.dtype), "nodata": None})
+  return Tile(pair=TilePair("t.tif", "t", None),
+              image=img,
+              mask=mask,
+              profile={
+                  "dtype": str(img.dtype),
+                  "nodata": None
+              })
 
 
 def test_known_pixels_are_bit_identical_and_holes_filled():
@@ -67,9 +72,12 @@ def test_composite_transform(pipeline):
   tile = _tile(64, 64, mask)
   spec = WindowSpec(size=64, overlap=8)
   results = _restore_all(tile, spec, 0.5)
-  out = (pipeline | beam.Create([("t", {"tile": [tile], "windows": results})])
-         | beam.ParDo(CompositeTiles()).with_outputs("dead", main="tiles"))
+  out = (pipeline | beam.Create([("t", {
+      "tile": [tile],
+      "windows": results
+  })]) | beam.ParDo(CompositeTiles()).with_outputs("dead", main="tiles"))
   assert_that(out.tiles | beam.Map(lambda r: (r.tile.key, int(r.restored[15, 15, 0]), r.windows,
                                               bool(np.array_equal(r.restored[~mask], tile.image[~mask])))),
-              equal_to([("t.tif", 32768, 1, True)]), label="composited")
+              equal_to([("t.tif", 32768, 1, True)]),
+              label="composited")
   assert_that(out.dead, equal_to([]), label="no dead letters")

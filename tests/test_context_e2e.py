@@ -25,8 +25,7 @@ def smooth_field(h, w, seed, lo=6000, hi=20000, bands=3):
 
 def run(tmp_path, model, name, *extra, images="img/*.tif", masks="mask/{stem}.png"):
   out = tmp_path / name
-  argv = ["run", "--images", str(tmp_path / images), "--output", str(out), "--model", model,
-          "--no-report", *extra]
+  argv = ["run", "--images", str(tmp_path / images), "--output", str(out), "--model", model, "--no-report", *extra]
   if masks:
     argv += ["--masks", str(tmp_path / masks)]
   return cli.main(argv), out
@@ -38,18 +37,18 @@ def test_footprint_is_bit_identical_and_never_filled(tmp_path, which, request):
   h, w = 150, 170
   img = smooth_field(h, w, 1)
   yy, xx = np.mgrid[:h, :w]
-  corner = xx + yy < 60                       # the zero fill of an L1 scene
+  corner = xx + yy < 60  # the zero fill of an L1 scene
   img[corner] = 0
   mask = cloud_mask(h, w, seed=2, coverage=0.3) | (np.abs(xx + yy - 60) < 8)  # also over the corner edge
-  write_geotiff(str(tmp_path / "img" / "a.tif"), img)               # declares no no-data
+  write_geotiff(str(tmp_path / "img" / "a.tif"), img)  # declares no no-data
   write_png(str(tmp_path / "mask" / "a.png"), mask.astype(np.uint8) * 255)
   code, out = run(tmp_path, model, "out", "--nodata", "0", "--nodata-border", "--evaluate")
   assert code == 0
   res, _ = read_raster(str(out / "restored" / "a.tif"))
-  np.testing.assert_array_equal(res[corner], img[corner])           # no-data: exactly as it went in
-  np.testing.assert_array_equal(res[~mask], img[~mask])             # known: bit-identical
+  np.testing.assert_array_equal(res[corner], img[corner])  # no-data: exactly as it went in
+  np.testing.assert_array_equal(res[~mask], img[~mask])  # known: bit-identical
   hole = mask & ~corner
-  assert (res[hole] > 0).all()                                      # filled, never with 0
+  assert (res[hole] > 0).all()  # filled, never with 0
   (m,) = read_jsonl(str(out / "metrics"))
   assert m["metrics"]["nodata_pixels"] == int(corner.sum()) and m["metrics"]["unfilled"] == 0
   # Filled from valid ground only: next to the corner the fill is as bright as the ground.
@@ -91,7 +90,7 @@ def test_max_fill_distance_abstains_and_counts(tmp_path, context_model):
   assert got["nd"]["unfilled"] == int(want_far.sum()) and got["nd"]["unfilled_as"] == "nodata"
   assert (nd[want_far] == 0).all() and (nd[mask & ~want_far] > 0).all()
   plain, _ = read_raster(str(out / "restored" / "plain.tif"))
-  np.testing.assert_array_equal(plain[want_far], img[want_far])     # no no-data value: kept as it was
+  np.testing.assert_array_equal(plain[want_far], img[want_far])  # no no-data value: kept as it was
   assert "input unchanged" in got["plain"]["unfilled_as"]
   assert read_summary(str(out))["unfilled_pixels"] == 2 * int(want_far.sum())
 
@@ -113,7 +112,7 @@ def test_known_pixels_in_one_corner_fill_everything_without_zeros(tmp_path, whic
 
 
 def test_scene_context_matches_tile_context(tmp_path, context_model, monkeypatch):
-  h, w = 1300, 1100   # larger than 1024: the scene's low-resolution pass is reduced by 2
+  h, w = 1300, 1100  # larger than 1024: the scene's low-resolution pass is reduced by 2
   img = smooth_field(h, w, 5)
   mask = cloud_mask(h, w, seed=6, coverage=0.35)
   write_geotiff(str(tmp_path / "img" / "s.tif"), img, nodata=0)
@@ -127,12 +126,12 @@ def test_scene_context_matches_tile_context(tmp_path, context_model, monkeypatch
   b, _ = read_raster(str(scene_out / "restored" / "s.tif"))
   np.testing.assert_array_equal(b[~mask], img[~mask])
   diff = np.abs(a.astype(np.float64) - b.astype(np.float64))[mask] / 65535
-  assert diff.mean() < 0.005, diff.mean()   # the fill itself is ~0.017 from the truth
+  assert diff.mean() < 0.005, diff.mean()  # the fill itself is ~0.017 from the truth
   (m,) = read_jsonl(str(scene_out / "metrics"))
   (t,) = read_jsonl(str(tile_out / "metrics"))
   assert m["metrics"]["scene"] is True
   assert abs(m["metrics"]["psnr"] - t["metrics"]["psnr"]) < 0.5
-  assert m["metrics"]["seam"] < 1.5 * t["metrics"]["seam"]   # no steps at the cloud edges
+  assert m["metrics"]["seam"] < 1.5 * t["metrics"]["seam"]  # no steps at the cloud edges
   # The scene's quicklook was written before its output.
   prev = scene_out / "preview" / "s.png"
   assert os.stat(prev).st_mtime_ns <= os.stat(scene_out / "restored" / "s.tif").st_mtime_ns
@@ -156,23 +155,21 @@ def test_precut_tiles_take_context_from_their_neighbours(tmp_path, context_model
   n, t = 320, 160
   img = smooth_field(n, n, 9)
   yy, xx = np.mgrid[:n, :n]
-  mask = (np.abs(yy - n // 2) < 45) | (np.abs(xx - n // 2) < 45)   # a cross over every border
+  mask = (np.abs(yy - n // 2) < 45) | (np.abs(xx - n // 2) < 45)  # a cross over every border
   write_geotiff(str(tmp_path / "whole" / "img" / "w.tif"), img, nodata=0)
   write_png(str(tmp_path / "whole" / "mask" / "w.png"), mask.astype(np.uint8) * 255)
   t0 = (30.0, 0.0, 746385.0, 0.0, -30.0, -2785995.0)
   for r in range(0, n, t):
     for c in range(0, n, t):
       tr = (30.0, 0.0, t0[2] + 30.0 * c, 0.0, -30.0, t0[5] - 30.0 * r)
-      write_geotiff(str(tmp_path / "cut" / "img" / f"t{r}_{c}.tif"), img[r:r + t, c:c + t], nodata=0,
-                    transform=tr)
+      write_geotiff(str(tmp_path / "cut" / "img" / f"t{r}_{c}.tif"), img[r:r + t, c:c + t], nodata=0, transform=tr)
       write_png(str(tmp_path / "cut" / "mask" / f"t{r}_{c}.png"), mask[r:r + t, c:c + t].astype(np.uint8) * 255)
   code, whole = run(tmp_path, context_model, "out_whole", images="whole/img/*.tif", masks="whole/mask/{stem}.png")
   assert code == 0
   ref, _ = read_raster(str(whole / "restored" / "w.tif"))
   errs = {}
   for name, extra in {"alone": ["--neighbour-margin", "0"], "neighbours": []}.items():
-    code, out = run(tmp_path, context_model, "out_" + name, *extra, images="cut/img/*.tif",
-                    masks="cut/mask/{stem}.png")
+    code, out = run(tmp_path, context_model, "out_" + name, *extra, images="cut/img/*.tif", masks="cut/mask/{stem}.png")
     assert code == 0
     mosaic = np.zeros_like(img)
     for r in range(0, n, t):

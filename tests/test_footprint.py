@@ -13,8 +13,8 @@ from transforms.window import WindowSpec, cut, tile_context
 
 def test_declared_and_flag_nodata_with_border_only():
   img = np.full((40, 50, 3), 100, np.uint16)
-  img[:10, :10] = 0          # zero fill touching the border
-  img[20:25, 20:25] = 0      # dark ground inside the scene
+  img[:10, :10] = 0  # zero fill touching the border
+  img[20:25, 20:25] = 0  # dark ground inside the scene
   spec = footprint.FootprintSpec(nodata=0)
   nd = footprint.nodata_pixels(img, None, spec)
   assert nd[:10, :10].all() and nd[20:25, 20:25].all() and nd.sum() == 125
@@ -59,8 +59,14 @@ def test_apply_takes_nodata_and_far_pixels_out_of_the_mask():
 
 
 def _tile(image, mask, nodata=None):
-  return Tile(pair=TilePair(image_path="/x/t.tif", stem="t", mask_path=None), image=image, mask=mask,
-              profile={"dtype": str(image.dtype), "nodata": None}, nodata=nodata)
+  return Tile(pair=TilePair(image_path="/x/t.tif", stem="t", mask_path=None),
+              image=image,
+              mask=mask,
+              profile={
+                  "dtype": str(image.dtype),
+                  "nodata": None
+              },
+              nodata=nodata)
 
 
 def test_corner_known_tile_context_has_no_zero_and_windows_carry_crops():
@@ -97,7 +103,7 @@ def test_legacy_blend_hands_over_to_the_context_far_from_known_ground():
   unknown = np.ones((64, 64, 1), np.float32)
   unknown[:, :2] = 0  # known ground along the left edge
   out = legacy_blend(restored, context, unknown)
-  assert out[:, :2].max() == 0.0          # known: the model's output (the composite skips them anyway)
-  assert np.all(out[:, 40:] == 1.0)        # beyond reach: the context
+  assert out[:, :2].max() == 0.0  # known: the model's output (the composite skips them anyway)
+  assert np.all(out[:, 40:] == 1.0)  # beyond reach: the context
   assert np.all(np.diff(out[0, :, 0]) >= 0)  # a ramp in between, no step
   np.testing.assert_array_equal(legacy_blend(restored, context, np.ones_like(unknown)), context)

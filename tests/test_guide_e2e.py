@@ -10,14 +10,13 @@ from tests.helpers import cloud_mask, read_jsonl, read_raster, read_summary, wri
 
 pytestmark = pytest.mark.slow
 
-T0 = (30.0, 0.0, 746385.0, 0.0, -30.0, -2785995.0)   # the target's grid (EPSG:32621)
+T0 = (30.0, 0.0, 746385.0, 0.0, -30.0, -2785995.0)  # the target's grid (EPSG:32621)
 H, W = 160, 200
 
 
 def field(e, n):
   """Ground in map coordinates (UTM 21): structure a push-pull fill cannot invent."""
-  return (9000 + 2500 * np.sin(e / 450.0) + 2000 * np.cos(n / 380.0)
-          + 1500 * np.sin((e - n) / 250.0))
+  return (9000 + 2500 * np.sin(e / 450.0) + 2000 * np.cos(n / 380.0) + 1500 * np.sin((e - n) / 250.0))
 
 
 def target():
@@ -30,8 +29,8 @@ def target():
 def write_guide_4326(path, gain=0.7, offset=1500.0, shift_deg=0.0, clouds=None):
   """The same ground seen on another date (gain/offset) on a lon/lat grid at ~20 m."""
   from rasterio.warp import transform, transform_bounds
-  left, bottom, right, top = transform_bounds(
-      "EPSG:32621", "EPSG:4326", T0[2], T0[5] - H * 30.0, T0[2] + W * 30.0, T0[5])
+  left, bottom, right, top = transform_bounds("EPSG:32621", "EPSG:4326", T0[2], T0[5] - H * 30.0, T0[2] + W * 30.0,
+                                              T0[5])
   res = 0.0002
   left, right = left - 0.002 + shift_deg, right + 0.002 + shift_deg
   top, bottom = top + 0.002, bottom - 0.002
@@ -60,9 +59,12 @@ def scene(tmp_path):
 
 def _run(tmp_path, model, name, *extra):
   out = tmp_path / name
-  code = cli.main(["run", "--images", str(tmp_path / "img" / "*.tif"), "--masks",
-                   str(tmp_path / "mask" / "{stem}.png"), "--output", str(out), "--model", model,
-                   "--no-report", "--no-preview", "--evaluate", *extra])
+  code = cli.main([
+      "run", "--images",
+      str(tmp_path / "img" / "*.tif"), "--masks",
+      str(tmp_path / "mask" / "{stem}.png"), "--output",
+      str(out), "--model", model, "--no-report", "--no-preview", "--evaluate", *extra
+  ])
   return code, out
 
 
@@ -71,8 +73,8 @@ def test_guide_on_another_crs_and_resolution_is_aligned_and_used(scene, context_
   write_guide_4326(str(tmp_path / "guide" / "t.tif"))
   code, plain = _run(tmp_path, context_model, "plain")
   assert code == 0
-  code, guided = _run(tmp_path, context_model, "guided", "--guide", str(tmp_path / "nothere" / "{stem}.tif"),
-                      "--guide", str(tmp_path / "guide" / "{stem}.tif"))
+  code, guided = _run(tmp_path, context_model, "guided", "--guide", str(tmp_path / "nothere" / "{stem}.tif"), "--guide",
+                      str(tmp_path / "guide" / "{stem}.tif"))
   assert code == 0
   (p,) = read_jsonl(str(plain / "metrics"))
   (g,) = read_jsonl(str(guided / "metrics"))
@@ -90,8 +92,8 @@ def test_guided_scene_streamed_by_windows(scene, context_model):
   write_guide_4326(str(tmp_path / "guide" / "t.tif"))
   code, tile = _run(tmp_path, context_model, "tile", "--guide", str(tmp_path / "guide" / "{stem}.tif"))
   assert code == 0
-  code, streamed = _run(tmp_path, context_model, "scene", "--scene-pixels", "10000",
-                        "--guide", str(tmp_path / "guide" / "{stem}.tif"))
+  code, streamed = _run(tmp_path, context_model, "scene", "--scene-pixels", "10000", "--guide",
+                        str(tmp_path / "guide" / "{stem}.tif"))
   assert code == 0
   (t,) = read_jsonl(str(tile / "metrics"))
   (s,) = read_jsonl(str(streamed / "metrics"))
@@ -127,15 +129,14 @@ def test_guide_masks_hide_the_guides_clouds(scene, context_model):
   import rasterio
   with rasterio.open(g) as src:
     gm = np.zeros((src.height, src.width), np.uint8)
-  gm[:, : gm.shape[1] // 2] = 1            # the guide's west half is cloudy
+  gm[:, :gm.shape[1] // 2] = 1  # the guide's west half is cloudy
   write_png(str(tmp_path / "guide" / "t_clouds.png"), gm * 255)  # no georeferencing: the guide's grid
-  code, out = _run(tmp_path, context_model, "out", "--guide", str(tmp_path / "guide" / "{stem}.tif"),
-                   "--guide-masks", "{dir}/{stem}_clouds.png")
+  code, out = _run(tmp_path, context_model, "out", "--guide", str(tmp_path / "guide" / "{stem}.tif"), "--guide-masks",
+                   "{dir}/{stem}_clouds.png")
   assert code == 0
   (m,) = read_jsonl(str(out / "metrics"))
   assert m["metrics"]["guided"] is True
-  assert 0.2 * m["metrics"]["guided_pixels"] < m["metrics"]["guided_pixels"] < 0.8 * (
-      m["metrics"]["coverage"] * H * W)
+  assert 0.2 * m["metrics"]["guided_pixels"] < m["metrics"]["guided_pixels"] < 0.8 * (m["metrics"]["coverage"] * H * W)
 
 
 def test_guide_that_does_not_overlap_is_a_dead_letter(scene, mean_model):
@@ -151,8 +152,7 @@ def test_guide_that_does_not_overlap_is_a_dead_letter(scene, mean_model):
 
 def test_guide_with_other_bands_is_a_dead_letter(scene, mean_model):
   tmp_path, img, _ = scene
-  write_geotiff(str(tmp_path / "guide" / "t.tif"), np.concatenate([img, img[:, :, :1]], -1),
-                nodata=0, transform=T0)
+  write_geotiff(str(tmp_path / "guide" / "t.tif"), np.concatenate([img, img[:, :, :1]], -1), nodata=0, transform=T0)
   code, out = _run(tmp_path, mean_model, "out", "--guide", str(tmp_path / "guide" / "{stem}.tif"))
   assert code == 3
   (d,) = read_jsonl(str(out / "failed"))
@@ -181,8 +181,8 @@ def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model
   ctx = np.full_like(img, 0.6)
   guide = np.full_like(img, 0.8)
   out = m(img, mask, context=ctx, guide=guide, guide_mask=np.zeros_like(mask))
-  np.testing.assert_allclose(out[0, 15, 15], 0.7)     # (context + guide) / 2 in the hole
-  np.testing.assert_allclose(out[0, 0, 0], 0.2)       # known pixel as it was
+  np.testing.assert_allclose(out[0, 15, 15], 0.7)  # (context + guide) / 2 in the hole
+  np.testing.assert_allclose(out[0, 0, 0], 0.2)  # known pixel as it was
   np.testing.assert_allclose(m(img, mask)[0, 15, 15], 0.2)  # neutral inputs: context = image
   # tfx: the same tile through serving_default gives the same output.
   tmp = tmp_path
@@ -193,8 +193,7 @@ def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model
   write_guide_4326(str(tmp / "guide" / "t.tif"))
   outs = {}
   for backend in ("native", "tfx"):
-    code, out = _run(tmp, context_model, backend, "--backend", backend,
-                     "--guide", str(tmp / "guide" / "{stem}.tif"))
+    code, out = _run(tmp, context_model, backend, "--backend", backend, "--guide", str(tmp / "guide" / "{stem}.tif"))
     assert code == 0
     outs[backend] = read_raster(str(out / "restored" / "t.tif"))[0].astype(int)
   assert np.abs(outs["native"] - outs["tfx"]).max() <= 1

@@ -41,7 +41,12 @@ def cloudfill_subprocess(*args: str, timeout: float = RUN_TIMEOUT_S) -> subproce
   """``cloudfill run ARGS`` in a fresh interpreter; a hang ends in TimeoutExpired (a failure)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
   return subprocess.run([sys.executable, "-m", "pipeline.cli", "run", *args, "--no-report"],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+                        cwd=ROOT,
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        timeout=timeout,
+                        check=False)
 
 
 def png_bomb(side_w: int, side_h: int) -> bytes:
@@ -51,6 +56,7 @@ def png_bomb(side_w: int, side_h: int) -> bytes:
 
   def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
   ihdr = struct.pack(">IIBBBBB", side_w, side_h, 8, 0, 0, 0, 0)
   return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -58,11 +64,20 @@ def png_bomb(side_w: int, side_h: int) -> bytes:
 def write_gcp_tiff(path: str, array: np.ndarray) -> None:
   """A GeoTIFF georeferenced by GCPs only, with scale/offset, units, band and namespaced tags."""
   h, w, c = array.shape
-  gcps = [GroundControlPoint(row=0, col=0, x=500000.0, y=4000000.0, z=0.0, id="a"),
-          GroundControlPoint(row=0, col=w, x=500000.0 + 30 * w, y=4000000.0, z=0.0, id="b"),
-          GroundControlPoint(row=h, col=0, x=500000.0, y=4000000.0 - 30 * h, z=0.0, id="c")]
-  with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=c, dtype=str(array.dtype),
-                     gcps=gcps, crs=CRS.from_epsg(32633)) as dst:
+  gcps = [
+      GroundControlPoint(row=0, col=0, x=500000.0, y=4000000.0, z=0.0, id="a"),
+      GroundControlPoint(row=0, col=w, x=500000.0 + 30 * w, y=4000000.0, z=0.0, id="b"),
+      GroundControlPoint(row=h, col=0, x=500000.0, y=4000000.0 - 30 * h, z=0.0, id="c")
+  ]
+  with rasterio.open(path,
+                     "w",
+                     driver="GTiff",
+                     height=h,
+                     width=w,
+                     count=c,
+                     dtype=str(array.dtype),
+                     gcps=gcps,
+                     crs=CRS.from_epsg(32633)) as dst:
     dst.write(np.moveaxis(array, -1, 0))
     dst.scales = [0.0001] * c
     dst.offsets = [-0.1] * c
@@ -84,12 +99,11 @@ def write_palette_png(path: str, index: np.ndarray) -> None:
 def failing_model(tmp_path_factory):
   """The mean-fill model, but a batch with a known value above 0.95 raises."""
   from tests.model_fixture import make_mean_fill_model
-  return make_mean_fill_model(str(tmp_path_factory.mktemp("models") / "failing"), window=64,
-                              overlap=8, fail_above=0.95)
+  return make_mean_fill_model(str(tmp_path_factory.mktemp("models") / "failing"), window=64, overlap=8, fail_above=0.95)
 
 
-GOOD = ("good_a.tif", "good_b.png", "rgb16.png", "gcp.tif", "a?.tif", "ab.tif", "x[1].tif",
-        "padded.tif", "same.tif", "same.png", "palette_mask.tif")
+GOOD = ("good_a.tif", "good_b.png", "rgb16.png", "gcp.tif", "a?.tif", "ab.tif", "x[1].tif", "padded.tif", "same.tif",
+        "same.png", "palette_mask.tif")
 
 BAD = {  # file name -> (outcome, stage, phrase of the reason)
     "bomb.png": ("failed", "validate", "exceeds the limit"),
@@ -132,8 +146,13 @@ def hostile(tmp_path_factory, failing_model):
   write_png(str(img / "good_b.png"), a)
   # 16-bit RGB PNG (Pillow would read it as 8-bit).
   a, _ = tile("rgb16.png")
-  with rasterio.open(str(img / "rgb16.png"), "w", driver="PNG", height=a.shape[0], width=a.shape[1],
-                     count=3, dtype="uint16") as dst:
+  with rasterio.open(str(img / "rgb16.png"),
+                     "w",
+                     driver="PNG",
+                     height=a.shape[0],
+                     width=a.shape[1],
+                     count=3,
+                     dtype="uint16") as dst:
     dst.write(np.moveaxis(a, -1, 0))
   a, _ = tile("gcp.tif")
   write_gcp_tiff(str(img / "gcp.tif"), a)
@@ -163,8 +182,15 @@ def hostile(tmp_path_factory, failing_model):
   a, _ = tile("bomb_mask.tif", 64, 64, mask_png=False)
   write_geotiff(str(img / "bomb_mask.tif"), a)
   (msk / "bomb_mask.png").write_bytes(png_bomb(20_000, 20_000))
-  with rasterio.open(str(img / "sparse.tif"), "w", driver="GTiff", height=20_000, width=20_000, count=3,
-                     dtype="uint16", tiled=True, SPARSE_OK=True) as dst:
+  with rasterio.open(str(img / "sparse.tif"),
+                     "w",
+                     driver="GTiff",
+                     height=20_000,
+                     width=20_000,
+                     count=3,
+                     dtype="uint16",
+                     tiled=True,
+                     SPARSE_OK=True) as dst:
     pass
   write_png(str(msk / "sparse.png"), np.zeros((8, 8), np.uint8))
   # Non-regular files: FIFOs, directories, a symlink to a directory.
@@ -199,8 +225,12 @@ def hostile(tmp_path_factory, failing_model):
   write_png(str(out / "restored" / "into_output.png"), masks["into_output.tif"].astype(np.uint8) * 255)
   (msk / "into_output.png").symlink_to(out / "restored" / "into_output.png")
 
-  args = ["--images", str(img / "*"), "--masks", str(msk / "{stem}.png"),
-          "--output", str(out), "--model", failing_model, "--max-batch-size", "1"]
+  args = [
+      "--images",
+      str(img / "*"), "--masks",
+      str(msk / "{stem}.png"), "--output",
+      str(out), "--model", failing_model, "--max-batch-size", "1"
+  ]
   return d, img, msk, out, arrays, masks, args
 
 
@@ -290,8 +320,8 @@ def test_a_failing_batch_fails_only_its_tiles(tmp_path, failing_model, backend):
     write_png(str(tmp_path / "mask" / f"{name}.png"), m.astype(np.uint8) * 255)
   out = tmp_path / "out"
   proc = cloudfill_subprocess("--images", str(tmp_path / "img" / "*.tif"), "--masks",
-                              str(tmp_path / "mask" / "{stem}.png"), "--output", str(out),
-                              "--model", failing_model, "--max-batch-size", "1", "--backend", backend)
+                              str(tmp_path / "mask" / "{stem}.png"), "--output", str(out), "--model", failing_model,
+                              "--max-batch-size", "1", "--backend", backend)
   assert proc.returncode == 3, proc.stderr[-3000:]
   assert read_summary(str(out))["counts"] == {"restored": 2, "skipped": 0, "failed": 1}
   (dead,) = read_jsonl(str(out / "failed"))

@@ -21,7 +21,8 @@ from transforms.records import TilePair
 
 def _pair(path, mask=None):
   name = os.path.basename(str(path))
-  return TilePair(str(path), os.path.splitext(name)[0], None if mask is None else str(mask), 1.0,
+  return TilePair(str(path),
+                  os.path.splitext(name)[0], None if mask is None else str(mask), 1.0,
                   os.path.getsize(path) if os.path.isfile(path) else 0)
 
 
@@ -62,8 +63,7 @@ def test_mask_size_is_checked_from_its_header(tmp_path):
 
 def test_16bit_rgb_png_round_trips_exactly(tmp_path):
   a = (np.arange(12 * 10 * 3).reshape(12, 10, 3) * 181 % 65536).astype(np.uint16)
-  with rasterio.open(str(tmp_path / "a.png"), "w", driver="PNG", height=12, width=10, count=3,
-                     dtype="uint16") as dst:
+  with rasterio.open(str(tmp_path / "a.png"), "w", driver="PNG", height=12, width=10, count=3, dtype="uint16") as dst:
     dst.write(np.moveaxis(a, -1, 0))
   got, profile = raster_open.decode_pil_file(str(tmp_path / "a.png"), ".png", 1 << 20)
   assert got.dtype == np.uint16 and np.array_equal(got, a)
@@ -124,8 +124,16 @@ def _pair_at(path):
 
 
 def _plain(name):
-  return {"driver": "GTiff", "dtype": "uint8", "nodata": None, "crs": None, "transform": None,
-          "descriptions": [None], "ext": os.path.splitext(name)[1], "tags": {}}
+  return {
+      "driver": "GTiff",
+      "dtype": "uint8",
+      "nodata": None,
+      "crs": None,
+      "transform": None,
+      "descriptions": [None],
+      "ext": os.path.splitext(name)[1],
+      "tags": {}
+  }
 
 
 def test_inside_resolves_local_paths(tmp_path):
@@ -160,18 +168,19 @@ def test_inf_in_a_streamed_scene_is_refused_as_in_a_tile(tmp_path):
       decode_pair(_pair(tmp_path / "s.tif", tmp_path / "s.png"), DecodeSpec(scene_pixels=scene_pixels))
 
 
-@pytest.mark.parametrize("kwargs,phrase", [
-    (dict(bands=(0, 1, 2)), "1-based"), (dict(bands=(1, 1, 2)), "repeats"),
-    (dict(max_pixels=0), "--max-pixels"), (dict(value_range=(float("nan"), 1.0)), "finite"),
-    (dict(value_range=(0.0, float("inf"))), "finite"), (dict(value_range=(2.0, 1.0)), "LO < HI")])
+@pytest.mark.parametrize("kwargs,phrase", [(dict(bands=(0, 1, 2)), "1-based"), (dict(bands=(1, 1, 2)), "repeats"),
+                                           (dict(max_pixels=0), "--max-pixels"),
+                                           (dict(value_range=(float("nan"), 1.0)), "finite"),
+                                           (dict(value_range=(0.0, float("inf"))), "finite"),
+                                           (dict(value_range=(2.0, 1.0)), "LO < HI")])
 def test_decode_spec_refuses_bad_values(kwargs, phrase):
   with pytest.raises(ValueError, match=phrase):
     DecodeSpec(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs,phrase", [
-    (dict(source="band:x"), "1-based band number"), (dict(source="band:0"), "1-based band number"),
-    (dict(threshold=float("nan")), "finite")])
+@pytest.mark.parametrize("kwargs,phrase", [(dict(source="band:x"), "1-based band number"),
+                                           (dict(source="band:0"), "1-based band number"),
+                                           (dict(threshold=float("nan")), "finite")])
 def test_mask_spec_refuses_bad_values(kwargs, phrase):
   with pytest.raises(ValueError, match=phrase):
     MaskSpec(**kwargs)
@@ -206,6 +215,9 @@ def test_a_scene_whose_file_changes_after_decoding_fails_alone(tmp_path):
   assert out and out[-1].tag == FAILED_WINDOWS
   key, failure = out[-1].value
   assert key == "s.tif" and isinstance(failure, WindowFailure) and failure.stage == "window" and failure.scene
-  (dead,) = list(AssembleScenes(SceneWriteSpec(str(tmp_path / "out"), "v")).process(
-      ("s.tif", {"scene": [ref], "spills": [failure]})))
+  (dead,) = list(
+      AssembleScenes(SceneWriteSpec(str(tmp_path / "out"), "v")).process(("s.tif", {
+          "scene": [ref],
+          "spills": [failure]
+      })))
   assert dead.tag == "dead" and dead.value.stage == "window" and "window(s) failed" in dead.value.reason

@@ -30,9 +30,14 @@ def test_match_pairs_masks_and_dead_letters(pipeline, tmp_path):
   (tmp_path / "img" / "notes.txt").write_text("not an image")
   out = pipeline | MatchPairs(pattern=str(tmp_path / "img" / "*"), mask_template=str(tmp_path / "msk" / "{stem}.png"))
   assert_that(out["pairs"] | beam.Map(lambda p: (p.stem, os.path.basename(p.mask_path))),
-              equal_to([("a", "a.png")]), label="paired")
+              equal_to([("a", "a.png")]),
+              label="paired")
   assert_that(out["dead"] | beam.Map(lambda d: (os.path.basename(d.path), d.stage, d.reason.split(":")[0])),
-              equal_to([("b.tif", "match", "mask not found"), ("notes.txt", "match", "unsupported extension '.txt'; expected one of ('.tif', '.tiff', '.gtiff', '.png', '.jpg', '.jpeg')")]),
+              equal_to([
+                  ("b.tif", "match", "mask not found"),
+                  ("notes.txt", "match",
+                   "unsupported extension '.txt'; expected one of ('.tif', '.tiff', '.gtiff', '.png', '.jpg', '.jpeg')")
+              ]),
               label="dead letters")
 
 
@@ -44,9 +49,11 @@ def test_same_output_name_twice_keeps_one(pipeline, tmp_path):
   write_png(str(tmp_path / "y" / "t.png"), np.zeros((4, 4, 3), np.uint8))
   out = pipeline | MatchPairs(pattern=str(tmp_path / "*" / "t.*"))
   assert_that(out["pairs"] | beam.Map(lambda p: os.path.relpath(p.image_path, str(tmp_path))),
-              equal_to(["x/t.tif", "y/t.png"]), label="first path wins")
+              equal_to(["x/t.tif", "y/t.png"]),
+              label="first path wins")
   assert_that(out["dead"] | beam.Map(lambda d: d.reason.startswith("same output name")),
-              equal_to([True]), label="the other is dead")
+              equal_to([True]),
+              label="the other is dead")
 
 
 def test_decode_transform_tiles_and_refusals(pipeline, tmp_path):
@@ -56,12 +63,16 @@ def test_decode_transform_tiles_and_refusals(pipeline, tmp_path):
   m[2:4, 2:4] = 1
   write_png(str(tmp_path / "ok_m.png"), m)
   write_png(str(tmp_path / "clear_m.png"), np.zeros((8, 8), np.uint8))
-  pairs = [TilePair(str(tmp_path / "ok.tif"), "ok", str(tmp_path / "ok_m.png")),
-           TilePair(str(tmp_path / "ok.tif"), "clear", str(tmp_path / "clear_m.png"))]
+  pairs = [
+      TilePair(str(tmp_path / "ok.tif"), "ok", str(tmp_path / "ok_m.png")),
+      TilePair(str(tmp_path / "ok.tif"), "clear", str(tmp_path / "clear_m.png"))
+  ]
   out = pipeline | beam.Create(pairs) | Decode(DecodeSpec(model_bands=3))
   assert_that(out.tiles | beam.Map(lambda t: (t.pair.stem, t.image.shape, int(t.mask.sum()), t.profile["dtype"])),
-              equal_to([("ok", (8, 8, 3), 4, "uint16")]), label="tiles")
-  assert_that(out.dead | beam.Map(lambda d: (d.outcome, d.stage)), equal_to([("skipped", "validate")]),
+              equal_to([("ok", (8, 8, 3), 4, "uint16")]),
+              label="tiles")
+  assert_that(out.dead | beam.Map(lambda d: (d.outcome, d.stage)),
+              equal_to([("skipped", "validate")]),
               label="clear tile skipped")
 
 
@@ -90,8 +101,10 @@ def test_png_16bit_and_jpeg_decode(tmp_path):
   assert arr.shape == (8, 8, 3) and prof["driver"] == "JPEG"
 
 
-@pytest.mark.parametrize("data,ext,phrase", [(b"", ".tif", "empty file"), (b"II*\x00garbage", ".tif", "not a readable TIFF"),
-                                             (b"\x89PNG\r\n\x1a\nxx", ".png", "not a readable"), (b"abc", ".gif", "unsupported")])
+@pytest.mark.parametrize("data,ext,phrase", [(b"", ".tif", "empty file"),
+                                             (b"II*\x00garbage", ".tif", "not a readable TIFF"),
+                                             (b"\x89PNG\r\n\x1a\nxx", ".png", "not a readable"),
+                                             (b"abc", ".gif", "unsupported")])
 def test_decode_errors_are_clear(data, ext, phrase):
   with pytest.raises(DecodeError, match=phrase):
     decode_raster(data, ext)
@@ -110,8 +123,7 @@ def test_decode_spec_band_selection_and_probability_band(tmp_path):
                      DecodeSpec(mask=MaskSpec(source="band:4"), bands=(3, 1), model_bands=2))
   assert tile.image.shape == (6, 6, 2)
   with pytest.raises(ValueError, match="out of range"):
-    decode_pair(TilePair(str(tmp_path / "p.tif"), "p", None),
-                DecodeSpec(mask=MaskSpec(source="band:4"), bands=(9,)))
+    decode_pair(TilePair(str(tmp_path / "p.tif"), "p", None), DecodeSpec(mask=MaskSpec(source="band:4"), bands=(9,)))
 
 
 def test_wire_format_example_equals_protobuf_serialisation():

@@ -26,16 +26,15 @@ def _field(h, w, seed=0, sigma=20.0):
 def _cloud(h, w):
   """One large cloud (an ellipse) over most of the tile, plus a small one."""
   yy, xx = np.mgrid[:h, :w]
-  m = ((yy - h / 2) / (0.42 * h)) ** 2 + ((xx - w / 2) / (0.42 * w)) ** 2 < 1
-  m |= (yy - 40) ** 2 + (xx - 40) ** 2 < 25 ** 2
+  m = ((yy - h / 2) / (0.42 * h))**2 + ((xx - w / 2) / (0.42 * w))**2 < 1
+  m |= (yy - 40)**2 + (xx - 40)**2 < 25**2
   return m
 
 
 def _restore(truth, mask, spec, per_window):
   """Runs the cutter and compositor with ``per_window(window) -> [size, size, 3]`` as the model."""
   img = np.rint(truth * 65535).astype(np.uint16)
-  tile = Tile(pair=TilePair("t.tif", "t", None), image=img, mask=mask,
-              profile={"dtype": "uint16", "nodata": None})
+  tile = Tile(pair=TilePair("t.tif", "t", None), image=img, mask=mask, profile={"dtype": "uint16", "nodata": None})
   results = []
   for k, win in enumerate(cut(tile, spec)):
     win.restored = per_window(k, win).astype(np.float32)
@@ -49,9 +48,9 @@ def test_seamless_fill_reads_about_one(size, overlap):
   truth, mask = _field(h, w), _cloud(h, w)
   spec = WindowSpec(size=size, overlap=overlap)
   # Every window returns the true ground: the fill is seamless by construction.
-  out = _restore(truth, mask, spec,
-                 lambda k, win: np.pad(truth[win.y:win.y + size, win.x:win.x + size],
-                                       ((0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0))))
+  out = _restore(
+      truth, mask, spec, lambda k, win: np.pad(truth[win.y:win.y + size, win.x:win.x + size], (
+          (0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0))))
   score = metrics.block_score(out, mask, size, overlap)
   assert score is not None and 0.85 < score < 1.15, score
 
@@ -63,11 +62,10 @@ def test_window_sized_tones_read_well_above_one(size, overlap):
   spec = WindowSpec(size=size, overlap=overlap)
   tones = np.random.default_rng(3).uniform(-0.08, 0.08, 64)
   # The ground's texture, but each window shifted by its own tone (today's failure).
-  out = _restore(truth, mask, spec,
-                 lambda k, win: np.clip(np.pad(
-                     truth[win.y:win.y + size, win.x:win.x + size],
-                     ((0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0)))
-                     + tones[k], 0, 1))
+  out = _restore(
+      truth, mask, spec, lambda k, win: np.clip(
+          np.pad(truth[win.y:win.y + size, win.x:win.x + size],
+                 ((0, size - min(size, h - win.y)), (0, size - min(size, w - win.x)), (0, 0))) + tones[k], 0, 1))
   score = metrics.block_score(out, mask, size, overlap)
   assert score is not None and score > 1.5, score
 

@@ -21,8 +21,15 @@ from transforms.masks import MaskSpec
 def _tile(folder, name, x0, values, cloud):
   path = os.path.join(folder, name + ".tif")
   h, w, c = values.shape
-  with rasterio.open(path, "w", driver="GTiff", height=h, width=w, count=c, dtype="uint16",
-                     crs="EPSG:32633", transform=from_origin(500000 + 30 * x0, 4000000, 30, 30)) as dst:
+  with rasterio.open(path,
+                     "w",
+                     driver="GTiff",
+                     height=h,
+                     width=w,
+                     count=c,
+                     dtype="uint16",
+                     crs="EPSG:32633",
+                     transform=from_origin(500000 + 30 * x0, 4000000, 30, 30)) as dst:
     dst.write(np.moveaxis(values, -1, 0))
   mask_path = os.path.join(folder, name + "_mask.png")
   Image.fromarray(cloud.astype(np.uint8) * 255).save(mask_path)
@@ -37,8 +44,7 @@ def test_overlapping_neighbours_give_one_context_in_any_order(tmp_path):
   # Two neighbours to the right, overlapping each other over 32 columns: one clear
   # (bright), one entirely under cloud (dark values nobody may read as known).
   clear = _tile(tmp_path, "b_clear", 64, np.full((h, w, 3), 30000, np.uint16), np.zeros((h, w), bool))
-  cloudy = _tile(tmp_path, "c_cloudy", 32, rng.integers(0, 100, (h, w, 3)).astype(np.uint16),
-                 np.ones((h, w), bool))
+  cloudy = _tile(tmp_path, "c_cloudy", 32, rng.integers(0, 100, (h, w, 3)).astype(np.uint16), np.ones((h, w), bool))
   unit = np.full((h, w, 3), 1000 / 65535, np.float32)
   known = np.ones((h, w), np.float32)
   known[:, 40:] = 0.0  # The tile's own cloud touches its right edge.

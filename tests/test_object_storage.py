@@ -56,8 +56,10 @@ def test_gcs_end_to_end(tmp_path, mean_model):
   with gcs_emulator("cf-gcs"):
     base = "gs://cf-gcs/run1"
     _stage_inputs(tmp_path, base)
-    status = cli.main(["run", "--images", base + "/images/*.tif", "--masks", base + "/masks/{stem}.png",
-                       "--output", base + "/out", "--model", mean_model, "--no-report"])
+    status = cli.main([
+        "run", "--images", base + "/images/*.tif", "--masks", base + "/masks/{stem}.png", "--output", base + "/out",
+        "--model", mean_model, "--no-report"
+    ])
     assert status == 0
     _check_outputs(base, 2)
 
@@ -69,7 +71,9 @@ def test_s3_end_to_end(tmp_path, mean_model):
     FileSystems.set_options(PipelineOptions(s3["beam_args"]))
     base = "s3://cf-s3/run1"
     _stage_inputs(tmp_path, base)
-    status = cli.main(["run", "--images", base + "/images/*.tif", "--masks", base + "/masks/{stem}.png",
-                       "--output", base + "/out", "--model", mean_model, "--no-report", *s3["beam_args"]])
+    status = cli.main([
+        "run", "--images", base + "/images/*.tif", "--masks", base + "/masks/{stem}.png", "--output", base + "/out",
+        "--model", mean_model, "--no-report", *s3["beam_args"]
+    ])
     assert status == 0
     _check_outputs(base, 2)

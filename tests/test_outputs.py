@@ -26,8 +26,10 @@ def model256(tmp_path_factory) -> str:
 
 
 def _run(out, model, images, masks, *extra) -> int:
-  return cli.main(["run", "--images", images, "--masks", masks, "--output", str(out), "--model", model,
-                   "--no-report", "-q", *extra])
+  return cli.main([
+      "run", "--images", images, "--masks", masks, "--output",
+      str(out), "--model", model, "--no-report", "-q", *extra
+  ])
 
 
 def _dilated(mask: np.ndarray, n: int) -> np.ndarray:
@@ -39,8 +41,16 @@ def test_cog_rules_tell_a_cog_from_a_plain_tiff(tmp_path):
   import rasterio
   a = np.random.default_rng(0).integers(0, 255, (3, 1100, 1200), dtype=np.uint8)
   plain, cog = str(tmp_path / "plain.tif"), str(tmp_path / "cog.tif")
-  with rasterio.open(plain, "w", driver="GTiff", height=1100, width=1200, count=3, dtype="uint8",
-                     tiled=True, blockxsize=256, blockysize=256) as dst:
+  with rasterio.open(plain,
+                     "w",
+                     driver="GTiff",
+                     height=1100,
+                     width=1200,
+                     count=3,
+                     dtype="uint8",
+                     tiled=True,
+                     blockxsize=256,
+                     blockysize=256) as dst:
     dst.write(a)
   assert "no GDAL structural metadata (ghost header)" in cog_errors(plain)
   with rasterio.open(plain, "r+") as dst:
@@ -106,8 +116,14 @@ def _lzw_crop_with_overviews(shared_data, tmp_path):
   dest.parent.mkdir()
   with rasterio.open(src_path) as src:
     data = src.read(window=Window(300, 300, 1200, 1100))
-    profile = dict(src.profile, height=1100, width=1200, transform=src.window_transform(Window(300, 300, 1200, 1100)),
-                   compress="lzw", tiled=True, blockxsize=256, blockysize=256)
+    profile = dict(src.profile,
+                   height=1100,
+                   width=1200,
+                   transform=src.window_transform(Window(300, 300, 1200, 1100)),
+                   compress="lzw",
+                   tiled=True,
+                   blockxsize=256,
+                   blockysize=256)
   with rasterio.open(dest, "w", **profile) as dst:
     dst.write(data)
     dst.build_overviews([2, 4])
@@ -120,15 +136,16 @@ def _lzw_crop_with_overviews(shared_data, tmp_path):
 def test_input_compression_and_overviews_are_kept(tmp_path, shared_data, model256):
   path, mask = _lzw_crop_with_overviews(shared_data, tmp_path)
   out = tmp_path / "out"
-  assert _run(out, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1", "--dilate", "0") == 0
+  assert _run(out, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1", "--dilate",
+              "0") == 0
   restored = str(out / "restored" / "crop.tif")
   assert geotiff_out.layout(restored) == {"compress": "LZW", "layout": None, "overviews": "2,4"}
   src, _ = read_raster(path)
   got, _ = read_raster(restored)
   np.testing.assert_array_equal(got[~mask], src[~mask])
   out2 = tmp_path / "out2"
-  assert _run(out2, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1",
-              "--co", "COMPRESS=ZSTD") == 0
+  assert _run(out2, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1", "--co",
+              "COMPRESS=ZSTD") == 0
   assert geotiff_out.layout(str(out2 / "restored" / "crop.tif"))["compress"] == "ZSTD"
 
 
@@ -136,8 +153,8 @@ def test_large_scene_cog_and_provenance_stripe_by_stripe(tmp_path, shared_data, 
   """The streamed scene path (--scene-pixels below the crop's size) writes both as COGs with overviews."""
   path, mask = _lzw_crop_with_overviews(shared_data, tmp_path)
   out = tmp_path / "out"
-  assert _run(out, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1",
-              "--dilate", "0", "--scene-pixels", "500000", "--cog") == 0
+  assert _run(out, model256, path, str(tmp_path / "masks" / "{stem}.png"), "--config", "landsat8_l1", "--dilate", "0",
+              "--scene-pixels", "500000", "--cog") == 0
   assert read_summary(str(out))["counts"]["restored"] == 1
   restored, prov_path = str(out / "restored" / "crop.tif"), str(out / "provenance" / "crop.tif")
   assert cog_errors(restored) == [] and cog_errors(prov_path) == []

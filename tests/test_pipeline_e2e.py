@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 
 def _run(out, model, *extra, images=None, masks=None):
-  argv = ["run", "--images", images or os.path.join(SAMPLE, "images", "*.tif"),
-          "--masks", masks or os.path.join(SAMPLE, "masks", "{stem}.png"),
-          "--output", str(out), "--model", model, "--no-report", *extra]
+  argv = [
+      "run", "--images", images or os.path.join(SAMPLE, "images", "*.tif"), "--masks", masks or
+      os.path.join(SAMPLE, "masks", "{stem}.png"), "--output",
+      str(out), "--model", model, "--no-report", *extra
+  ]
   return cli.main(argv)
 
 
@@ -92,8 +94,10 @@ def test_multiprocess_and_tfx_backend_match_single_process(sample_run, mean_mode
   for p in sorted(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))[:3]:
     shutil.copy(p, os.path.dirname(images))
   outputs = {}
-  for name, extra in {"multi": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-                      "tfx": ["--backend", "tfx"]}.items():
+  for name, extra in {
+      "multi": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+      "tfx": ["--backend", "tfx"]
+  }.items():
     out = tmp_path / name
     assert _run(out, mean_model, "--config", "landsat8_l1", *extra, images=images) == 0
     outputs[name] = out
@@ -114,8 +118,7 @@ def test_real_geotiffs_with_real_cloud_masks(shared_data, mean_model, tmp_path):
   from rasterio.windows import Window
   masks = sorted(glob.glob(os.path.join(shared_data, "cloud_masks", "ukis", "*.png")))
   assert masks, "no ukis cloud masks"
-  src_files = [os.path.join(shared_data, "aerial_5m", "rgbn.tif"),
-               os.path.join(shared_data, "rmnp", "rmnp-rgb.tif")]
+  src_files = [os.path.join(shared_data, "aerial_5m", "rgbn.tif"), os.path.join(shared_data, "rmnp", "rmnp-rgb.tif")]
   (tmp_path / "img").mkdir()
   (tmp_path / "mask").mkdir()
   n = 0
@@ -133,7 +136,10 @@ def test_real_geotiffs_with_real_cloud_masks(shared_data, mean_model, tmp_path):
         Image.fromarray(m[r % 200:r % 200 + 256, c % 200:c % 200 + 256]).save(tmp_path / "mask" / f"{stem}.png")
         n += 1
   out = tmp_path / "out"
-  assert _run(out, mean_model, "--evaluate", images=str(tmp_path / "img" / "*.tif"),
+  assert _run(out,
+              mean_model,
+              "--evaluate",
+              images=str(tmp_path / "img" / "*.tif"),
               masks=str(tmp_path / "mask" / "{stem}.png")) == 0
   s = read_summary(str(out))
   assert s["counts"]["restored"] == n
@@ -152,23 +158,31 @@ def test_beam_counters_count_every_stage(mean_model, tmp_path):
   (tmp_path / "in").mkdir()
   for p in images:
     shutil.copy(p, tmp_path / "in")
-  result = run(["--images", str(tmp_path / "in" / "*.tif"), "--masks", os.path.join(SAMPLE, "masks", "{stem}.png"),
-                "--output", str(tmp_path / "out"), "--model", mean_model])
+  result = run([
+      "--images",
+      str(tmp_path / "in" / "*.tif"), "--masks",
+      os.path.join(SAMPLE, "masks", "{stem}.png"), "--output",
+      str(tmp_path / "out"), "--model", mean_model
+  ])
   result.wait_until_finish()
-  counters = {c.key.metric.name: c.committed
-              for c in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["counters"]}
+  counters = {
+      c.key.metric.name: c.committed
+      for c in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["counters"]
+  }
   assert counters["matched"] == counters["decoded"] == counters["restored"] == 2
   assert counters["windows"] == counters["windows_inferred"] > 2
-  dists = {d.key.metric.name: d.committed
-           for d in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["distributions"]}
+  dists = {
+      d.key.metric.name: d.committed
+      for d in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["distributions"]
+  }
   assert dists["decode_ms"].count == 2 and dists["write_ms"].count == 2
 
 
 def test_reference_template_scores_against_a_clear_acquisition(sample_run, mean_model, tmp_path):
   """The sample is clear, so the input itself is a valid reference: same figures as --evaluate."""
   out = tmp_path / "ref"
-  assert _run(out, mean_model, "--config", "landsat8_l1",
-              "--reference", os.path.join(SAMPLE, "images", "{stem}.tif")) == 0
+  assert _run(out, mean_model, "--config", "landsat8_l1", "--reference", os.path.join(SAMPLE, "images",
+                                                                                      "{stem}.tif")) == 0
   by_ref = {r["stem"]: r["metrics"] for r in read_jsonl(str(out / "metrics"))}
   by_eval = {r["stem"]: r["metrics"] for r in read_jsonl(os.path.join(sample_run, "metrics"))}
   assert set(by_ref) == set(by_eval)

@@ -93,9 +93,11 @@ def test_landsat_c2_l2_profile_restores_under_a_qa_band(tmp_path, shared_data, m
   write_geotiff(str(tmp_path / "in" / "t1.tif"), image)
   write_geotiff(str(tmp_path / "in" / "t1_QA_PIXEL.tif"), qa[:, :, None])
   out = tmp_path / "out"
-  rc = cli.main(["run", "--images", str(tmp_path / "in" / "t?.tif"), "--masks", "{dir}/{stem}_QA_PIXEL.tif",
-                 "--output", str(out), "--model", mean_model, "--config", "landsat_c2_l2",
-                 "--value-range", "0,65535", "--no-report", "-q"])
+  rc = cli.main([
+      "run", "--images",
+      str(tmp_path / "in" / "t?.tif"), "--masks", "{dir}/{stem}_QA_PIXEL.tif", "--output",
+      str(out), "--model", mean_model, "--config", "landsat_c2_l2", "--value-range", "0,65535", "--no-report", "-q"
+  ])
   assert rc == 0 and read_summary(str(out))["counts"]["restored"] == 1
   got, _ = read_raster(str(out / "restored" / "t1.tif"))
   np.testing.assert_array_equal(got[~expected], image[~expected])
@@ -112,8 +114,11 @@ def _args(*argv):
 def test_sentinel2_l1c_13_band_scenes_are_refused_by_the_l2a_profile(capsys, tmp_path, shared_data, mean_model):
   """Issue 12.1: the L1C files under --config sentinel2_l2a restored B01-B03 on a 0…10000 scale; now exit 2."""
   images = os.path.join(shared_data, "sentinel2", "eolearn_reference_*.tif")
-  rc = cli.main(["run", "--images", images, "--masks", str(tmp_path / "{stem}.png"), "--output", str(tmp_path / "o"),
-                 "--model", mean_model, "--config", "sentinel2_l2a"])
+  rc = cli.main([
+      "run", "--images", images, "--masks",
+      str(tmp_path / "{stem}.png"), "--output",
+      str(tmp_path / "o"), "--model", mean_model, "--config", "sentinel2_l2a"
+  ])
   err = capsys.readouterr().err.strip()
   assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
   assert "float32 with 13 bands" in err and "uint16 with 4 bands (B04,B03,B02,B08)" in err
@@ -146,8 +151,11 @@ def test_sentinel2_l1c_run_restores_red_green_blue(tmp_path, shared_data, mean_m
     mask = np.asarray(Image.open(os.path.join(shared_data, "cloud_masks", "eolearn_clm", f"clm_{clm:02d}.png")))
     Image.fromarray(mask).save(images / f"s2_{i}_mask.png")
   out = tmp_path / "out"
-  rc = cli.main(["run", "--images", str(images / "s2_?.tif"), "--masks", "{dir}/{stem}_mask.png", "--output", str(out),
-                 "--model", mean_model, "--config", "sentinel2_l1c", "--dilate", "0", "--evaluate", "--no-report", "-q"])
+  rc = cli.main([
+      "run", "--images",
+      str(images / "s2_?.tif"), "--masks", "{dir}/{stem}_mask.png", "--output",
+      str(out), "--model", mean_model, "--config", "sentinel2_l1c", "--dilate", "0", "--evaluate", "--no-report", "-q"
+  ])
   assert rc == 0 and read_summary(str(out))["counts"]["restored"] == 3
   rows = read_jsonl(str(out / "metrics"))
   assert all(r["metrics"]["value_scale"] == [0.0, 1.0] for r in rows)

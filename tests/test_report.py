@@ -32,8 +32,8 @@ from pipeline import cli, report
 from tests.conftest import SAMPLE
 from tests.helpers import read_summary
 
-STEMS = ("LC08_224078_20200518_r300_c200", "LC08_224078_20200518_r900_c1100",
-         "LC08_224078_20200518_r800_c300", "LC08_224078_20200518_r1300_c500")
+STEMS = ("LC08_224078_20200518_r300_c200", "LC08_224078_20200518_r900_c1100", "LC08_224078_20200518_r800_c300",
+         "LC08_224078_20200518_r1300_c500")
 
 
 def find_chromium() -> Optional[str]:
@@ -67,15 +67,21 @@ class Chromium:
     # Above 4, so that the redirections below cannot clobber them.
     cmd_r, self._cmd_w = (_above_4(fd) for fd in os.pipe())
     self._out_r, out_w = (_above_4(fd) for fd in os.pipe())
-    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-extensions", "--no-first-run", "--no-default-browser-check",
-            "--remote-debugging-pipe", f"--user-data-dir={self._profile}", "about:blank"]
+    args = [
+        exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+        "--no-first-run", "--no-default-browser-check", "--remote-debugging-pipe", f"--user-data-dir={self._profile}",
+        "about:blank"
+    ]
     self._proc = subprocess.Popen(
         # bash, not sh: dash redirects single-digit descriptors only.
-        [shutil.which("bash") or "/bin/bash", "-c",
-         f'exec "$@" 3<&{cmd_r} 4>&{out_w} {cmd_r}<&- {out_w}>&-', "bash", *args],
-        pass_fds=(cmd_r, out_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        [
+            shutil.which("bash") or "/bin/bash", "-c", f'exec "$@" 3<&{cmd_r} 4>&{out_w} {cmd_r}<&- {out_w}>&-', "bash",
+            *args
+        ],
+        pass_fds=(cmd_r, out_w),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     os.close(cmd_r)
     os.close(out_w)
@@ -131,8 +137,12 @@ class Chromium:
     return session
 
   def evaluate(self, session: str, expression: str) -> Any:
-    result = self.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                            "returnByValue": True}, session=session)
+    result = self.send("Runtime.evaluate", {
+        "expression": expression,
+        "awaitPromise": True,
+        "returnByValue": True
+    },
+                       session=session)
     if "exceptionDetails" in result:
       raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
     return result["result"].get("value")
@@ -181,9 +191,12 @@ def run_dir(tmp_path_factory, mean_model):
   for stem in STEMS[:2]:
     shutil.copy(os.path.join(SAMPLE, "masks", stem + ".png"), masks / (stem + ".png"))
   Image.fromarray(np.zeros((256, 256), np.uint8)).save(masks / (STEMS[2] + ".png"))
-  status = cli.main(["run", "--images", str(images / "*.tif"), "--masks", str(masks / "{stem}.png"),
-                     "--output", str(out), "--model", mean_model, "--config", "landsat8_l1",
-                     "--evaluate"])
+  status = cli.main([
+      "run", "--images",
+      str(images / "*.tif"), "--masks",
+      str(masks / "{stem}.png"), "--output",
+      str(out), "--model", mean_model, "--config", "landsat8_l1", "--evaluate"
+  ])
   assert status == 3  # One input failed (its mask is missing).
   return str(out)
 
@@ -207,8 +220,9 @@ def test_report_command_rewrites_it(run_dir):
   shutil.rmtree(os.path.join(run_dir, "report"))
   assert report.main([run_dir, "--thumbnails", "1"]) == 0
   pngs = sorted(os.listdir(os.path.join(run_dir, "report")))
-  assert pngs == ["coverage.png", "quality.png", "tile00_after.png", "tile00_before.png", "tile00_provenance.png",
-                  "timings.png"]
+  assert pngs == [
+      "coverage.png", "quality.png", "tile00_after.png", "tile00_before.png", "tile00_provenance.png", "timings.png"
+  ]
   assert report.main([run_dir]) == 0  # Back to the default: both restored tiles.
 
 
@@ -257,8 +271,7 @@ def test_report_on_gcs(run_dir, tmp_path):
     upload_tree(str(local), dest)
     # The outputs recorded in metrics/ are the local restored tiles: previews read them there.
     assert report.main([dest, "--thumbnails", "2"]) == 0
-    pngs = sorted(m.path.rsplit("/", 1)[1]
-                  for m in FileSystems.match([f"{dest}/report/*.png"])[0].metadata_list)
+    pngs = sorted(m.path.rsplit("/", 1)[1] for m in FileSystems.match([f"{dest}/report/*.png"])[0].metadata_list)
     assert len(pngs) == 3 + 2 * 3, pngs  # 3 figures; before, after, provenance per tile
     with FileSystems.open(f"{dest}/report.html") as f:
       page = f.read().decode("utf-8")
@@ -296,8 +309,9 @@ def test_report_without_matplotlib(run_dir, tmp_path, monkeypatch):
     page = f.read()
   assert "no histograms" in page and 'id="count-restored" data-count="2"' in page
   assert sorted(os.listdir(copy / "report")) == [
-      "tile00_after.png", "tile00_before.png", "tile00_provenance.png",
-      "tile01_after.png", "tile01_before.png", "tile01_provenance.png"]
+      "tile00_after.png", "tile00_before.png", "tile00_provenance.png", "tile01_after.png", "tile01_before.png",
+      "tile01_provenance.png"
+  ]
 
 
 def _hole(h, w):

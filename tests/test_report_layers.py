@@ -28,8 +28,8 @@ def test_outline_is_the_one_pixel_border():
 
 def test_stretch_leaves_out_no_data_and_generated_pixels():
   image = np.full((20, 20, 3), 1000, np.uint16)
-  image[:, :10] = 0            # An undeclared fill border.
-  image[10:, 10:] = 5000       # Generated pixels.
+  image[:, :10] = 0  # An undeclared fill border.
+  image[10:, 10:] = 5000  # Generated pixels.
   image[:10, 10:15] = 2000
   changed = np.zeros((20, 20), bool)
   changed[10:, 10:] = True

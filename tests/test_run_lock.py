@@ -31,14 +31,22 @@ def test_a_second_lock_is_refused_until_released(tmp_path):
 
 def test_a_dead_or_expired_holder_is_taken_over(tmp_path):
   out = str(tmp_path / "out")
-  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                        text=True, check=True)
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True,
+                        text=True,
+                        check=True)
   pid = int(dead.stdout)  # That process has exited.
   os.makedirs(out)
   path = runlock.lock_path(out)
   with open(path, "w", encoding="utf-8") as f:
-    json.dump({"run_id": "killed", "host": os.uname().nodename, "pid": pid, "started": time.time(),
-               "expires": time.time() + 3600}, f)
+    json.dump(
+        {
+            "run_id": "killed",
+            "host": os.uname().nodename,
+            "pid": pid,
+            "started": time.time(),
+            "expires": time.time() + 3600
+        }, f)
   lock = runlock.acquire(out, "next")
   assert json.load(open(path, encoding="utf-8"))["run_id"] == "next"
   lock.release()
@@ -62,8 +70,12 @@ def test_a_live_lock_refuses_the_run_with_exit_2_in_one_line(small_inputs, mean_
   out = d / "out"
   lock = runlock.acquire(str(out), "someone-else")  # This (live) process holds it.
   try:
-    status = cli.main(["run", "--images", str(d / "in" / "*.tif"), "--masks", str(d / "masks" / "{stem}.png"),
-                       "--output", str(out), "--model", mean_model, "--no-report"])
+    status = cli.main([
+        "run", "--images",
+        str(d / "in" / "*.tif"), "--masks",
+        str(d / "masks" / "{stem}.png"), "--output",
+        str(out), "--model", mean_model, "--no-report"
+    ])
   finally:
     lock.release()
   err = capsys.readouterr().err.strip().splitlines()
@@ -76,13 +88,19 @@ def test_a_live_lock_refuses_the_run_with_exit_2_in_one_line(small_inputs, mean_
 def test_two_concurrent_runs_never_destroy_each_other(small_inputs, mean_model):
   d = small_inputs
   out = d / "out"
-  args = ["--images", str(d / "in" / "*.tif"), "--masks", str(d / "masks" / "{stem}.png"),
-          "--output", str(out), "--model", mean_model]
+  args = [
+      "--images",
+      str(d / "in" / "*.tif"), "--masks",
+      str(d / "masks" / "{stem}.png"), "--output",
+      str(out), "--model", mean_model
+  ]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   cmd = [sys.executable, "-m", "pipeline.cli", "run", *args, "--no-report"]
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  procs = [subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for _ in range(2)]
+  procs = [
+      subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for _ in range(2)
+  ]
   results = [(p.wait(timeout=420), p.stderr.read()) for p in procs]
   codes = sorted(code for code, _ in results)
   assert codes in ([0, 0], [0, 2]), results
@@ -103,8 +121,12 @@ def test_outputs_inside_the_input_tree_are_never_inputs(tmp_path, mean_model):
   a = rng.integers(1000, 9000, (72, 72, 3)).astype(np.uint16)
   write_geotiff(str(tmp_path / "data" / "in" / "z.tif"), a)
   write_png(str(tmp_path / "masks" / "z.png"), cloud_mask(72, 72, seed=3).astype(np.uint8) * 255)
-  args = ["--images", str(tmp_path / "data" / "**.tif"), "--masks", str(tmp_path / "masks" / "{stem}.png"),
-          "--output", str(tmp_path / "data" / "out"), "--model", mean_model]
+  args = [
+      "--images",
+      str(tmp_path / "data" / "**.tif"), "--masks",
+      str(tmp_path / "masks" / "{stem}.png"), "--output",
+      str(tmp_path / "data" / "out"), "--model", mean_model
+  ]
   for expected in ({"restored": 1, "skipped": 0, "failed": 0}, {"restored": 0, "skipped": 1, "failed": 0}):
     proc = cloudfill_subprocess(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -131,8 +153,12 @@ BAD_FLAGS = [
 @pytest.mark.parametrize("flags,phrase", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
 def test_bad_flag_values_exit_2_in_one_line_before_any_work(small_inputs, mean_model, capsys, flags, phrase):
   d = small_inputs
-  base = {"--images": str(d / "in" / "*.tif"), "--masks": str(d / "masks" / "{stem}.png"),
-          "--output": str(d / "out"), "--model": mean_model}
+  base = {
+      "--images": str(d / "in" / "*.tif"),
+      "--masks": str(d / "masks" / "{stem}.png"),
+      "--output": str(d / "out"),
+      "--model": mean_model
+  }
   for k in flags[0::2]:
     base.pop(k, None)
   if flags[0] == "--output":

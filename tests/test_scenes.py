@@ -26,9 +26,12 @@ def test_streamed_scene_equals_in_memory_tile(tmp_path, mean_model, monkeypatch)
   outs = {}
   for name, extra in {"tile": [], "scene": ["--scene-pixels", "1000"]}.items():
     out = tmp_path / name
-    assert cli.main(["run", "--images", str(tmp_path / "img" / "*.tif"), "--masks",
-                     str(tmp_path / "mask" / "{stem}.png"), "--output", str(out), "--model", mean_model,
-                     "--no-report", "--evaluate", *extra]) == 0
+    assert cli.main([
+        "run", "--images",
+        str(tmp_path / "img" / "*.tif"), "--masks",
+        str(tmp_path / "mask" / "{stem}.png"), "--output",
+        str(out), "--model", mean_model, "--no-report", "--evaluate", *extra
+    ]) == 0
     outs[name] = out
   a, ap = read_raster(str(outs["tile"] / "restored" / "scene.tif"))
   b, bp = read_raster(str(outs["scene"] / "restored" / "scene.tif"))

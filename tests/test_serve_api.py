@@ -43,8 +43,10 @@ def server(root, mean_model):
 
 
 def _files(root, stem, **extra):
-  files = {"image": (stem + ".tif", open(os.path.join(root, stem + ".tif"), "rb").read()),
-           "mask": ("m.png", open(os.path.join(root, stem + "_mask.png"), "rb").read())}
+  files = {
+      "image": (stem + ".tif", open(os.path.join(root, stem + ".tif"), "rb").read()),
+      "mask": ("m.png", open(os.path.join(root, stem + "_mask.png"), "rb").read())
+  }
   files.update(extra)
   return files
 
@@ -68,9 +70,12 @@ def _refused(resp, status, code):
 
 def _pipeline_bytes(tmp_path, root, stem, model, *extra):
   out = tmp_path / "run"
-  assert cli.main(["run", "--images", os.path.join(root, stem + ".tif"),
-                   "--masks", os.path.join(root, "{stem}_mask.png"), "--output", str(out),
-                   "--model", model, "--no-report", *extra]) == 0
+  assert cli.main([
+      "run", "--images",
+      os.path.join(root, stem + ".tif"), "--masks",
+      os.path.join(root, "{stem}_mask.png"), "--output",
+      str(out), "--model", model, "--no-report", *extra
+  ]) == 0
   return (out / "restored" / (stem + ".tif")).read_bytes()
 
 
@@ -85,14 +90,23 @@ def test_restore_is_byte_identical_to_cloudfill_run(server, root, mean_model, tm
   url, _ = server
   stem = STEMS[0]
   expected = _pipeline_bytes(tmp_path, root, stem, mean_model)
-  by_path = requests.post(url + "/v1/restore", data={"path": stem + ".tif", "mask_path": stem + "_mask.png"},
+  by_path = requests.post(url + "/v1/restore",
+                          data={
+                              "path": stem + ".tif",
+                              "mask_path": stem + "_mask.png"
+                          },
                           timeout=60)
   assert by_path.status_code == 200, by_path.text
   assert by_path.content == expected
   # An upload carries the same provenance when the client names its source and time.
   src = os.path.join(root, stem + ".tif")
-  uploaded = requests.post(url + "/v1/restore", files=_files(root, stem),
-                           data={"source": src, "mtime": repr(os.path.getmtime(src))}, timeout=60)
+  uploaded = requests.post(url + "/v1/restore",
+                           files=_files(root, stem),
+                           data={
+                               "source": src,
+                               "mtime": repr(os.path.getmtime(src))
+                           },
+                           timeout=60)
   assert uploaded.content == expected
   assert uploaded.headers["content-type"] == "image/tiff"
   assert 'filename="%s.tif"' % stem in uploaded.headers["content-disposition"]
@@ -113,7 +127,9 @@ def test_restored_upload_keeps_format_and_known_pixels(server, root, tmp_path):
   assert op["crs"] == sp["crs"] and op["transform"] == sp["transform"] and op["nodata"] == sp["nodata"]
   assert op["tags"]["CLOUDFILL_SOURCE"] == "upload:" + stem + ".tif"
   assert int(r.headers["x-cloudfill-missing"]) == int(mask.sum())
-  odd = requests.post(url + "/v1/restore", files=_files(root, stem), data={"source": 'a"b\r\nX-Evil: 1é.tif'},
+  odd = requests.post(url + "/v1/restore",
+                      files=_files(root, stem),
+                      data={"source": 'a"b\r\nX-Evil: 1é.tif'},
                       timeout=60)
   assert odd.status_code == 200 and "x-evil" not in odd.headers
   assert 'filename="a_b__X-Evil__1_' in odd.headers["content-disposition"]
@@ -124,8 +140,12 @@ def test_png_in_png_out(server, tmp_path):
   rng = np.random.default_rng(1)
   img = rng.integers(0, 255, (100, 120, 3)).astype(np.uint8)
   mask = cloud_mask(100, 120, seed=2)
-  r = requests.post(url + "/v1/restore", files={"image": ("a.png", _png(img)),
-                                                "mask": ("m.png", _png(mask.astype(np.uint8) * 255))}, timeout=60)
+  r = requests.post(url + "/v1/restore",
+                    files={
+                        "image": ("a.png", _png(img)),
+                        "mask": ("m.png", _png(mask.astype(np.uint8) * 255))
+                    },
+                    timeout=60)
   assert r.status_code == 200 and r.headers["content-type"] == "image/png"
   out = np.asarray(Image.open(io.BytesIO(r.content)))
   np.testing.assert_array_equal(out[~mask], img[~mask])
@@ -138,7 +158,12 @@ def test_preview_and_display(server, root):
   assert p.status_code == 200 and p.headers["content-type"] == "image/png"
   im = Image.open(io.BytesIO(p.content))
   assert max(im.size) <= svc.card.window and int(p.headers["x-cloudfill-factor"]) == 4  # 256 / 64.
-  d = requests.post(url + "/v1/display", data={"path": stem + ".tif", "bands": "3,2,1", "percentiles": "1,99"},
+  d = requests.post(url + "/v1/display",
+                    data={
+                        "path": stem + ".tif",
+                        "bands": "3,2,1",
+                        "percentiles": "1,99"
+                    },
                     timeout=60)
   info = __import__("json").loads(d.headers["x-cloudfill-info"])
   assert Image.open(io.BytesIO(d.content)).size == (256, 256)
@@ -164,38 +189,49 @@ def test_downsample_is_a_block_mean_and_any_missing_pixel_marks_its_block():
 def test_every_bad_input_is_a_4xx_with_its_reason(server, root, tmp_path):
   url, _ = server
   stem = STEMS[0]
-  post = lambda files=None, data=None, route="/v1/restore": requests.post(url + route, files=files, data=data,
-                                                                          timeout=60)
+  post = lambda files=None, data=None, route="/v1/restore": requests.post(
+      url + route, files=files, data=data, timeout=60)
   mask = open(os.path.join(root, stem + "_mask.png"), "rb").read()
   image = open(os.path.join(root, stem + ".tif"), "rb").read()
   # Not an image: text, an empty file, a PNG signature followed by garbage.
-  assert "not a PNG, JPEG or TIFF" in _refused(post({"image": ("a.tif", b"hello"), "mask": ("m.png", mask)}),
-                                               400, "not_an_image")
+  assert "not a PNG, JPEG or TIFF" in _refused(post({
+      "image": ("a.tif", b"hello"),
+      "mask": ("m.png", mask)
+  }), 400, "not_an_image")
   _refused(post({"image": ("a.tif", b""), "mask": ("m.png", mask)}), 400, "not_an_image")
-  _refused(post({"image": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 300), "mask": ("m.png", mask)}),
-           400, "not_an_image")
+  _refused(post({
+      "image": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 300),
+      "mask": ("m.png", mask)
+  }), 400, "not_an_image")
   _refused(post({"image": ("a.tif", image), "mask": ("m.png", b"GIF89a....")}), 400, "not_an_image")
   # Size mismatch, band count, all cloud, no cloud.
   assert "but the image is 256x256" in _refused(
-      post({"image": ("a.tif", image), "mask": ("m.png", _png(np.full((60, 64), 255, np.uint8)))}),
-      422, "size_mismatch")
+      post({
+          "image": ("a.tif", image),
+          "mask": ("m.png", _png(np.full((60, 64), 255, np.uint8)))
+      }), 422, "size_mismatch")
   two = np.random.default_rng(0).integers(0, 9000, (64, 64, 2)).astype(np.uint16)
   m64 = np.zeros((64, 64), np.uint8)
   m64[5:20, 5:20] = 255
-  assert "model takes 3" in _refused(post({"image": ("b.tif", _tif(tmp_path, two)), "mask": ("m.png", _png(m64))}),
-                                     422, "invalid")
-  assert "every pixel" in _refused(post({"image": ("a.tif", image),
-                                         "mask": ("m.png", _png(np.full((256, 256), 255, np.uint8)))}),
-                                   422, "all_cloud")
-  assert "no missing pixel" in _refused(post({"image": ("a.tif", image),
-                                              "mask": ("m.png", _png(np.zeros((256, 256), np.uint8)))}),
-                                        422, "no_cloud")
+  assert "model takes 3" in _refused(post({
+      "image": ("b.tif", _tif(tmp_path, two)),
+      "mask": ("m.png", _png(m64))
+  }), 422, "invalid")
+  assert "every pixel" in _refused(
+      post({
+          "image": ("a.tif", image),
+          "mask": ("m.png", _png(np.full((256, 256), 255, np.uint8)))
+      }), 422, "all_cloud")
+  assert "no missing pixel" in _refused(
+      post({
+          "image": ("a.tif", image),
+          "mask": ("m.png", _png(np.zeros((256, 256), np.uint8)))
+      }), 422, "no_cloud")
   # No image at all; not multipart; a guide for a model that takes none.
   _refused(post({"mask": ("m.png", mask)}), 400, "no_image")
-  _refused(requests.post(url + "/v1/restore", data=b"{}", headers={"Content-Type": "application/json"},
-                         timeout=60), 400, "no_image")
-  _refused(post({"image": ("a.tif", image), "mask": ("m.png", mask), "guide": ("g.tif", image)}),
-           422, "no_guide_input")
+  _refused(requests.post(url + "/v1/restore", data=b"{}", headers={"Content-Type": "application/json"}, timeout=60),
+           400, "no_image")
+  _refused(post({"image": ("a.tif", image), "mask": ("m.png", mask), "guide": ("g.tif", image)}), 422, "no_guide_input")
   # The preview refuses the same inputs the same way.
   _refused(post({"image": ("a.tif", b"hello"), "mask": ("m.png", mask)}, route="/v1/preview"), 400, "not_an_image")
 
@@ -205,27 +241,49 @@ def test_too_large_refused_from_the_header(server, tmp_path):
   import rasterio
   # A 30000 x 30000 GeoTIFF bomb: sparse, a few kB on disk, 900 Mpx once decoded.
   bomb = tmp_path / "bomb.tif"
-  with rasterio.open(bomb, "w", driver="GTiff", height=30000, width=30000, count=3, dtype="uint16",
-                     tiled=True, compress="deflate", SPARSE_OK=True):
+  with rasterio.open(bomb,
+                     "w",
+                     driver="GTiff",
+                     height=30000,
+                     width=30000,
+                     count=3,
+                     dtype="uint16",
+                     tiled=True,
+                     compress="deflate",
+                     SPARSE_OK=True):
     pass
   assert bomb.stat().st_size < 200_000
   m = _png(np.zeros((8, 8), np.uint8))
-  reason = _refused(requests.post(url + "/v1/restore", files={"image": ("b.tif", bomb.read_bytes()),
-                                                              "mask": ("m.png", m)}, timeout=60), 413, "too_large")
+  reason = _refused(
+      requests.post(url + "/v1/restore",
+                    files={
+                        "image": ("b.tif", bomb.read_bytes()),
+                        "mask": ("m.png", m)
+                    },
+                    timeout=60), 413, "too_large")
   assert "30000x30000" in reason and str(MAX_PIXELS) in reason
   # Over --max-pixels but tiny: a 500 x 500 PNG.
-  _refused(requests.post(url + "/v1/restore", files={"image": ("a.png", _png(np.zeros((500, 500), np.uint8))),
-                                                     "mask": ("m.png", m)}, timeout=60), 413, "too_large")
+  _refused(
+      requests.post(url + "/v1/restore",
+                    files={
+                        "image": ("a.png", _png(np.zeros((500, 500), np.uint8))),
+                        "mask": ("m.png", m)
+                    },
+                    timeout=60), 413, "too_large")
   # A body over --max-upload-mb, declared, and sent in chunks without a length.
-  _refused(requests.post(url + "/v1/restore", files={"image": ("a.tif", b"II*\x00" + bytes(5 << 20))}, timeout=60),
-           413, "too_large")
+  _refused(requests.post(url + "/v1/restore", files={"image": ("a.tif", b"II*\x00" + bytes(5 << 20))}, timeout=60), 413,
+           "too_large")
 
   def chunks():
     yield b"--xx\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.tif\"\r\n\r\nII*\x00"
     for _ in range(6):
       yield bytes(1 << 20)
-  _refused(requests.post(url + "/v1/restore", data=chunks(), timeout=60,
-                         headers={"Content-Type": "multipart/form-data; boundary=xx"}), 413, "too_large")
+
+  _refused(
+      requests.post(url + "/v1/restore",
+                    data=chunks(),
+                    timeout=60,
+                    headers={"Content-Type": "multipart/form-data; boundary=xx"}), 413, "too_large")
 
 
 def test_root_confinement(server, root):
@@ -275,6 +333,7 @@ def test_batcher_returns_each_caller_its_rows(share):
 
   b = MicroBatcher(model, max_batch=8, max_wait_s=0.02, share=share)
   try:
+
     def one(k):
       n = 1 + k % 8
       images = np.full((n, 4, 4, 3), 100 * k, np.float32)
@@ -282,6 +341,7 @@ def test_batcher_returns_each_caller_its_rows(share):
       masks = np.ones((n, 4, 4, 1), np.float32)
       np.testing.assert_array_equal(b.predict(images, masks), images * 2 + 1)
       return n
+
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
       total = sum(pool.map(one, range(40)))
   finally:
@@ -302,11 +362,10 @@ def dataclass_copy(obj):
 def test_default_model_byte_identical_to_cloudfill_run(root, tmp_path):
   """The shipped model and the landsat8_l1 profile (value range, dilation)."""
   stem = STEMS[1]
-  expected = _pipeline_bytes(tmp_path, root, stem, os.path.join(ROOT, "model_loader", "default_model"),
-                             "--config", "landsat8_l1")
+  expected = _pipeline_bytes(tmp_path, root, stem, os.path.join(ROOT, "model_loader", "default_model"), "--config",
+                             "landsat8_l1")
   with running(None, "landsat8_l1", root=root) as (url, _):
-    r = requests.post(url + "/v1/restore", data={"path": stem + ".tif", "mask_path": stem + "_mask.png"},
-                      timeout=120)
+    r = requests.post(url + "/v1/restore", data={"path": stem + ".tif", "mask_path": stem + "_mask.png"}, timeout=120)
   assert r.status_code == 200, r.text
   assert r.content == expected
 
@@ -314,15 +373,28 @@ def test_default_model_byte_identical_to_cloudfill_run(root, tmp_path):
 @pytest.mark.slow
 def test_cli_usage_errors_exit_2_and_serve_starts(mean_model, tmp_path):
   env = dict(os.environ, TMPDIR=str(tmp_path))
-  bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--root", str(tmp_path / "nope")],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+  bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--root",
+                        str(tmp_path / "nope")],
+                       capture_output=True,
+                       text=True,
+                       env=env,
+                       cwd=ROOT,
+                       timeout=120)
   assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "is not a folder" in bad.stderr
   bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--port", "eighty"],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                       capture_output=True,
+                       text=True,
+                       env=env,
+                       cwd=ROOT,
+                       timeout=120)
   assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--port" in bad.stderr
   port = free_port()
-  proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model", mean_model,
-                           "--port", str(port)], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model", mean_model, "--port",
+                           str(port)],
+                          env=env,
+                          cwd=ROOT,
+                          stderr=subprocess.PIPE,
+                          text=True)
   try:
     import time
     deadline = time.monotonic() + 120

@@ -36,11 +36,13 @@ def _driver(download_dir: str):
   os.environ.setdefault("SE_OFFLINE", "true")  # Never let Selenium Manager look for drivers online.
   opts = webdriver.ChromeOptions()
   opts.binary_location = CHROMIUM
-  for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000",
-              "--disable-gpu", "--no-first-run"):
+  for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000", "--disable-gpu",
+              "--no-first-run"):
     opts.add_argument(arg)
-  opts.add_experimental_option("prefs", {"download.default_directory": download_dir,
-                                         "download.prompt_for_download": False})
+  opts.add_experimental_option("prefs", {
+      "download.default_directory": download_dir,
+      "download.prompt_for_download": False
+  })
   driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
   driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": download_dir})
   return driver
@@ -52,8 +54,11 @@ def root(tmp_path_factory):
   tiles = sorted(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
   _, profile = read_raster(tiles[0])
   t = profile["transform"]
-  write_geotiff(str(d / "mosaic.tif"), mosaic(tiles, SIDE // 256), nodata=profile["nodata"],
-                crs=profile["crs"].to_string(), transform=(t.a, t.b, t.c, t.d, t.e, t.f))
+  write_geotiff(str(d / "mosaic.tif"),
+                mosaic(tiles, SIDE // 256),
+                nodata=profile["nodata"],
+                crs=profile["crs"].to_string(),
+                transform=(t.a, t.b, t.c, t.d, t.e, t.f))
   stem = os.path.splitext(os.path.basename(tiles[0]))[0]
   shutil.copy(tiles[0], d / (stem + ".tif"))
   shutil.copy(os.path.join(SAMPLE, "masks", stem + ".png"), d / (stem + "_mask.png"))
@@ -93,9 +98,8 @@ def _drag(driver, points, button_id=None):
   from selenium.webdriver.common.action_chains import ActionChains
   if button_id:
     driver.find_element("id", button_id).click()
-  view = driver.execute_script(
-      "const r = document.getElementById('viewport').getBoundingClientRect();"
-      "return Object.assign(window.cloudfill.view(), {left: r.left, top: r.top});")
+  view = driver.execute_script("const r = document.getElementById('viewport').getBoundingClientRect();"
+                               "return Object.assign(window.cloudfill.view(), {left: r.left, top: r.top});")
   to_client = lambda p: (round(view["left"] + view["panX"] + p[0] * view["zoom"]),
                          round(view["top"] + view["panY"] + p[1] * view["zoom"]))
   actions = ActionChains(driver, duration=10)
@@ -200,8 +204,12 @@ def test_draw_undo_redo_restore_download(page, root):
   np.testing.assert_array_equal(out[~mask], src[~mask])
   assert (out[mask] != src[mask]).any()
   # The page's result is the API's result for the same image and mask.
-  api = requests.post(url + "/v1/restore", files={"image": ("mosaic.tif", open(image_path, "rb").read()),
-                                                  "mask": ("m.png", open(mask_path, "rb").read())}, timeout=300)
+  api = requests.post(url + "/v1/restore",
+                      files={
+                          "image": ("mosaic.tif", open(image_path, "rb").read()),
+                          "mask": ("m.png", open(mask_path, "rb").read())
+                      },
+                      timeout=300)
   assert api.content == open(restored_path, "rb").read()
 
 

@@ -174,9 +174,8 @@ def test_modules_are_loaded_by_name_only_where_listed():
     for node in ast.walk(tree):
       if isinstance(node, ast.Attribute) and node.attr == "import_module":
         users.add(os.path.relpath(path, ROOT))
-      if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "__import__"
-          and node.args and isinstance(node.args[0], ast.Constant)
-          and str(node.args[0].value).split(".")[0] in PACKAGES):
+      if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "__import__" and
+          node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).split(".")[0] in PACKAGES):
         users.add(os.path.relpath(path, ROOT))
   assert users - LOCAL_IMPORT_EXEMPT <= IMPORT_BY_NAME, sorted(users - IMPORT_BY_NAME)
 
@@ -187,12 +186,16 @@ def test_serving_path_never_imports_training_or_benchmarks():
   never import ``pipeline/`` (the launcher) either. (``model_loader.native``
   takes the numpy push-pull of ``transforms.context``, a leaf module.)"""
   graph, _ = import_graph()
-  upward = {"pipeline": ("training", "benchmarks"),
-            "transforms": ("pipeline", "training", "benchmarks"),
-            "model_loader": ("pipeline", "training", "benchmarks"),
-            "configs": ("pipeline", "transforms", "model_loader", "training", "benchmarks")}
-  bad = [f"{m} imports {t}" for m, targets in sorted(graph.items()) for t in sorted(targets)
-         if t.split(".")[0] in upward.get(m.split(".")[0], ())]
+  upward = {
+      "pipeline": ("training", "benchmarks"),
+      "transforms": ("pipeline", "training", "benchmarks"),
+      "model_loader": ("pipeline", "training", "benchmarks"),
+      "configs": ("pipeline", "transforms", "model_loader", "training", "benchmarks")
+  }
+  bad = [
+      f"{m} imports {t}" for m, targets in sorted(graph.items()) for t in sorted(targets)
+      if t.split(".")[0] in upward.get(m.split(".")[0], ())
+  ]
   assert not bad, "\n".join(bad)
 
 

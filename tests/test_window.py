@@ -12,8 +12,13 @@ from transforms.window import CutWindows, WindowSpec, cut, feather, positions, t
 def _tile(h, w, mask, c=3, dtype=np.uint16):
   rng = np.random.default_rng(0)
   img = rng.integers(1000, 20000, (h, w, c)).astype(dtype)
-  return Tile(pair=TilePair("x.tif", "x", None), image=img, mask=mask,
-              profile={"dtype": str(img.dtype), "nodata": None})
+  return Tile(pair=TilePair("x.tif", "x", None),
+              image=img,
+              mask=mask,
+              profile={
+                  "dtype": str(img.dtype),
+                  "nodata": None
+              })
 
 
 @pytest.mark.parametrize("length,size,stride", [(600, 256, 224), (256, 256, 224), (1000, 64, 56), (57, 64, 56)])
@@ -65,17 +70,16 @@ def test_one_pixel_tile_is_padded():
 def test_cut_windows_transform(pipeline):
   mask = np.zeros((128, 128), bool)
   mask[60:70, :] = True  # A stripe through every window: all three rows see it.
-  out = (pipeline | beam.Create([_tile(128, 128, mask)])
-         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), ""))
-         | beam.Map(lambda w: (w.tile_key, w.y, w.x, w.tile_shape)))
-  assert_that(out, equal_to([("x.tif", y, x, (128, 128)) for y in (0, 48, 64) for x in (0, 48, 64)]),
+  out = (pipeline | beam.Create([_tile(128, 128, mask)]) | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), "")) |
+         beam.Map(lambda w: (w.tile_key, w.y, w.x, w.tile_shape)))
+  assert_that(out,
+              equal_to([("x.tif", y, x, (128, 128)) for y in (0, 48, 64) for x in (0, 48, 64)]),
               label="windows with holes")
 
 
 def test_clear_rows_of_windows_are_skipped(pipeline):
   mask = np.zeros((128, 128), bool)
   mask[2:6, :] = True  # Only the first row of windows.
-  out = (pipeline | beam.Create([_tile(128, 128, mask)])
-         | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), ""))
-         | beam.Map(lambda w: (w.y, w.x)))
+  out = (pipeline | beam.Create([_tile(128, 128, mask)]) | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), "")) |
+         beam.Map(lambda w: (w.y, w.x)))
   assert_that(out, equal_to([(0, 0), (0, 48), (0, 64)]), label="first row only")

@@ -44,8 +44,10 @@ def pack(data_dir: str, out_path: str, files: Optional[Sequence[str]] = None) ->
     arrays[f"img_{i}"] = np.rint(s.image * 255.0).astype(np.uint8)
     arrays[f"valid_{i}"] = s.valid
     names.append(os.path.relpath(f, data_dir))
-  masks = {"train": cloud_mask_files(os.path.join(data_dir, "cloud_masks"), "train"),
-           "val": cloud_mask_files(os.path.join(data_dir, "cloud_masks"), "val")}
+  masks = {
+      "train": cloud_mask_files(os.path.join(data_dir, "cloud_masks"), "train"),
+      "val": cloud_mask_files(os.path.join(data_dir, "cloud_masks"), "val")
+  }
   for split, paths in masks.items():
     for j, p in enumerate(paths):
       arrays[f"cloud_{split}_{j}"] = cv2.imread(p, cv2.IMREAD_GRAYSCALE) > 127
@@ -55,18 +57,18 @@ def pack(data_dir: str, out_path: str, files: Optional[Sequence[str]] = None) ->
   np.savez_compressed(buf, **arrays)
   with open(out_path, "wb") as fh:
     fh.write(buf.getvalue())
-  return {"files": names, "bytes": len(buf.getvalue()),
-          "cloud_masks": {k: len(v) for k, v in masks.items()}}
+  return {"files": names, "bytes": len(buf.getvalue()), "cloud_masks": {k: len(v) for k, v in masks.items()}}
 
 
 def load(path: str) -> tuple[list[Scene], dict[str, list[np.ndarray]]]:
   """``(scenes, {"train": [masks], "val": [masks]})`` from a bundle."""
   with np.load(path) as z:
     names = [str(n) for n in z["paths"]]
-    scenes = [Scene(n, z[f"img_{i}"].astype(np.float32) / 255.0, z[f"valid_{i}"])
-              for i, n in enumerate(names)]
-    clouds = {split: [z[k] for k in sorted(z.files, key=_natural)
-                      if k.startswith(f"cloud_{split}_")] for split in ("train", "val")}
+    scenes = [Scene(n, z[f"img_{i}"].astype(np.float32) / 255.0, z[f"valid_{i}"]) for i, n in enumerate(names)]
+    clouds = {
+        split: [z[k] for k in sorted(z.files, key=_natural) if k.startswith(f"cloud_{split}_")]
+        for split in ("train", "val")
+    }
   return scenes, clouds
 
 

@@ -91,9 +91,15 @@ class Sampler:
       ``masks``).
   """
 
-  def __init__(self, places: Sequence[Place], crop: int, masks: MaskGenerator,
-               split: str = "train", bands: int = 3, region: Optional[int] = None,
-               p_guide: float = 0.6, augment: bool = True,
+  def __init__(self,
+               places: Sequence[Place],
+               crop: int,
+               masks: MaskGenerator,
+               split: str = "train",
+               bands: int = 3,
+               region: Optional[int] = None,
+               p_guide: float = 0.6,
+               augment: bool = True,
                guide_masks: Optional[MaskGenerator] = None):
     self.crop, self.masks, self.split, self.bands = crop, masks, split, bands
     self.region = max(region or 2 * crop, crop)
@@ -126,7 +132,10 @@ class Sampler:
     """
     return self.samples(seed, index, guided, crops=1)[0]
 
-  def samples(self, seed: int, index: int, guided: Optional[bool] = None,
+  def samples(self,
+              seed: int,
+              index: int,
+              guided: Optional[bool] = None,
               crops: int = 1) -> list[dict[str, np.ndarray]]:
     """``crops`` elements cut from the region of element ``index`` (the
     context of a region is the costly part; its crops differ in place)."""
@@ -143,8 +152,8 @@ class Sampler:
       band_idx = rng.choice(nb, self.bands, replace=False)
     else:
       band_idx = np.arange(self.bands)
-    flips = (self.augment and rng.random() < 0.5, self.augment and rng.random() < 0.5,
-             int(rng.integers(4)) if self.augment else 0)
+    flips = (self.augment and rng.random() < 0.5, self.augment and
+             rng.random() < 0.5, int(rng.integers(4)) if self.augment else 0)
 
     def take(scene: Scene) -> np.ndarray:
       a = scene.image[y:y + r, x:x + r][..., band_idx]
@@ -173,9 +182,13 @@ class Sampler:
       s = self.crop
       sl = (slice(cy, cy + s), slice(cx, cx + s))
       m = hole[sl].astype(np.float32)[..., None]
-      out.append(dict(image=target[sl] * (1.0 - m), mask=m, context=context[sl],
-                      guide=mapped[sl], guide_mask=(1.0 - gvalid[sl])[..., None],
-                      target=target[sl]))
+      out.append(
+          dict(image=target[sl] * (1.0 - m),
+               mask=m,
+               context=context[sl],
+               guide=mapped[sl],
+               guide_mask=(1.0 - gvalid[sl])[..., None],
+               target=target[sl]))
     return out
 
   def _place_crop(self, rng: np.random.Generator, hole: np.ndarray) -> tuple[int, int]:
@@ -215,8 +228,13 @@ def _draw(job):
   return _WORKER["sampler"].batch(seed, start, n)
 
 
-def batches(factory, args, batch: int, seed: int = 0, start: int = 0,
-            workers: int = 0, prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
+def batches(factory,
+            args,
+            batch: int,
+            seed: int = 0,
+            start: int = 0,
+            workers: int = 0,
+            prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
   """An endless stream of batches, drawn in ``workers`` processes.
 
   Args:

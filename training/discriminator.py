@@ -30,19 +30,18 @@ class PatchDiscriminator(keras.Model):
     super().__init__(**kwargs)
     self.channels = tuple(int(c) for c in channels)
     n = len(self.channels)
-    self.convs = [layers.SpectralNormalization(
-        layers.Conv2D(c, 4, strides=2 if i < n - 1 else 1, padding="same"),
-        name=f"sn_conv{i}") for i, c in enumerate(self.channels)]
-    self.logit = layers.SpectralNormalization(layers.Conv2D(1, 4, padding="same"),
-                                              name="sn_logit")
+    self.convs = [
+        layers.SpectralNormalization(layers.Conv2D(c, 4, strides=2 if i < n - 1 else 1, padding="same"),
+                                     name=f"sn_conv{i}") for i, c in enumerate(self.channels)
+    ]
+    self.logit = layers.SpectralNormalization(layers.Conv2D(1, 4, padding="same"), name="sn_logit")
 
   def get_config(self):
     return dict(channels=self.channels, name=self.name)
 
   def call(self, inputs, training=False):
     image, mask = inputs
-    x = ops.concatenate([ops.cast(image, self.compute_dtype),
-                         ops.cast(mask, self.compute_dtype)], -1)
+    x = ops.concatenate([ops.cast(image, self.compute_dtype), ops.cast(mask, self.compute_dtype)], -1)
     feats = []
     for conv in self.convs:
       x = ops.leaky_relu(conv(x, training=training), 0.2)
@@ -58,8 +57,7 @@ class MultiScaleDiscriminator(keras.Model):
   concatenated list of every scale's features.
   """
 
-  def __init__(self, channels: Sequence[int] = (64, 128, 256, 256), scales: int = 2,
-               **kwargs):
+  def __init__(self, channels: Sequence[int] = (64, 128, 256, 256), scales: int = 2, **kwargs):
     super().__init__(**kwargs)
     self.channels, self.scales = tuple(int(c) for c in channels), int(scales)
     self.nets = [PatchDiscriminator(self.channels, name=f"patch{s}") for s in range(self.scales)]

@@ -37,53 +37,56 @@ from training.defaults import default_data_dir
 from training.generator import build_generator
 from training.sampling import sampler
 
-
 V2_INPUTS = contract.ALL_INPUTS
 
 
 def _restore_fn(generator):
+
   def restore(image, mask, context, guide, guide_mask):
-    out = generator(dict(image=image, mask=mask, context=context, guide=guide,
-                         guide_mask=guide_mask), training=False)
+    out = generator(dict(image=image, mask=mask, context=context, guide=guide, guide_mask=guide_mask), training=False)
     return {contract.OUTPUT_RESTORED: tf.cast(out, tf.float32)}
+
   return restore
 
 
 def _restore_specs(bands: int, n=None, size=None):
   img = [n, size, size, bands]
   msk = [n, size, size, 1]
-  return [tf.TensorSpec(img, tf.float32, name=contract.INPUT_IMAGE),
-          tf.TensorSpec(msk, tf.float32, name=contract.INPUT_MASK),
-          tf.TensorSpec(img, tf.float32, name=contract.INPUT_CONTEXT),
-          tf.TensorSpec(img, tf.float32, name=contract.INPUT_GUIDE),
-          tf.TensorSpec(msk, tf.float32, name=contract.INPUT_GUIDE_MASK)]
+  return [
+      tf.TensorSpec(img, tf.float32, name=contract.INPUT_IMAGE),
+      tf.TensorSpec(msk, tf.float32, name=contract.INPUT_MASK),
+      tf.TensorSpec(img, tf.float32, name=contract.INPUT_CONTEXT),
+      tf.TensorSpec(img, tf.float32, name=contract.INPUT_GUIDE),
+      tf.TensorSpec(msk, tf.float32, name=contract.INPUT_GUIDE_MASK)
+  ]
 
 
 def _serving_fn(generator, window: int, bands: int):
   n_img, n_msk = window * window * bands, window * window
   spec = {
-      contract.INPUT_IMAGE: tf.io.FixedLenFeature([n_img], tf.float32),
-      contract.INPUT_MASK: tf.io.FixedLenFeature([n_msk], tf.float32),
-      contract.INPUT_CONTEXT: tf.io.FixedLenFeature([n_img], tf.float32),
+      contract.INPUT_IMAGE:
+          tf.io.FixedLenFeature([n_img], tf.float32),
+      contract.INPUT_MASK:
+          tf.io.FixedLenFeature([n_msk], tf.float32),
+      contract.INPUT_CONTEXT:
+          tf.io.FixedLenFeature([n_img], tf.float32),
       # No guide unless the example carries one.
-      contract.INPUT_GUIDE: tf.io.FixedLenFeature([n_img], tf.float32,
-                                                  default_value=[0.0] * n_img),
-      contract.INPUT_GUIDE_MASK: tf.io.FixedLenFeature([n_msk], tf.float32,
-                                                       default_value=[1.0] * n_msk),
+      contract.INPUT_GUIDE:
+          tf.io.FixedLenFeature([n_img], tf.float32, default_value=[0.0] * n_img),
+      contract.INPUT_GUIDE_MASK:
+          tf.io.FixedLenFeature([n_msk], tf.float32, default_value=[1.0] * n_msk),
   }
   assert tuple(spec) == contract.EXAMPLE_FEATURES_V2
 
   def serve(examples):
     feats = tf.io.parse_example(examples, spec)
-    shaped = {k: tf.reshape(v, [-1, window, window, bands if v.shape[-1] == n_img else 1])
-              for k, v in feats.items()}
-    return {contract.OUTPUT_RESTORED:
-            tf.cast(generator(shaped, training=False), tf.float32)}
+    shaped = {k: tf.reshape(v, [-1, window, window, bands if v.shape[-1] == n_img else 1]) for k, v in feats.items()}
+    return {contract.OUTPUT_RESTORED: tf.cast(generator(shaped, training=False), tf.float32)}
+
   return serve
 
 
-def export_saved_model(generator: keras.Model, card: ModelCard,
-                       out_dir: str) -> str:
+def export_saved_model(generator: keras.Model, card: ModelCard, out_dir: str) -> str:
   """Writes ``generator`` as a contract-conforming SavedModel.
 
   Args:
@@ -98,13 +101,12 @@ def export_saved_model(generator: keras.Model, card: ModelCard,
   bands, window = int(card.bands), int(card.window)
   archive = keras.export.ExportArchive()
   archive.track(generator)
-  archive.add_endpoint(
-      name=contract.SIGNATURE_RESTORE, fn=_restore_fn(generator),
-      input_signature=_restore_specs(bands))
-  archive.add_endpoint(
-      name=contract.SIGNATURE_SERVING, fn=_serving_fn(generator, window, bands),
-      input_signature=[tf.TensorSpec([None], tf.string,
-                                     name=contract.INPUT_EXAMPLES)])
+  archive.add_endpoint(name=contract.SIGNATURE_RESTORE,
+                       fn=_restore_fn(generator),
+                       input_signature=_restore_specs(bands))
+  archive.add_endpoint(name=contract.SIGNATURE_SERVING,
+                       fn=_serving_fn(generator, window, bands),
+                       input_signature=[tf.TensorSpec([None], tf.string, name=contract.INPUT_EXAMPLES)])
   tmp = tempfile.mkdtemp(prefix="cloudfill_card_")
   card_path = os.path.join(tmp, contract.ASSET_NAME)
   with open(card_path, "w") as f:
@@ -128,9 +130,12 @@ def read_card(saved_model_dir: str) -> ModelCard:
     return ModelCard.from_json(f.read())
 
 
-def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
-                  representative: Optional[Iterable] = None,
-                  ) -> dict[str, str]:
+def export_tflite(
+    generator: keras.Model,
+    card: ModelCard,
+    out_dir: str,
+    representative: Optional[Iterable] = None,
+) -> dict[str, str]:
   """Converts the generator to TFLite at a fixed ``[1, W, W, C]`` shape.
 
   Args:
@@ -150,14 +155,11 @@ def export_tflite(generator: keras.Model, card: ModelCard, out_dir: str,
   tmp = tempfile.mkdtemp(prefix="cloudfill_tflite_")
   archive = keras.export.ExportArchive()
   archive.track(generator)
-  archive.add_endpoint(
-      name="serving_default", fn=_restore_fn(generator),
-      input_signature=_restore_specs(c, 1, w))
+  archive.add_endpoint(name="serving_default", fn=_restore_fn(generator), input_signature=_restore_specs(c, 1, w))
   archive.write_out(tmp, verbose=False)
 
   def converter():
-    return tf.lite.TFLiteConverter.from_saved_model(
-        tmp, signature_keys=["serving_default"])
+    return tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serving_default"])
 
   os.makedirs(out_dir, exist_ok=True)
   written = {}
@@ -221,8 +223,7 @@ def check_out(out: str, overwrite: bool) -> Optional[str]:
   return None
 
 
-def representative_inputs(data: str, bands: int, window: int, n: int,
-                          seed: int = 1234) -> list[dict[str, np.ndarray]]:
+def representative_inputs(data: str, bands: int, window: int, n: int, seed: int = 1234) -> list[dict[str, np.ndarray]]:
   """``n`` training-area windows with the five inputs, each ``[1, W, W, *]``
   (INT8 calibration)."""
   s = sampler(data, bands, window, 2 * window, "train")
@@ -230,34 +231,32 @@ def representative_inputs(data: str, bands: int, window: int, n: int,
 
 
 def _parse(argv: Optional[Sequence[str]]):
-  p = argparse.ArgumentParser(
-      prog="cloudfill export",
-      description="Export a trained generator as a cloudfill SavedModel "
-                  "(and TFLite float16 / INT8).",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  p = argparse.ArgumentParser(prog="cloudfill export",
+                              description="Export a trained generator as a cloudfill SavedModel "
+                              "(and TFLite float16 / INT8).",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--run", help="training run dir (uses generator.json and "
                  "generator.weights.h5 there)")
   p.add_argument("--config", help="generator.json (overrides --run)")
   p.add_argument("--weights", help="weights file, e.g. trained under JAX (overrides --run)")
-  p.add_argument("--untrained", action="store_true",
-                 help="export a freshly initialised generator")
+  p.add_argument("--untrained", action="store_true", help="export a freshly initialised generator")
   p.add_argument("--out", required=True, help="SavedModel directory to write")
   p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
   p.add_argument("--name", default="cloudfill-ctx")
-  p.add_argument("--version", default=None,
+  p.add_argument("--version",
+                 default=None,
                  help="model version (default: w + the first 12 hex digits of the weights' SHA-256, "
-                      "which the card also keeps whole as weights_sha256)")
+                 "which the card also keeps whole as weights_sha256)")
   p.add_argument("--bands", type=int, default=3)
   p.add_argument("--window", type=int, default=ModelCard.window)
   p.add_argument("--overlap", type=int, default=ModelCard.overlap)
   p.add_argument("--metrics", help="JSON file merged into card.metrics")
-  p.add_argument("--trained-on", nargs="*", default=None,
-                 help="provenance; default: the run's trained_on.json")
-  p.add_argument("--tflite", metavar="DIR",
-                 help="also write float16 and INT8 TFLite models here")
-  p.add_argument("--data", default=default_data_dir(),
+  p.add_argument("--trained-on", nargs="*", default=None, help="provenance; default: the run's trained_on.json")
+  p.add_argument("--tflite", metavar="DIR", help="also write float16 and INT8 TFLite models here")
+  p.add_argument("--data",
+                 default=default_data_dir(),
                  help="training data for the INT8 representative set (default: "
-                      "$CLOUDFILL_SHARED_DATA or ../shared/data, here %(default)s)")
+                 "$CLOUDFILL_SHARED_DATA or ../shared/data, here %(default)s)")
   p.add_argument("--rep-samples", type=int, default=32)
   return p.parse_args(argv)
 
@@ -271,8 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   """``cloudfill export`` entry point."""
   args = _parse(argv)
   if keras.backend.backend() != "tensorflow":
-    print("cloudfill export: runs under the TensorFlow backend (KERAS_BACKEND=tensorflow)",
-          file=sys.stderr)
+    print("cloudfill export: runs under the TensorFlow backend (KERAS_BACKEND=tensorflow)", file=sys.stderr)
     return 2
   refused = check_out(args.out, args.overwrite)
   if refused:
@@ -280,11 +278,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   trained_on, metrics, bands = [], {}, args.bands
   if args.untrained:
-      gen = build_generator(bands=bands)
+    gen = build_generator(bands=bands)
   else:
     if not (args.run or (args.config and args.weights)):
-      print("cloudfill export: give --run DIR, or --config and --weights, or --untrained",
-            file=sys.stderr)
+      print("cloudfill export: give --run DIR, or --config and --weights, or --untrained", file=sys.stderr)
       return 2
     cfg = args.config or os.path.join(args.run, "generator.json")
     wts = args.weights or os.path.join(args.run, "generator.weights.h5")
@@ -306,16 +303,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       metrics.update(json.load(f))
   digest = weights_sha256(gen)
   metrics["weights_sha256"] = digest
-  card = ModelCard(name=args.name, version=args.version or f"w{digest[:12]}", bands=bands,
-                   window=args.window, overlap=args.overlap,
-                   pad_multiple=gen.multiple, trained_on=tuple(trained_on),
-                   metrics=metrics, inputs=V2_INPUTS, guided=True, context="push_pull",
+  card = ModelCard(name=args.name,
+                   version=args.version or f"w{digest[:12]}",
+                   bands=bands,
+                   window=args.window,
+                   overlap=args.overlap,
+                   pad_multiple=gen.multiple,
+                   trained_on=tuple(trained_on),
+                   metrics=metrics,
+                   inputs=V2_INPUTS,
+                   guided=True,
+                   context="push_pull",
                    weights_sha256=digest)
   export_saved_model(gen, card, args.out)
   print(f"SavedModel written to {args.out} (version {card.version})")
   if args.tflite:
-    reps = representative_inputs(args.data, bands, args.window,
-                                 args.rep_samples)
+    reps = representative_inputs(args.data, bands, args.window, args.rep_samples)
     for kind, path in export_tflite(gen, card, args.tflite, reps).items():
       print(f"TFLite {kind}: {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
   return 0

@@ -38,11 +38,16 @@ def score(figures: dict) -> float:
 
 def validation_sets(args: argparse.Namespace) -> dict[str, dict]:
   """The fixed unguided (and, with places of two dates or more, guided) validation sets."""
-  sets = {"unguided": sampler(args.data, args.bands, args.val_size, 0, "val", False, "val"
-                              ).fixed_set(args.val_tiles, VAL_SEED, guided=False)}
+  sets = {
+      "unguided":
+          sampler(args.data, args.bands, args.val_size, 0, "val", False, "val").fixed_set(args.val_tiles,
+                                                                                          VAL_SEED,
+                                                                                          guided=False)
+  }
   try:  # Guided validation needs places with two dates or more.
-    sets["guided"] = sampler(args.data, args.bands, args.val_size, 0, "val", True, "val"
-                             ).fixed_set(args.val_tiles, VAL_SEED, guided=True)
+    sets["guided"] = sampler(args.data, args.bands, args.val_size, 0, "val", True, "val").fixed_set(args.val_tiles,
+                                                                                                    VAL_SEED,
+                                                                                                    guided=True)
   except ValueError as e:
     print(f"no guided validation set: {e}", flush=True)
   return sets
@@ -113,8 +118,9 @@ class TrainingRun:
     logs = {k: float(v) for k, v in logs.items()}
     self.writer.scalars(step, {f"train/{k}": v for k, v in logs.items()})
     el = time.time() - self.start
-    print(f"step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s "
-          + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
+    print(f"step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s " +
+          " ".join(f"{k}={v:.4f}" for k, v in logs.items()),
+          flush=True)
 
 
 def fit(args: argparse.Namespace) -> int:
@@ -122,7 +128,9 @@ def fit(args: argparse.Namespace) -> int:
   workers = (os.cpu_count() or 2) - 1 if args.workers < 0 else args.workers
   # Worker processes start before JAX does (spawn, so JAX's threads are safe either way).
   stream = D.batches(sampler, (args.data, args.bands, args.crop, args.region, "train"),
-                     args.batch, seed=args.seed, workers=workers)
+                     args.batch,
+                     seed=args.seed,
+                     workers=workers)
   batch = next(stream)
   val_sets = validation_sets(args)
   train_files = sampler(args.data, args.bands, args.crop, args.region, "train").files
@@ -131,8 +139,13 @@ def fit(args: argparse.Namespace) -> int:
   gpu = any(d.platform == "gpu" for d in jax.devices())
   mp = {"auto": "mixed_bfloat16" if gpu else None, "bf16": "mixed_bfloat16", "off": None}
   gen, disc = build_models(args, mp[args.mixed_precision])
-  trainer = Trainer(gen, disc, TrainSpec(lr=args.lr, tv_weight=args.tv_weight, gan=args.gan,
-                                         adv_weight=args.adv_weight, fm_weight=args.fm_weight))
+  trainer = Trainer(
+      gen, disc,
+      TrainSpec(lr=args.lr,
+                tv_weight=args.tv_weight,
+                gan=args.gan,
+                adv_weight=args.adv_weight,
+                fm_weight=args.fm_weight))
   state = trainer.init_state()
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "generator.json"), "w", encoding="utf-8") as f:
@@ -169,12 +182,23 @@ def fit(args: argparse.Namespace) -> int:
   elapsed = time.time() - run.start
   best_fig = max(run.history, key=score)
   metrics = {
-      "steps": step, "batch": args.batch, "crop": args.crop, "seconds": round(elapsed, 1),
-      "crops_per_s": round(crops / max(elapsed, 1e-9), 1), "compile_s": round(compile_s or 0, 1),
-      "data_wait_s": round(t_data, 1), "device": str(jax.devices()[0]), "gpu": gpu,
-      "mixed_precision": mp[args.mixed_precision] or "float32", "gan": args.gan,
-      "gan_after": args.gan_after, "params": int(gen.count_params()),
-      "val_tiles": args.val_tiles, "val_size": args.val_size, "best": best_fig, "history": run.history,
+      "steps": step,
+      "batch": args.batch,
+      "crop": args.crop,
+      "seconds": round(elapsed, 1),
+      "crops_per_s": round(crops / max(elapsed, 1e-9), 1),
+      "compile_s": round(compile_s or 0, 1),
+      "data_wait_s": round(t_data, 1),
+      "device": str(jax.devices()[0]),
+      "gpu": gpu,
+      "mixed_precision": mp[args.mixed_precision] or "float32",
+      "gan": args.gan,
+      "gan_after": args.gan_after,
+      "params": int(gen.count_params()),
+      "val_tiles": args.val_tiles,
+      "val_size": args.val_size,
+      "best": best_fig,
+      "history": run.history,
       "val_split": "right-hand column strip of each scene (by area), held-out cloud-mask files",
   }
   with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:

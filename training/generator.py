@@ -66,31 +66,31 @@ class CloudfillGenerator(keras.Model):
     dilations: Dilation rates of the bottleneck convolutions.
   """
 
-  def __init__(self, bands: int = 3, stem: int = DEFAULT_STEM,
+  def __init__(self,
+               bands: int = 3,
+               stem: int = DEFAULT_STEM,
                widths: Sequence[int] = DEFAULT_WIDTHS,
-               dilations: Sequence[int] = DEFAULT_DILATIONS, **kwargs):
+               dilations: Sequence[int] = DEFAULT_DILATIONS,
+               **kwargs):
     super().__init__(**kwargs)
     self.bands = int(bands)
     self.stem_channels = int(stem)
     self.widths = tuple(int(w) for w in widths)
     self.dilations = tuple(int(d) for d in dilations)
-    self.multiple = 2 ** len(self.widths)
+    self.multiple = 2**len(self.widths)
     conv = lambda c, name, **kw: layers.Conv2D(c, 3, padding="same", name=name, **kw)
     self.stem_obs = PartialConv2D(self.stem_channels, 5, 1, name="stem_pconv")
     self.stem_ctx = conv(self.stem_channels, "stem_ctx")
-    self.down = [(layers.Conv2D(w, 3, strides=2, padding="same", name=f"down{i}"),
-                  conv(w, f"down{i}_b")) for i, w in enumerate(self.widths)]
-    self.mid = [conv(self.widths[-1], f"mid{i}", dilation_rate=d)
-                for i, d in enumerate(self.dilations)]
+    self.down = [(layers.Conv2D(w, 3, strides=2, padding="same", name=f"down{i}"), conv(w, f"down{i}_b"))
+                 for i, w in enumerate(self.widths)]
+    self.mid = [conv(self.widths[-1], f"mid{i}", dilation_rate=d) for i, d in enumerate(self.dilations)]
     ups = list(reversed(self.widths[:-1])) + [2 * self.stem_channels]
     self.up = [conv(w, f"up{i}") for i, w in enumerate(ups)]
     self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample")
-    self.out_conv = layers.Conv2D(self.bands, 3, padding="same", name="out",
-                                  kernel_initializer="zeros")
+    self.out_conv = layers.Conv2D(self.bands, 3, padding="same", name="out", kernel_initializer="zeros")
 
   def get_config(self):
-    return dict(bands=self.bands, stem=self.stem_channels, widths=self.widths,
-                dilations=self.dilations, name=self.name)
+    return dict(bands=self.bands, stem=self.stem_channels, widths=self.widths, dilations=self.dilations, name=self.name)
 
   @staticmethod
   def _unpack(inputs):
@@ -99,15 +99,15 @@ class CloudfillGenerator(keras.Model):
     return list(inputs)
 
   def call(self, inputs, training=False):
-    image, mask, context, guide, guide_mask = [ops.cast(t, "float32")
-                                               for t in self._unpack(inputs)]
+    image, mask, context, guide, guide_mask = [ops.cast(t, "float32") for t in self._unpack(inputs)]
     shape = ops.shape(image)
     h, w = shape[1], shape[2]
     m = self.multiple
     ph, pw = (m - h % m) % m, (m - w % m) % m
     pad = [[0, 0], [0, ph], [0, pw], [0, 0]]
     image, mask, context, guide, guide_mask = [
-        ops.pad(t, pad, mode="symmetric") for t in (image, mask, context, guide, guide_mask)]
+        ops.pad(t, pad, mode="symmetric") for t in (image, mask, context, guide, guide_mask)
+    ]
     valid = ops.cast(mask < 0.5, "float32")
     gvalid = ops.cast(guide_mask < 0.5, "float32")
     mean = ops.mean(context, axis=(1, 2), keepdims=True)
@@ -118,8 +118,7 @@ class CloudfillGenerator(keras.Model):
     xs = (image - mean) * inv * valid
     gs = (guide - mean) * inv * gvalid
     dtype = self.compute_dtype
-    obs, _ = self.stem_obs((ops.cast(ops.concatenate([xs, gs], -1), dtype),
-                            ops.maximum(valid, gvalid)))
+    obs, _ = self.stem_obs((ops.cast(ops.concatenate([xs, gs], -1), dtype), ops.maximum(valid, gvalid)))
     ctx = self.stem_ctx(ops.cast(ops.concatenate([cs, valid, gvalid, gs], -1), dtype))
     f = ops.concatenate([_act(obs), _act(ctx)], -1)
     skips = [f]

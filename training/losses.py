@@ -83,8 +83,11 @@ def hole_psnr(target, output, mask):
   return -10.0 * ops.log(mse) / np.log(10.0)
 
 
-def gradient_histogram_distance(target: np.ndarray, output: np.ndarray, mask: np.ndarray,
-                                bins: int = 64, top: float = 0.25) -> float:
+def gradient_histogram_distance(target: np.ndarray,
+                                output: np.ndarray,
+                                mask: np.ndarray,
+                                bins: int = 64,
+                                top: float = 0.25) -> float:
   """Realism: distance between the gradient-magnitude histograms of the fill
   and the truth inside the holes (numpy; 0 = the same texture statistics).
 
@@ -93,10 +96,12 @@ def gradient_histogram_distance(target: np.ndarray, output: np.ndarray, mask: np
   total-variation distance (half the L1 distance, 0…1) of the normalised
   histograms of ``|∇|`` on ``[0, top]``.
   """
+
   def grad(a):
     gy = np.abs(np.diff(a, axis=1))[:, :, :-1]
     gx = np.abs(np.diff(a, axis=2))[:, :-1, :]
-    return np.sqrt(gx ** 2 + gy ** 2).mean(-1)
+    return np.sqrt(gx**2 + gy**2).mean(-1)
+
   m = (mask[:, :-1, :-1, 0] > 0.5) & (mask[:, 1:, 1:, 0] > 0.5)
   if not m.any():
     return 0.0

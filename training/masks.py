@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+
 def _cv2():
   """OpenCV (the ``train`` extra), imported when a mask is first drawn or read,
   so that ``cloudfill export`` (which imports this module) does not need it."""
@@ -32,8 +33,7 @@ def _cv2():
 
 
 KINDS = ("clouds", "strokes", "blobs", "edge", "scratches")
-DEFAULT_WEIGHTS = {"clouds": 0.45, "strokes": 0.15, "blobs": 0.2,
-                   "edge": 0.1, "scratches": 0.1}
+DEFAULT_WEIGHTS = {"clouds": 0.45, "strokes": 0.15, "blobs": 0.2, "edge": 0.1, "scratches": 0.1}
 
 
 def _is_val_mask(path: str) -> bool:
@@ -54,16 +54,14 @@ def cloud_mask_files(cloud_dir: str, split: str = "train") -> list[str]:
   Returns:
     Sorted paths.
   """
-  files = sorted(glob.glob(os.path.join(cloud_dir, "**", "*.png"),
-                           recursive=True))
+  files = sorted(glob.glob(os.path.join(cloud_dir, "**", "*.png"), recursive=True))
   if split == "all":
     return files
   want_val = split == "val"
   return [f for f in files if _is_val_mask(f) == want_val]
 
 
-def fit_coverage(shape_mask: np.ndarray, coverage: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def fit_coverage(shape_mask: np.ndarray, coverage: float, rng: np.random.Generator) -> np.ndarray:
   """Grows or shrinks a binary shape along its signed distance.
 
   Args:
@@ -125,8 +123,7 @@ def _strokes(rng, h, w, cov, thin=False):
       ang = rng.uniform(0, np.pi)
       length = rng.uniform(0.3, 1.5) * s
       p1 = p0 + length * np.array([np.cos(ang), np.sin(ang)])
-      cv2.line(m, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1,
-               int(rng.integers(1, 4)))
+      cv2.line(m, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 1, int(rng.integers(1, 4)))
       continue
     width = int(rng.integers(max(2, s // 40), max(3, s // 8)))
     p = rng.integers(0, [w, h]).astype(np.float64)
@@ -134,10 +131,8 @@ def _strokes(rng, h, w, cov, thin=False):
     for _ in range(int(rng.integers(3, 10))):
       ang += rng.uniform(-1.2, 1.2)
       step = rng.uniform(0.05, 0.25) * s
-      q = np.clip(p + step * np.array([np.cos(ang), np.sin(ang)]), 0,
-                  [w - 1, h - 1])
-      cv2.line(m, tuple(int(v) for v in p), tuple(int(v) for v in q), 1,
-               width)
+      q = np.clip(p + step * np.array([np.cos(ang), np.sin(ang)]), 0, [w - 1, h - 1])
+      cv2.line(m, tuple(int(v) for v in p), tuple(int(v) for v in q), 1, width)
       cv2.circle(m, tuple(int(v) for v in q), width // 2, 1, -1)
       p = q
   return m.astype(bool)
@@ -154,13 +149,16 @@ class MaskGenerator:
     weights: Probability of each kind (see :data:`KINDS`).
   """
 
-  def __init__(self, cloud_files: Sequence[str] = (),
+  def __init__(self,
+               cloud_files: Sequence[str] = (),
                coverage: tuple[float, float] = (0.01, 0.6),
                weights: Optional[dict[str, float]] = None):
     self.coverage = coverage
     cv2 = _cv2() if any(not isinstance(f, np.ndarray) for f in cloud_files) else None
-    self.clouds = [np.asarray(f, bool) if isinstance(f, np.ndarray)
-                   else cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127 for f in cloud_files]
+    self.clouds = [
+        np.asarray(f, bool) if isinstance(f, np.ndarray) else cv2.imread(f, cv2.IMREAD_GRAYSCALE) > 127
+        for f in cloud_files
+    ]
     self.clouds = [c for c in self.clouds if 0.002 < c.mean() < 0.998]
     w = dict(weights or DEFAULT_WEIGHTS)
     if not self.clouds:
@@ -169,8 +167,7 @@ class MaskGenerator:
     p = np.array([w[k] for k in self.kinds], np.float64)
     self.p = p / p.sum()
 
-  def cloud_shape(self, rng: np.random.Generator, h: int, w: int
-                  ) -> np.ndarray:
+  def cloud_shape(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A real cloud shape, randomly cropped, rotated, flipped and resized."""
     cv2 = _cv2()
     for _ in range(20):
@@ -184,18 +181,19 @@ class MaskGenerator:
       if rng.random() < 0.5:
         crop = crop[:, ::-1]
       crop = np.rot90(crop, int(rng.integers(4)))
-      img = cv2.resize(np.ascontiguousarray(crop), (w, h),
-                       interpolation=cv2.INTER_LINEAR)
+      img = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=cv2.INTER_LINEAR)
       ang = rng.uniform(0, 360)
       rot = cv2.getRotationMatrix2D((w / 2, h / 2), ang, 1.0)
-      img = cv2.warpAffine(img, rot, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT)
+      img = cv2.warpAffine(img, rot, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
       m = img > 0.5
       if 0.002 < m.mean() < 0.998:
         return m
     return _blobs(rng, h, w, 0.3)
 
-  def sample(self, rng: np.random.Generator, h: int, w: int,
+  def sample(self,
+             rng: np.random.Generator,
+             h: int,
+             w: int,
              kind: Optional[str] = None,
              coverage: Optional[float] = None) -> np.ndarray:
     """Draws one mask.

@@ -44,8 +44,13 @@ class PartialConv2D(keras.layers.Layer):
     bias_initializer: Keras initializer for the bias.
   """
 
-  def __init__(self, filters, kernel_size, strides=1, use_bias=True,
-               kernel_initializer="he_normal", bias_initializer="zeros",
+  def __init__(self,
+               filters,
+               kernel_size,
+               strides=1,
+               use_bias=True,
+               kernel_initializer="he_normal",
+               bias_initializer="zeros",
                **kwargs):
     super().__init__(**kwargs)
     self.filters = int(filters)
@@ -59,19 +64,15 @@ class PartialConv2D(keras.layers.Layer):
     x_shape = input_shape[0]
     cin = int(x_shape[-1])
     kh, kw = self.kernel_size
-    self.kernel = self.add_weight(
-        name="kernel", shape=(kh, kw, cin, self.filters),
-        initializer=self.kernel_initializer)
-    self.bias = (self.add_weight(name="bias", shape=(self.filters,),
-                                 initializer=self.bias_initializer)
+    self.kernel = self.add_weight(name="kernel", shape=(kh, kw, cin, self.filters), initializer=self.kernel_initializer)
+    self.bias = (self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
                  if self.use_bias else None)
 
   def call(self, inputs):
     x, valid = inputs
     kh, kw = self.kernel_size
     valid = ops.cast(valid, x.dtype)
-    y = ops.conv(x * valid, ops.cast(self.kernel, x.dtype), strides=self.strides,
-                 padding="same")
+    y = ops.conv(x * valid, ops.cast(self.kernel, x.dtype), strides=self.strides, padding="same")
     # Mask bookkeeping in float32 (exact small integers even under fp16/bf16).
     v32 = ops.cast(valid, "float32")
     ones = ops.ones((kh, kw, 1, 1), "float32")
@@ -88,18 +89,20 @@ class PartialConv2D(keras.layers.Layer):
 
   def compute_output_shape(self, input_shape):
     x_shape, m_shape = input_shape
+
     def out(n, s):
       return None if n is None else -(-n // s)
+
     h = out(x_shape[1], self.strides[0])
     w = out(x_shape[2], self.strides[1])
     return ((x_shape[0], h, w, self.filters), (m_shape[0], h, w, 1))
 
   def get_config(self):
     cfg = super().get_config()
-    cfg.update(filters=self.filters, kernel_size=self.kernel_size,
-               strides=self.strides, use_bias=self.use_bias,
-               kernel_initializer=keras.initializers.serialize(
-                   self.kernel_initializer),
-               bias_initializer=keras.initializers.serialize(
-                   self.bias_initializer))
+    cfg.update(filters=self.filters,
+               kernel_size=self.kernel_size,
+               strides=self.strides,
+               use_bias=self.use_bias,
+               kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+               bias_initializer=keras.initializers.serialize(self.bias_initializer))
     return cfg

@@ -15,8 +15,13 @@ from training.masks import MaskGenerator, cloud_mask_files
 from training.scenes import list_rasters, read_scenes
 
 
-def sampler(data: str, bands: int, crop: int, region: int, split: str,
-            guided_only: bool = False, seed_masks: str = "train") -> D.Sampler:
+def sampler(data: str,
+            bands: int,
+            crop: int,
+            region: int,
+            split: str,
+            guided_only: bool = False,
+            seed_masks: str = "train") -> D.Sampler:
   """The :class:`training.data.Sampler` of ``split`` (``train`` or ``val``).
 
   Args:
@@ -43,5 +48,11 @@ def sampler(data: str, bands: int, crop: int, region: int, split: str,
     places = [p for p in places if len(p.scenes) > 1]
   if split == "train":
     return D.Sampler(places, crop, MaskGenerator(masks), "train", bands=bands, region=region or 2 * crop)
-  return D.Sampler(places, crop, MaskGenerator(masks, weights={"clouds": 1.0}), "val", bands=bands,
-                   region=crop, augment=False, p_guide=1.0 if guided_only else 0.0)
+  return D.Sampler(places,
+                   crop,
+                   MaskGenerator(masks, weights={"clouds": 1.0}),
+                   "val",
+                   bands=bands,
+                   region=crop,
+                   augment=False,
+                   p_guide=1.0 if guided_only else 0.0)

@@ -51,8 +51,7 @@ class Scene:
     return self.image.shape
 
 
-def list_rasters(source: str | Sequence[str],
-                 exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[str]:
+def list_rasters(source: str | Sequence[str], exclude: Sequence[str] = DEFAULT_EXCLUDE) -> list[str]:
   """Raster files from a folder (recursive), a glob, or a list of those."""
   sources = [source] if isinstance(source, str) else list(source)
   files = []
@@ -61,9 +60,10 @@ def list_rasters(source: str | Sequence[str],
       cand = glob.glob(os.path.join(s, "**", "*"), recursive=True)
     else:
       cand = glob.glob(s, recursive=True)
-    files += [f for f in cand if f.lower().endswith(RASTER_EXTS)
-              and not any(f"/{e}/" in f"/{os.path.relpath(f, s)}/"
-                          or f"{os.sep}{e}{os.sep}" in f for e in exclude)]
+    files += [
+        f for f in cand if f.lower().endswith(RASTER_EXTS) and not any(
+            f"/{e}/" in f"/{os.path.relpath(f, s)}/" or f"{os.sep}{e}{os.sep}" in f for e in exclude)
+    ]
   return sorted(set(files))
 
 
@@ -106,15 +106,13 @@ def read_scene(path: str, bands: Optional[int] = None) -> Scene:
   return Scene(path, img.astype(np.float32), valid)
 
 
-def read_scenes(files: Sequence[str], bands: Optional[int] = None,
-                workers: int = 4) -> list[Scene]:
+def read_scenes(files: Sequence[str], bands: Optional[int] = None, workers: int = 4) -> list[Scene]:
   """Reads scenes in parallel threads (GDAL releases the GIL)."""
   with concurrent.futures.ThreadPoolExecutor(workers) as ex:
     return list(ex.map(lambda f: read_scene(f, bands), files))
 
 
-def val_columns(width: int, frac: float = 0.25, min_val: int = 256,
-                min_train: int = 192) -> int:
+def val_columns(width: int, frac: float = 0.25, min_val: int = 256, min_train: int = 192) -> int:
   """Width of the held-out right-hand strip of a scene ``width`` wide.
 
   At least ``min_val`` columns when that leaves ``min_train`` for training
@@ -136,8 +134,7 @@ def area_bounds(width: int, split: str) -> tuple[int, int]:
   raise ValueError(split)
 
 
-def crop_origins(valid: np.ndarray, size: int, split: str,
-                 stride: Optional[int] = None) -> np.ndarray:
+def crop_origins(valid: np.ndarray, size: int, split: str, stride: Optional[int] = None) -> np.ndarray:
   """Top-left corners of all-valid ``size`` windows inside a split's area.
 
   Args:
@@ -158,8 +155,7 @@ def crop_origins(valid: np.ndarray, size: int, split: str,
   out = []
   for y in range(0, h - size + 1, stride):
     for x in range(x0, x1 - size + 1, stride):
-      bad = (ii[y + size, x + size] - ii[y, x + size] - ii[y + size, x]
-             + ii[y, x])
+      bad = (ii[y + size, x + size] - ii[y, x + size] - ii[y + size, x] + ii[y, x])
       if bad == 0:
         out.append((y, x))
   return np.array(out, np.int64).reshape(-1, 2)

@@ -33,12 +33,14 @@ FIT_MODULE = "training.fit"  # Loaded once Keras's backend is chosen (see main).
 
 
 def _parse(argv):
-  p = argparse.ArgumentParser(prog="cloudfill train", description=__doc__.split("\n\n")[0],
+  p = argparse.ArgumentParser(prog="cloudfill train",
+                              description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   a = p.add_argument
-  a("--data", default=None,
+  a("--data",
+    default=None,
     help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz "
-         "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)")
+    "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)")
   a("--out", default="runs/train", help="run directory")
   a("--bands", type=int, default=3)
   a("--crop", type=int, default=128, help="training crop side")
@@ -47,21 +49,21 @@ def _parse(argv):
   a("--val-tiles", type=int, default=48, help="validation windows per set (guided, unguided)")
   a("--batch", type=int, default=16)
   a("--steps", type=int, default=0, help="stop after this many steps (0: --minutes decides)")
-  a("--minutes", type=float, default=None,
+  a("--minutes",
+    type=float,
+    default=None,
     help=f"stop after this much wall time (default {DEFAULT_TRAIN_MINUTES:g} when --steps is not "
-         "given either)")
+    "given either)")
   a("--lr", type=float, default=1e-3)
   a("--tv-weight", type=float, default=0.01)
   a("--gan", choices=("none",) + ADVERSARIAL, default="none")
   a("--adv-weight", type=float, default=0.01)
   a("--fm-weight", type=float, default=1.0)
-  a("--gan-after", type=float, default=0.0,
-    help="fraction of the run that is L1-only before the adversarial terms")
+  a("--gan-after", type=float, default=0.0, help="fraction of the run that is L1-only before the adversarial terms")
   a("--stem", type=int, default=None, help="stem channels")
   a("--widths", default=None, help="comma-separated channels of the stride-2 levels")
   a("--init-weights", default=None, help="start from these generator weights")
-  a("--mixed-precision", choices=("auto", "bf16", "off"), default="auto",
-    help="auto: bf16 on a GPU, float32 on a CPU")
+  a("--mixed-precision", choices=("auto", "bf16", "off"), default="auto", help="auto: bf16 on a GPU, float32 on a CPU")
   a("--workers", type=int, default=-1, help="data processes (-1: cores - 1)")
   a("--seed", type=int, default=0)
   a("--val-every", type=float, default=60.0, help="seconds between validations")
@@ -80,12 +82,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Keras is already loaded with another backend in this process (e.g. by a
     # test): train in a fresh interpreter under JAX.
     env = dict(os.environ, KERAS_BACKEND="jax")
-    return subprocess.call([sys.executable, "-m", "training.train",
-                            *(argv if argv is not None else sys.argv[1:])], env=env)
+    return subprocess.call([sys.executable, "-m", "training.train", *(argv if argv is not None else sys.argv[1:])],
+                           env=env)
   os.environ.setdefault("KERAS_BACKEND", "jax")
   if os.environ["KERAS_BACKEND"] != "jax":
-    print("cloudfill train: runs under the JAX backend; unset KERAS_BACKEND or set it to jax",
-          file=sys.stderr)
+    print("cloudfill train: runs under the JAX backend; unset KERAS_BACKEND or set it to jax", file=sys.stderr)
     return 2
   if not os.path.exists(args.data):
     print(f"cloudfill train: --data {args.data} does not exist", file=sys.stderr)

@@ -79,10 +79,8 @@ class Trainer:
     if discriminator is not None:
       self.d_opt = keras.optimizers.Adam(spec.lr, beta_1=0.5, beta_2=0.999)
       self.d_opt.build(discriminator.trainable_variables)
-    self._lr_index = [i for i, v in enumerate(self.g_opt.variables)
-                      if v.path.endswith("learning_rate")][0]
-    self.generator_step = jax.jit(self._generator_step, static_argnames=("adversarial",),
-                                  donate_argnums=(0,))
+    self._lr_index = [i for i, v in enumerate(self.g_opt.variables) if v.path.endswith("learning_rate")][0]
+    self.generator_step = jax.jit(self._generator_step, static_argnames=("adversarial",), donate_argnums=(0,))
     self.discriminator_step = jax.jit(self._discriminator_step, donate_argnums=(0,))
     self._predict = jax.jit(self._predict_fn)
 
@@ -90,9 +88,11 @@ class Trainer:
 
   def init_state(self) -> dict[str, list]:
     """The variables of models and optimisers as arrays."""
-    s = {"g_tv": [v.value for v in self.gen.trainable_variables],
-         "g_ntv": [v.value for v in self.gen.non_trainable_variables],
-         "g_opt": [v.value for v in self.g_opt.variables]}
+    s = {
+        "g_tv": [v.value for v in self.gen.trainable_variables],
+        "g_ntv": [v.value for v in self.gen.non_trainable_variables],
+        "g_opt": [v.value for v in self.g_opt.variables]
+    }
     if self.disc is not None:
       s.update(d_tv=[v.value for v in self.disc.trainable_variables],
                d_ntv=[v.value for v in self.disc.non_trainable_variables],
@@ -146,8 +146,8 @@ class Trainer:
   def _generator_step(self, state, batch, adversarial=False):
     import jax  # pylint: disable=import-outside-toplevel
     grad_fn = jax.value_and_grad(self._generator_loss, has_aux=True)
-    (_, (g_ntv, logs)), grads = grad_fn(state["g_tv"], state["g_ntv"], state.get("d_tv"),
-                                        state.get("d_ntv"), batch, adversarial)
+    (_, (g_ntv, logs)), grads = grad_fn(state["g_tv"], state["g_ntv"], state.get("d_tv"), state.get("d_ntv"), batch,
+                                        adversarial)
     g_tv, g_opt = self.g_opt.stateless_apply(state["g_opt"], grads, state["g_tv"])
     return dict(state, g_tv=g_tv, g_ntv=g_ntv, g_opt=g_opt), logs
 
@@ -162,8 +162,7 @@ class Trainer:
     out, _ = self.gen.stateless_call(state["g_tv"], state["g_ntv"], _inputs(batch))
     fake = jax.lax.stop_gradient(L.composite(batch["target"], out, batch["mask"]))
     grad_fn = jax.value_and_grad(self._discriminator_loss, has_aux=True)
-    (loss, d_ntv), grads = grad_fn(state["d_tv"], state["d_ntv"], batch["target"], fake,
-                                   batch["mask"])
+    (loss, d_ntv), grads = grad_fn(state["d_tv"], state["d_ntv"], batch["target"], fake, batch["mask"])
     d_tv, d_opt = self.d_opt.stateless_apply(state["d_opt"], grads, state["d_tv"])
     return dict(state, d_tv=d_tv, d_ntv=d_ntv, d_opt=d_opt), {"d_loss": loss}
 
@@ -208,7 +207,7 @@ class Trainer:
 
 def _psnr(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> float:
   """Pooled hole PSNR (dB, peak 1) over a set."""
-  se = float((((a - b) ** 2) * m).sum())
+  se = float((((a - b)**2) * m).sum())
   n = float(m.sum()) * a.shape[-1]
   return 10.0 * np.log10(1.0 / max(se / max(n, 1.0), 1e-12))
 

@@ -93,12 +93,18 @@ class BandLayout:
 
   def describe(self) -> dict:
     """The layout for the metrics line (1-based bands)."""
-    return {"count": self.count, "model": [i + 1 for i in self.model],
-            "extra": [i + 1 for i in self.extra], "passthrough": [i + 1 for i in self.passthrough],
-            "extra_method": self.method if self.extra else None}
+    return {
+        "count": self.count,
+        "model": [i + 1 for i in self.model],
+        "extra": [i + 1 for i in self.extra],
+        "passthrough": [i + 1 for i in self.passthrough],
+        "extra_method": self.method if self.extra else None
+    }
 
 
-def layout_of(count: int, model: Sequence[int], mask_band: Optional[int] = None,
+def layout_of(count: int,
+              model: Sequence[int],
+              mask_band: Optional[int] = None,
               method: str = DEFAULT_METHOD) -> Optional[BandLayout]:
   """The layout of an image of ``count`` bands whose bands ``model`` (0-based)
   the model restores; None when the model bands are the whole image in order."""
@@ -117,8 +123,11 @@ def full_image(tile) -> np.ndarray:
 # --------------------------------------------------------------------------- guided
 
 
-def fit_global(model: np.ndarray, extra: np.ndarray, known: np.ndarray,
-               samples: int = FIT_SAMPLES, seed: int = 0) -> np.ndarray:
+def fit_global(model: np.ndarray,
+               extra: np.ndarray,
+               known: np.ndarray,
+               samples: int = FIT_SAMPLES,
+               seed: int = 0) -> np.ndarray:
   """Least-squares coefficients of each extra band on the model bands.
 
   Args:
@@ -156,8 +165,12 @@ def apply_global(coef: np.ndarray, model: np.ndarray) -> np.ndarray:
   return out + coef[:, -1].astype(np.float32)
 
 
-def guided_extra(extra: np.ndarray, model: np.ndarray, known: np.ndarray, hole: np.ndarray,
-                 coef: Optional[np.ndarray] = None, radius: int = EXTRA_RADIUS) -> np.ndarray:
+def guided_extra(extra: np.ndarray,
+                 model: np.ndarray,
+                 known: np.ndarray,
+                 hole: np.ndarray,
+                 coef: Optional[np.ndarray] = None,
+                 radius: int = EXTRA_RADIUS) -> np.ndarray:
   """The extra bands filled under the guidance of the restored model bands.
 
   Args:
@@ -181,8 +194,7 @@ def guided_extra(extra: np.ndarray, model: np.ndarray, known: np.ndarray, hole: 
   out = np.array(extra, np.float32, copy=True)
   for e in range(extra.shape[2]):  # One band at a time: memory follows one band.
     synthetic = apply_global(coef[e:e + 1], model)
-    g = regression.guided_fill(extra[:, :, e:e + 1], valid, synthetic, guide_valid, unguided=zeros,
-                        radius=radius)
+    g = regression.guided_fill(extra[:, :, e:e + 1], valid, synthetic, guide_valid, unguided=zeros, radius=radius)
     out[:, :, e] = np.where(hole, g.fill[:, :, 0], extra[:, :, e])
   return out
 

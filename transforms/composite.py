@@ -29,7 +29,9 @@ from transforms.tiling import feather
 LEGACY_REACH = 0.25
 
 
-def legacy_blend(restored: np.ndarray, context: np.ndarray, unknown: np.ndarray,
+def legacy_blend(restored: np.ndarray,
+                 context: np.ndarray,
+                 unknown: np.ndarray,
                  reach: float = LEGACY_REACH) -> np.ndarray:
   """A context-blind model's window output over the context.
 
@@ -73,10 +75,14 @@ def sparsify(win: Window, overlap: int) -> WindowResult:
   h = min(size, win.tile_shape[0] - win.y)
   w = min(size, win.tile_shape[1] - win.x)
   holes = win.mask[:h, :w, 0] > 0.5
-  return WindowResult(y=win.y, x=win.x, h=h, w=w,
+  return WindowResult(y=win.y,
+                      x=win.x,
+                      h=h,
+                      w=w,
                       values=np.asarray(win.restored[:h, :w][holes], np.float32),
                       weights=feather(size, overlap)[:h, :w][holes],
-                      seconds=win.seconds, group=win.group)
+                      seconds=win.seconds,
+                      group=win.group)
 
 
 def blend(mask: np.ndarray, results: Iterable[WindowResult], bands: int) -> np.ndarray:
@@ -110,8 +116,7 @@ def blend(mask: np.ndarray, results: Iterable[WindowResult], bands: int) -> np.n
   return acc / wsum[:, None]
 
 
-def to_dtype(values: np.ndarray, dtype: str, vrange: tuple[float, float],
-             nodata: Optional[float] = None) -> np.ndarray:
+def to_dtype(values: np.ndarray, dtype: str, vrange: tuple[float, float], nodata: Optional[float] = None) -> np.ndarray:
   """0…1 values back to the tile's scale and dtype, clipped to its range.
 
   A generated value that would equal the no-data value is nudged one step
@@ -133,7 +138,9 @@ def to_dtype(values: np.ndarray, dtype: str, vrange: tuple[float, float],
   return out
 
 
-def composite(image: np.ndarray, mask: np.ndarray, results: Iterable[WindowResult],
+def composite(image: np.ndarray,
+              mask: np.ndarray,
+              results: Iterable[WindowResult],
               value_range_override: Optional[tuple[float, float]] = None,
               nodata: Optional[float] = None) -> np.ndarray:
   """The restored tile: ``image`` with its missing pixels filled.
@@ -194,16 +201,17 @@ class CompositeTiles(beam.DoFn):
     for tile in groups["tile"]:  # Exactly one: keys are unique file names.
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         counters.inc("failed_infer")
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-            tile.pair.image_path, failures[0].stage, f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        yield beam.pvalue.TaggedOutput(
+            DEAD,
+            DeadLetter(tile.pair.image_path, failures[0].stage,
+                       f"{len(failures)} window(s) failed: {failures[0].reason}"))
         continue
       start = time.perf_counter()
       try:
         restored = composite(tile.image, tile.mask, [r for r in results if not r.group], self._vrange,
                              tile.profile.get("nodata"))
         if tile.layout is not None:  # Every band comes out (transforms.bands).
-          restored = restore_extra_bands(tile, restored, value_range(tile.profile["dtype"], self._vrange),
-                                         results)
+          restored = restore_extra_bands(tile, restored, value_range(tile.profile["dtype"], self._vrange), results)
         restored, prov, extra = finish_tile(tile, restored)
       except Exception as e:  # pylint: disable=broad-except
         counters.inc("failed_composite")
@@ -214,12 +222,14 @@ class CompositeTiles(beam.DoFn):
       counters.record("composite_ms", 1000 * seconds)
       # A new record with the timings added: the joined tile is not modified.
       timings = dict(tile.timings, window_infer=float(sum(r.seconds for r in results)), composite=seconds)
-      yield RestoredTile(tile=dataclasses.replace(tile, timings=timings), restored=restored,
-                         windows=len(results), provenance=prov, metrics=extra)
+      yield RestoredTile(tile=dataclasses.replace(tile, timings=timings),
+                         restored=restored,
+                         windows=len(results),
+                         provenance=prov,
+                         metrics=extra)
 
 
-def restore_extra_bands(tile, restored: np.ndarray, vrange: tuple[float, float],
-                 results: Iterable = ()) -> np.ndarray:
+def restore_extra_bands(tile, restored: np.ndarray, vrange: tuple[float, float], results: Iterable = ()) -> np.ndarray:
   """The whole restored tile, every band, from its restored model bands.
 
   Args:
@@ -253,8 +263,8 @@ def restore_extra_bands(tile, restored: np.ndarray, vrange: tuple[float, float],
     return out
   lo, hi = vrange
   hole = tile.mask
-  filled = bands_lib.guided_extra(to_unit(tile.full[:, :, extra], lo, hi), to_unit(restored, lo, hi),
-                        tile.known(), hole)
+  filled = bands_lib.guided_extra(to_unit(tile.full[:, :, extra], lo, hi), to_unit(restored, lo, hi), tile.known(),
+                                  hole)
   sub = out[:, :, extra]
   sub[hole] = to_dtype(filled[hole], str(out.dtype), vrange, nodata)
   out[:, :, extra] = sub

@@ -34,6 +34,8 @@ import numpy as np
 
 # Weights below this count as "no known pixel" when dividing.
 _EPS = 1e-6
+
+
 def _pool2(a: np.ndarray) -> np.ndarray:
   """2x2 mean over the first two axes (odd sides padded with zeros)."""
   h, w = a.shape[:2]
@@ -98,7 +100,9 @@ def _windows(shapes: list[tuple[int, int]], crop: tuple[int, int, int, int],
   return out
 
 
-def push_pull(values: np.ndarray, valid: np.ndarray, prior: Optional[np.ndarray] = None,
+def push_pull(values: np.ndarray,
+              valid: np.ndarray,
+              prior: Optional[np.ndarray] = None,
               levels: Optional[int] = None,
               crop: Optional[tuple[int, int, int, int]] = None) -> np.ndarray:
   """Fills pixels whose validity is 0 from the known pixels around them.
@@ -215,8 +219,7 @@ class LowRes:
     rows, width = valid.shape
     ph, pw = (-rows) % f, (-width) % f
     v = np.pad(np.asarray(valid, np.float32), [(0, ph), (0, pw)])
-    x = np.pad(np.asarray(values, np.float32) * np.asarray(valid, np.float32)[..., None],
-               [(0, ph), (0, pw), (0, 0)])
+    x = np.pad(np.asarray(values, np.float32) * np.asarray(valid, np.float32)[..., None], [(0, ph), (0, pw), (0, 0)])
     hh, ww = v.shape[0] // f, v.shape[1] // f
     r = y0 // f
     self._n[r:r + hh] += v.reshape(hh, f, ww, f).sum(axis=(1, 3))
@@ -246,8 +249,12 @@ class LowRes:
       crop = np.pad(crop, [(0, ph), (0, pw), (0, 0)], mode="edge")
     return crop
 
-  def region_context(self, values: np.ndarray, valid: np.ndarray, y0: int,
-                     chunk: int = 1024, halo: int = 128) -> np.ndarray:
+  def region_context(self,
+                     values: np.ndarray,
+                     valid: np.ndarray,
+                     y0: int,
+                     chunk: int = 1024,
+                     halo: int = 128) -> np.ndarray:
     """The fine context of full-width rows starting at ``y0``: their own
     push-pull under the scene's low-resolution fill as the coarsest level,
     computed in column chunks of ``chunk`` (with ``halo`` columns of overlap
@@ -262,15 +269,14 @@ class LowRes:
     for c0 in range(0, w, chunk):
       a = max(0, (c0 - halo) // f * f)
       b = min(w, c0 + chunk + halo)
-      part = push_pull(values[:, a:b], valid[:, a:b], prior=self.region_prior(y0, h, a, b - a),
-                       levels=levels)
+      part = push_pull(values[:, a:b], valid[:, a:b], prior=self.region_prior(y0, h, a, b - a), levels=levels)
       out[:, c0:min(w, c0 + chunk)] = part[:, c0 - a:c0 - a + min(chunk, w - c0)]
     return out
 
 
 def box_sum(a: np.ndarray, r: int) -> np.ndarray:
   """Sum over the ``(2r+1)``-square around each pixel (zero outside), first two axes."""
-  c = np.cumsum(np.cumsum(np.pad(a, [(r + 1, r), (r + 1, r)] + [(0, 0)] * (a.ndim - 2)),
-                          axis=0, dtype=np.float64), axis=1)
+  c = np.cumsum(np.cumsum(np.pad(a, [(r + 1, r), (r + 1, r)] + [(0, 0)] * (a.ndim - 2)), axis=0, dtype=np.float64),
+                axis=1)
   k = 2 * r + 1
   return (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]).astype(np.float32)

@@ -165,11 +165,18 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
   if layout is not None:  # Every band comes out: the profile stays the input's.
-    return scenes.SceneRef(pair=pair, local_path=local, profile=profile, band_index=band_index,
-                           packed_mask=np.packbits(mask, axis=None), layout=layout,
+    return scenes.SceneRef(pair=pair,
+                           local_path=local,
+                           profile=profile,
+                           band_index=band_index,
+                           packed_mask=np.packbits(mask, axis=None),
+                           layout=layout,
                            notes={"bands": layout.describe()})
-  return scenes.SceneRef(pair=pair, local_path=local, profile=select_bands(profile, band_index),
-                         band_index=band_index, packed_mask=np.packbits(mask, axis=None))
+  return scenes.SceneRef(pair=pair,
+                         local_path=local,
+                         profile=select_bands(profile, band_index),
+                         band_index=band_index,
+                         packed_mask=np.packbits(mask, axis=None))
 
 
 def _decode_tiff(pair: TilePair, ext: str, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef, tuple]:
@@ -185,8 +192,7 @@ def _decode_tiff(pair: TilePair, ext: str, spec: DecodeSpec) -> Union[Tile, scen
     with opener as src:
       profile = raster_open.tiff_header(src, ext, spec.max_pixels)
       _check_size_dtype(profile, profile["height"], profile["width"], spec)
-      if (spec.scene_pixels and opener.local_path
-          and profile["height"] * profile["width"] > spec.scene_pixels):
+      if (spec.scene_pixels and opener.local_path and profile["height"] * profile["width"] > spec.scene_pixels):
         try:
           scene = _open_scene(pair, opener.local_path, profile, spec)
         except rasterio.errors.RasterioError as e:  # E.g. a truncated scene: its rows fail to read.
@@ -240,8 +246,13 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
     mask = _with_nan(_checked(image, layout), mask, spec)
     _check_float(_checked(image, layout), mask, spec)
   if layout is not None:  # Every band comes out: the profile stays the input's (transforms.bands).
-    return Tile(pair=pair, image=np.ascontiguousarray(image[:, :, band_index]), mask=mask,
-                profile=profile, full=image, layout=layout, notes={"bands": layout.describe()})
+    return Tile(pair=pair,
+                image=np.ascontiguousarray(image[:, :, band_index]),
+                mask=mask,
+                profile=profile,
+                full=image,
+                layout=layout,
+                notes={"bands": layout.describe()})
   return Tile(pair=pair, image=image, mask=mask, profile=profile)
 
 
@@ -291,13 +302,13 @@ class DecodeTiles(beam.DoFn):
       scenes.remove_local_copy(tile)
     if missing == 0:
       counters.inc("skipped_clear")
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-          pair.image_path, "validate", "mask has no missing pixel: nothing to restore", SKIPPED))
+      yield beam.pvalue.TaggedOutput(
+          DEAD, DeadLetter(pair.image_path, "validate", "mask has no missing pixel: nothing to restore", SKIPPED))
       return
     if missing == total:
       counters.inc("failed_validate")
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-          pair.image_path, "validate", "mask covers every pixel: nothing to restore from", FAILED))
+      yield beam.pvalue.TaggedOutput(
+          DEAD, DeadLetter(pair.image_path, "validate", "mask covers every pixel: nothing to restore from", FAILED))
       return
     counters.inc("decoded")
     counters.record("decode_ms", 1000 * (time.perf_counter() - start))

@@ -21,7 +21,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-
 from transforms.composite import composite, finish_tile, restore_extra_bands, window_result
 from transforms.prepare import PrepareSpec, prepare_tile
 from transforms.records import Tile, TilePair
@@ -55,8 +54,12 @@ class EngineSpec:
       raise ValueError("batch_size must be >= 1")
 
 
-def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
-                  predict: Predict, spec: EngineSpec, full: Optional[np.ndarray] = None,
+def restore_array(image: np.ndarray,
+                  mask: np.ndarray,
+                  profile: dict[str, Any],
+                  predict: Predict,
+                  spec: EngineSpec,
+                  full: Optional[np.ndarray] = None,
                   layout: Any = None) -> tuple[np.ndarray, int]:
   """The restored tile and how many windows went through the model.
 
@@ -80,7 +83,11 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
     ValueError: a window the model left uncovered, or a wrong output shape.
   """
   tile = Tile(pair=TilePair(image_path="<memory>", stem="tile", mask_path=None),
-              image=image, mask=mask, profile=profile, full=full, layout=layout)
+              image=image,
+              mask=mask,
+              profile=profile,
+              full=full,
+              layout=layout)
   tile = prepare_tile(tile, PrepareSpec(value_range=spec.window.value_range))
   if not tile.known().any():
     raise ValueError("no known pixel inside the footprint")
@@ -105,4 +112,3 @@ def restore_array(image: np.ndarray, mask: np.ndarray, profile: dict[str, Any],
     out = restore_extra_bands(tile, out, value_range(profile["dtype"], spec.window.value_range), results)
   out, _, _ = finish_tile(tile, out)
   return out, len(windows)
-

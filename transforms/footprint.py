@@ -89,8 +89,8 @@ def touching_border(candidates: np.ndarray) -> np.ndarray:
   return keep[labels]
 
 
-def unfilled_rows(known: Callable[[int, int], np.ndarray], hole: np.ndarray, distance: float,
-                  r0: int, r1: int, height: int) -> np.ndarray:
+def unfilled_rows(known: Callable[[int, int], np.ndarray], hole: np.ndarray, distance: float, r0: int, r1: int,
+                  height: int) -> np.ndarray:
   """Hole pixels of rows ``[r0, r1)`` farther than ``distance`` from known ground.
 
   Exact: only rows within ``distance`` of the stripe can hold a nearer known
@@ -112,7 +112,9 @@ def unfilled_rows(known: Callable[[int, int], np.ndarray], hole: np.ndarray, dis
   return hole & (d > distance)
 
 
-def unfilled(known: np.ndarray, hole: np.ndarray, distance: Optional[float],
+def unfilled(known: np.ndarray,
+             hole: np.ndarray,
+             distance: Optional[float],
              stripe: int = 2048) -> Optional[np.ndarray]:
   """``[H, W]`` bool, holes beyond ``distance`` of ``known``; None when none or no limit."""
   if distance is None:
@@ -160,7 +162,9 @@ def apply(image: np.ndarray, mask: np.ndarray, declared: Optional[float], spec: 
   return Footprint(mask=hole, nodata=nodata, unfilled=far)
 
 
-def provenance(hole: np.ndarray, nodata: Optional[np.ndarray], unfilled: Optional[np.ndarray],
+def provenance(hole: np.ndarray,
+               nodata: Optional[np.ndarray],
+               unfilled: Optional[np.ndarray],
                guided: Optional[np.ndarray] = None) -> np.ndarray:
   """``[H, W]`` uint8: 0 observed, 1 model, 2 guided, 3 unfilled, 255 no-data."""
   p = np.zeros(hole.shape, np.uint8)

@@ -76,8 +76,7 @@ def gtiff_kwargs(profile: dict[str, Any], h: int, w: int, c: int, spec: TiffSpec
 
 def cog_options(profile: dict[str, Any], spec: TiffSpec) -> dict[str, Any]:
   """Creation options of the COG driver: the input's compression, then ``--co``."""
-  out: dict[str, Any] = {"COMPRESS": kept_compression(profile) or "DEFLATE", "BLOCKSIZE": "512",
-                         "OVERVIEWS": "AUTO"}
+  out: dict[str, Any] = {"COMPRESS": kept_compression(profile) or "DEFLATE", "BLOCKSIZE": "512", "OVERVIEWS": "AUTO"}
   if out["COMPRESS"] == "DEFLATE":
     out["LEVEL"] = "1"
   if np.dtype(profile.get("dtype", "uint8")).itemsize * max(1, profile.get("count") or 1) > 64:
@@ -146,5 +145,8 @@ def layout(path: str) -> dict[str, Optional[str]]:
   import rasterio  # pylint: disable=import-outside-toplevel
   with rasterio.open(path) as src:
     structure = src.tags(ns="IMAGE_STRUCTURE")
-    return {"compress": structure.get("COMPRESSION"), "layout": structure.get("LAYOUT"),
-            "overviews": ",".join(map(str, src.overviews(1))) or None}
+    return {
+        "compress": structure.get("COMPRESSION"),
+        "layout": structure.get("LAYOUT"),
+        "overviews": ",".join(map(str, src.overviews(1))) or None
+    }

@@ -150,7 +150,10 @@ class AlignedGuide:
         raise GuideError(f"{src.name} is {src.width}x{src.height} but the image is "
                          f"{g.width}x{g.height}; without georeferencing the guide must be the same size")
       return src
-    kwargs = dict(crs=g.crs, transform=Affine(*g.transform), width=g.width, height=g.height,
+    kwargs = dict(crs=g.crs,
+                  transform=Affine(*g.transform),
+                  width=g.width,
+                  height=g.height,
                   resampling=getattr(Resampling, resampling))
     if src.crs is None:
       kwargs.update(src_crs=src_crs, src_transform=src_transform)
@@ -238,8 +241,7 @@ class AlignedGuide:
     self.close()
 
 
-def read_whole(ref: GuideRef, grid: Grid, bands: int, dtype: str,
-               spec: GuideSpec) -> tuple[np.ndarray, np.ndarray]:
+def read_whole(ref: GuideRef, grid: Grid, bands: int, dtype: str, spec: GuideSpec) -> tuple[np.ndarray, np.ndarray]:
   """The whole guide on the target's grid: ``(values [H, W, C] 0…1, valid [H, W] float32)``;
   ``valid`` may be all 0 (a guide cloudy everywhere over the target).
 

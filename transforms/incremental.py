@@ -34,8 +34,7 @@ def output_path(output_dir: str, image_path: str) -> str:
 
 
 def provenance_tags(pair: TilePair, model_version: str, weights_sha256: str = "") -> dict[str, str]:
-  tags = {TAG_MODEL_VERSION: model_version, TAG_SOURCE_MTIME: repr(pair.mtime),
-          TAG_SOURCE: pair.image_path}
+  tags = {TAG_MODEL_VERSION: model_version, TAG_SOURCE_MTIME: repr(pair.mtime), TAG_SOURCE: pair.image_path}
   if weights_sha256:
     tags[TAG_WEIGHTS] = weights_sha256
   return tags
@@ -76,12 +75,10 @@ class SkipUpToDate(beam.DoFn):
 
   def process(self, pair: TilePair) -> Iterator:
     try:
-      current = not self._overwrite and is_up_to_date(pair, self._output, self._version,
-                                                       self._weights)
+      current = not self._overwrite and is_up_to_date(pair, self._output, self._version, self._weights)
     except Exception as e:  # pylint: disable=broad-except
       # The check could not be made (e.g. storage refused it): redo the tile.
-      logging.getLogger(__name__).warning("cannot check the output of %s, redoing it: %s",
-                                          pair.image_path, e)
+      logging.getLogger(__name__).warning("cannot check the output of %s, redoing it: %s", pair.image_path, e)
       current = False
     if current:
       counters.inc("skipped_up_to_date")
@@ -101,5 +98,4 @@ class Incremental(beam.PTransform):
 
   def expand(self, pairs):
     return pairs | beam.ParDo(SkipUpToDate(self.output_dir, self.model_version, self.overwrite,
-                                           self.weights_sha256)
-                              ).with_outputs(UP_TO_DATE, main="todo")
+                                           self.weights_sha256)).with_outputs(UP_TO_DATE, main="todo")

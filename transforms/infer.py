@@ -88,6 +88,7 @@ def _one_line(e) -> str:
 
 
 class _FromPrediction(beam.DoFn):
+
   def __init__(self, overlap: int, takes_context: bool):
     self._overlap = overlap
     self._context = takes_context
@@ -100,6 +101,7 @@ class _FromPrediction(beam.DoFn):
 
 
 class _FromTfxPrediction(beam.DoFn):
+
   def __init__(self, overlap: int, takes_context: bool):
     self._overlap = overlap
     self._context = takes_context
@@ -107,8 +109,7 @@ class _FromTfxPrediction(beam.DoFn):
   def process(self, keyed):
     win, log = keyed
     try:
-      yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap,
-                    self._context)
+      yield _finish(win, tfx.restored_from_log(log, win.image.shape), self._overlap, self._context)
     except Exception as e:  # pylint: disable=broad-except
       yield _failed(win, f"the model's output was unusable: {_one_line(e)}")
 
@@ -150,7 +151,8 @@ def _example(win: Window, names: tuple[str, ...]) -> bytes:
   for name in names:
     if name in ("image", "mask"):
       continue
-    extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None], inputs["mask"][None])[0]
+    extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None],
+                                                                           inputs["mask"][None])[0]
   return tfx.serialize_example(inputs["image"], inputs["mask"], **extra)
 
 
@@ -190,18 +192,21 @@ class Infer(beam.PTransform):
       s = dataclasses.replace(s, min_batch_size=s.max_batch_size)
     takes_context = "context" in s.model_inputs
     if s.backend == "native":
-      handler = native.NativeModelHandler(
-          s.model_uri, min_batch_size=s.min_batch_size, max_batch_size=s.max_batch_size,
-          max_batch_duration_secs=s.max_batch_duration_secs, large_model=s.large_model,
-          model_copies=s.model_copies, accelerator=s.accelerator,
-          threads=local_worker_threads(windows.pipeline))
-      return run_inference_safely(windows, RunInference(handler),
-                                  _FromPrediction(s.overlap, takes_context))
-    handler = tfx.create_handler(s.model_uri, min_batch_size=s.min_batch_size,
-                                 max_batch_size=s.max_batch_size, large_model=s.large_model)
+      handler = native.NativeModelHandler(s.model_uri,
+                                          min_batch_size=s.min_batch_size,
+                                          max_batch_size=s.max_batch_size,
+                                          max_batch_duration_secs=s.max_batch_duration_secs,
+                                          large_model=s.large_model,
+                                          model_copies=s.model_copies,
+                                          accelerator=s.accelerator,
+                                          threads=local_worker_threads(windows.pipeline))
+      return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
+    handler = tfx.create_handler(s.model_uri,
+                                 min_batch_size=s.min_batch_size,
+                                 max_batch_size=s.max_batch_size,
+                                 large_model=s.large_model)
     inference = RunInference(handler)
     if s.accelerator:
       inference = inference.with_resource_hints(accelerator=s.accelerator)
-    examples = windows | "ToExample" >> beam.Map(lambda w, names: (w, _example(w, names)),
-                                                 s.model_inputs)
+    examples = windows | "ToExample" >> beam.Map(lambda w, names: (w, _example(w, names)), s.model_inputs)
     return run_inference_safely(examples, inference, _FromTfxPrediction(s.overlap, takes_context))

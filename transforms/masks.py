@@ -99,8 +99,7 @@ def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
   return ndimage.binary_dilation(mask, structure=structure, iterations=pixels)
 
 
-def derive(image: np.ndarray, mask_values: Optional[np.ndarray],
-           profile_nodata: Optional[float],
+def derive(image: np.ndarray, mask_values: Optional[np.ndarray], profile_nodata: Optional[float],
            spec: MaskSpec) -> np.ndarray:
   """The ``[H, W]`` bool mask (True = missing) of ``image`` per ``spec``.
 

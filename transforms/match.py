@@ -19,7 +19,6 @@ from transforms.records import DEAD, DeadLetter, TilePair
 
 IMAGE_EXTS = TIFF_EXTS + PIL_EXTS
 
-
 TEMPLATE_FIELDS = ("stem", "dir", "date")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -49,11 +48,13 @@ def fill_template(template: str, **values: str) -> str:
   >>> fill_template("{dir}/{stem}.png", stem="a", dir="/x")
   '/x/a.png'
   """
+
   def sub(m: re.Match) -> str:
     name = m.group(1)
     if name not in TEMPLATE_FIELDS or values.get(name) is None:
       raise ValueError(f"template {template!r}: no value for {m.group(0)}")
     return values[name]
+
   return _PLACEHOLDER.sub(sub, template)
 
 
@@ -117,8 +118,9 @@ def unreadable_local_matches(pattern: str, exclude: Optional[str] = None) -> lis
       try:
         os.stat(path)
       except OSError as e:
-        dead.append(DeadLetter(path, "match", f"cannot read the file: {e.strerror or e} "
-                                              "(a broken symlink or a symlink loop?)"))
+        dead.append(
+            DeadLetter(path, "match", f"cannot read the file: {e.strerror or e} "
+                       "(a broken symlink or a symlink loop?)"))
   return dead
 
 
@@ -140,8 +142,8 @@ class PairWithMask(beam.DoFn):
     path = meta.path
     stem, ext = split_ext(path)
     if ext.lower() not in IMAGE_EXTS:
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-          path, "match", f"unsupported extension {ext!r}; expected one of {IMAGE_EXTS}"))
+      yield beam.pvalue.TaggedOutput(
+          DEAD, DeadLetter(path, "match", f"unsupported extension {ext!r}; expected one of {IMAGE_EXTS}"))
       return
     mask_path = None
     if self._template:
@@ -155,11 +157,15 @@ class PairWithMask(beam.DoFn):
         yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(path, "match", f"mask not found: {mask_path}"))
         return
       if self._output and inside(mask_path, FileSystems.join(self._output, "restored")):
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-            path, "match", f"its mask {mask_path} lies in the output's restored/ folder, where "
-                           "restored tiles are written: refused so no input is overwritten"))
+        yield beam.pvalue.TaggedOutput(
+            DEAD,
+            DeadLetter(
+                path, "match", f"its mask {mask_path} lies in the output's restored/ folder, where "
+                "restored tiles are written: refused so no input is overwritten"))
         return
-    yield TilePair(image_path=path, stem=stem, mask_path=mask_path,
+    yield TilePair(image_path=path,
+                   stem=stem,
+                   mask_path=mask_path,
                    mtime=float(getattr(meta, "last_updated_in_seconds", 0.0) or 0.0),
                    size_bytes=int(meta.size_in_bytes or 0))
 
@@ -175,8 +181,8 @@ class FirstPerStem(beam.DoFn):
     yield pairs[0]
     for other in pairs[1:]:
       counters.inc("failed_duplicate_stem")
-      yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-          other.image_path, "match", f"same output name as {pairs[0].image_path}"))
+      yield beam.pvalue.TaggedOutput(
+          DEAD, DeadLetter(other.image_path, "match", f"same output name as {pairs[0].image_path}"))
 
 
 def _not_inside(meta, output_dir: Optional[str]) -> bool:
@@ -215,17 +221,13 @@ class MatchPairs(beam.PTransform):
 
   def expand(self, pbegin):
     since, output = self.since, self.output_dir
-    metas = (pbegin
-             | "MatchFiles" >> fileio.MatchFiles(self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-             | "Since" >> beam.Filter(lambda m: since is None or (m.last_updated_in_seconds or 0) >= since)
-             | "NotOutput" >> beam.Filter(_not_inside, output)
-             | "Reshuffle" >> beam.Reshuffle())
-    paired = metas | "Pair" >> beam.ParDo(PairWithMask(self.mask_template, output)).with_outputs(
-        DEAD, main="pairs")
-    unique = (paired.pairs
-              | "ByStem" >> beam.Map(lambda p: (p.name, p))
-              | "GroupByStem" >> beam.GroupByKey()
-              | "FirstPerStem" >> beam.ParDo(FirstPerStem()).with_outputs(DEAD, main="pairs"))
+    metas = (pbegin |
+             "MatchFiles" >> fileio.MatchFiles(self.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW) |
+             "Since" >> beam.Filter(lambda m: since is None or (m.last_updated_in_seconds or 0) >= since) |
+             "NotOutput" >> beam.Filter(_not_inside, output) | "Reshuffle" >> beam.Reshuffle())
+    paired = metas | "Pair" >> beam.ParDo(PairWithMask(self.mask_template, output)).with_outputs(DEAD, main="pairs")
+    unique = (paired.pairs | "ByStem" >> beam.Map(lambda p: (p.name, p)) | "GroupByStem" >> beam.GroupByKey() |
+              "FirstPerStem" >> beam.ParDo(FirstPerStem()).with_outputs(DEAD, main="pairs"))
     unreadable = pbegin | "Unreadable" >> beam.Create(unreadable_local_matches(self.pattern, output))
     dead = (paired[DEAD], unique[DEAD], unreadable) | "FlattenDead" >> beam.Flatten()
     return {"pairs": unique.pairs, DEAD: dead}

@@ -44,9 +44,9 @@ def seam_score(unit: np.ndarray, mask: np.ndarray) -> Optional[float]:
   img = unit.mean(axis=2) if unit.ndim == 3 else unit
   ring = ndimage.binary_dilation(mask, _FOUR, iterations=2) & ~mask
   across, inside = [], []
-  for a_img, b_img, a_m, b_m, a_r, b_r in (
-      (img[:, :-1], img[:, 1:], mask[:, :-1], mask[:, 1:], ring[:, :-1], ring[:, 1:]),
-      (img[:-1, :], img[1:, :], mask[:-1, :], mask[1:, :], ring[:-1, :], ring[1:, :])):
+  for a_img, b_img, a_m, b_m, a_r, b_r in ((img[:, :-1], img[:, 1:], mask[:, :-1], mask[:, 1:], ring[:, :-1],
+                                            ring[:, 1:]), (img[:-1, :], img[1:, :], mask[:-1, :], mask[1:, :],
+                                                           ring[:-1, :], ring[1:, :])):
     step = np.abs(a_img - b_img)
     across.append(step[a_m != b_m])
     inside.append(step[a_r & b_r])
@@ -74,8 +74,7 @@ BlockSteps = dict[tuple[str, int], list[float]]
 """``{("across" | "else", lag): [sum of steps, count]}``, see :func:`block_steps`."""
 
 
-def _axis_steps(img: np.ndarray, mask: np.ndarray, zones: Sequence[tuple[int, int]],
-                out: BlockSteps) -> None:
+def _axis_steps(img: np.ndarray, mask: np.ndarray, zones: Sequence[tuple[int, int]], out: BlockSteps) -> None:
   """Adds the steps along axis 0 of ``img [L, M, C]`` / ``mask [L, M]`` to ``out``."""
   length = img.shape[0]
   in_zone = np.zeros(length + 1, np.int64)  # in_zone[k]: step k (between k-1 and k) is in a zone
@@ -103,8 +102,12 @@ def _axis_steps(img: np.ndarray, mask: np.ndarray, zones: Sequence[tuple[int, in
         add(("else", lag), lo + d, hi + d)
 
 
-def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
-                origin: tuple[int, int] = (0, 0), full_shape: Optional[tuple[int, int]] = None,
+def block_steps(unit: np.ndarray,
+                mask: np.ndarray,
+                size: int,
+                stride: int,
+                origin: tuple[int, int] = (0, 0),
+                full_shape: Optional[tuple[int, int]] = None,
                 out: Optional[BlockSteps] = None) -> BlockSteps:
   """Sums of steps across window borders and elsewhere inside holes.
 
@@ -140,8 +143,7 @@ def block_steps(unit: np.ndarray, mask: np.ndarray, size: int, stride: int,
   full_h, full_w = full_shape or (h, w)
   y0, x0 = origin
   for axis, (full, off, span) in enumerate(((full_h, y0, h), (full_w, x0, w))):
-    zones = [(a - off, b - off) for a, b in window_borders(full, size, stride)
-             if a - 1 - off >= 0 and b - off < span]
+    zones = [(a - off, b - off) for a, b in window_borders(full, size, stride) if a - 1 - off >= 0 and b - off < span]
     if not zones:
       continue
     if axis == 0:
@@ -181,13 +183,13 @@ def block_score(unit: np.ndarray, mask: np.ndarray, size: int, overlap: int) -> 
 
 def _ssim_map(a: np.ndarray, b: np.ndarray, win: int = 7) -> np.ndarray:
   """SSIM map (Wang et al. 2004, uniform window) for data in 0…1."""
-  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  c1, c2 = 0.01**2, 0.03**2
   f = lambda x: ndimage.uniform_filter(x, size=win, mode="reflect")  # noqa: E731
   mu_a, mu_b = f(a), f(b)
-  var_a = f(a * a) - mu_a ** 2
-  var_b = f(b * b) - mu_b ** 2
+  var_a = f(a * a) - mu_a**2
+  var_b = f(b * b) - mu_b**2
   cov = f(a * b) - mu_a * mu_b
-  return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+  return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
 
 def quality(restored: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -200,13 +202,19 @@ def quality(restored: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[s
   """
   r = restored[mask].astype(np.float64)
   t = truth[mask].astype(np.float64)
-  mse = float(np.mean((r - t) ** 2))
+  mse = float(np.mean((r - t)**2))
   out = {
-      "psnr": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
-      "mae": float(np.mean(np.abs(r - t))),
-      "ssim": float(np.mean([_ssim_map(restored[:, :, c].astype(np.float32),
-                                       truth[:, :, c].astype(np.float32))[mask].mean(dtype=np.float64)
-                             for c in range(restored.shape[2])])),
+      "psnr":
+          float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
+      "mae":
+          float(np.mean(np.abs(r - t))),
+      "ssim":
+          float(
+              np.mean([
+                  _ssim_map(restored[:, :, c].astype(np.float32),
+                            truth[:, :, c].astype(np.float32))[mask].mean(dtype=np.float64)
+                  for c in range(restored.shape[2])
+              ])),
   }
   if restored.shape[2] > 1:
     cos = np.sum(r * t, axis=1) / np.maximum(np.linalg.norm(r, axis=1) * np.linalg.norm(t, axis=1), 1e-12)

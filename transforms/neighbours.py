@@ -56,8 +56,8 @@ def header(pair) -> Optional[TileHeader]:
     with rasterio.open(pair.image_path) as src:
       if src.crs is None:
         return None
-      return TileHeader(pair.image_path, pair.mask_path, src.crs.to_wkt(), tuple(src.transform)[:6],
-                        src.height, src.width)
+      return TileHeader(pair.image_path, pair.mask_path, src.crs.to_wkt(),
+                        tuple(src.transform)[:6], src.height, src.width)
   except Exception:  # pylint: disable=broad-except
     return None  # Decode reports it.
 
@@ -153,9 +153,11 @@ def _image(h: TileHeader, spec: NeighbourSpec, bands: int, window) -> Optional[t
 
 def _mask_values(path: str, shape: tuple[int, int]) -> Optional[np.ndarray]:
   """A neighbour's whole mask file, decoded (None when its size is not ``shape``)."""
+
   def load():
     mvals, _ = decode_raster(read_bytes(path), split_ext(path)[1])
     return (mvals if mvals.shape[:2] == shape else None,)
+
   return _cached(("mask", _stamp(path)), load)[0]
 
 

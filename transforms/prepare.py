@@ -53,14 +53,19 @@ def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
     return dataclasses.replace(tile, notes=dict(tile.notes, guided=False, guide="missing"))
   spec = bands.for_model_bands(spec, tile.layout)
   h, w = tile.mask.shape
-  values, valid = guide.read_whole(ref, guide.Grid.of(tile.profile, h, w), tile.image.shape[2],
-                                   tile.profile["dtype"], spec)
+  values, valid = guide.read_whole(ref, guide.Grid.of(tile.profile, h, w), tile.image.shape[2], tile.profile["dtype"],
+                                   spec)
   if not ((valid >= 1.0) & tile.mask).any():
     counters.inc("unguided_cloudy_guide")
-    return dataclasses.replace(tile, notes=dict(tile.notes, guided=False, guide_path=ref.path,
-                                                guide="cloudy or absent over every hole"))
+    return dataclasses.replace(tile,
+                               notes=dict(tile.notes,
+                                          guided=False,
+                                          guide_path=ref.path,
+                                          guide="cloudy or absent over every hole"))
   counters.inc("guided")
-  return dataclasses.replace(tile, guide=values, guide_valid=valid,
+  return dataclasses.replace(tile,
+                             guide=values,
+                             guide_valid=valid,
                              notes=dict(tile.notes, guided=True, guide_path=ref.path))
 
 
@@ -81,8 +86,12 @@ def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
 
 def prepare_tile(tile: Tile, spec: PrepareSpec, headers=()) -> Tile:
   fp = footprint.apply(tile.image, tile.mask, tile.profile.get("nodata"), spec.footprint)
-  out = dataclasses.replace(tile, mask=fp.mask, nodata=fp.nodata, unfilled=fp.unfilled,
-                            timings=dict(tile.timings), notes=dict(tile.notes))
+  out = dataclasses.replace(tile,
+                            mask=fp.mask,
+                            nodata=fp.nodata,
+                            unfilled=fp.unfilled,
+                            timings=dict(tile.timings),
+                            notes=dict(tile.notes))
   if spec.neighbours is not None and spec.neighbours.margin > 0 and headers and fp.mask.any():
     out = _with_neighbours(out, spec, headers)
   if spec.guide is not None and fp.mask.any():
@@ -97,8 +106,8 @@ def _scene_guide(ref: scenes.SceneRef, spec: guide.GuideSpec) -> scenes.SceneRef
     counters.inc("unguided_missing_guide")
     return dataclasses.replace(ref, notes=dict(ref.notes, guided=False, guide="missing"))
   h, w = ref.shape
-  with guide.AlignedGuide(g, guide.Grid.of(ref.profile, h, w), len(ref.band_index),
-                          ref.profile["dtype"], bands.for_model_bands(spec, ref.layout)):
+  with guide.AlignedGuide(g, guide.Grid.of(ref.profile, h, w), len(ref.band_index), ref.profile["dtype"],
+                          bands.for_model_bands(spec, ref.layout)):
     pass
   counters.inc("guided")
   return dataclasses.replace(ref, guide=g, notes=dict(ref.notes, guided=True, guide_path=g.path))
@@ -108,8 +117,7 @@ def _counts(item) -> tuple[int, int, bool]:
   """(pixels to fill, known pixels, any unfilled)."""
   if not scenes.is_scene(item):
     return int(item.mask.sum()), int(item.known().sum()), item.unfilled is not None
-  return (int(np.unpackbits(item.packed_mask).sum()), int(item.known().sum()),
-          item.packed_unfilled is not None)
+  return (int(np.unpackbits(item.packed_mask).sum()), int(item.known().sum()), item.packed_unfilled is not None)
 
 
 class PrepareTiles(beam.DoFn):
@@ -165,8 +173,8 @@ class Prepare(beam.PTransform):
     decoded, pairs = inputs
     side = []
     if self.spec.neighbours is not None:
-      side = [beam.pvalue.AsSingleton(pairs
-                                      | "Headers" >> beam.Map(neighbours.header)
-                                      | "Georeferenced" >> beam.Filter(bool)
-                                      | "AllHeaders" >> beam.combiners.ToList())]
+      side = [
+          beam.pvalue.AsSingleton(pairs | "Headers" >> beam.Map(neighbours.header) |
+                                  "Georeferenced" >> beam.Filter(bool) | "AllHeaders" >> beam.combiners.ToList())
+      ]
     return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec), *side).with_outputs(DEAD, main="tiles")

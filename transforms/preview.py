@@ -69,7 +69,9 @@ def write_preview(output_dir: str, stem: str, values: np.ndarray, valid: Optiona
   return path
 
 
-def write_tile_preview(output_dir: str, tile, fill: np.ndarray,
+def write_tile_preview(output_dir: str,
+                       tile,
+                       fill: np.ndarray,
                        value_range_override: Optional[tuple[float, float]] = None) -> str:
   """A tile's quicklook: its known pixels over its context ``fill`` (0…1),
   no-data pixels black."""

@@ -38,8 +38,7 @@ def split_ext(path: str) -> tuple[str, str]:
 
 
 def read_bytes(path: str) -> bytes:
-  with FileSystems.open(path, mime_type="application/octet-stream",
-                        compression_type="uncompressed") as f:
+  with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
     return f.read()
 
 
@@ -47,16 +46,14 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
   """Writes ``data`` so that ``path`` is either absent or complete."""
   if FileSystems.get_scheme(path) is None:  # Local: temp file, then rename.
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
   else:  # Object storage: an object appears only when its upload completes.
-    with FileSystems.create(path, mime_type="application/octet-stream",
-                            compression_type="uncompressed") as f:
+    with FileSystems.create(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
       f.write(data)
 
 
@@ -141,9 +138,12 @@ def tiff_profile(src, ext: str) -> dict[str, Any]:
     profile["transform"] = None  # The GCPs are the georeferencing.
   if src.rpcs:
     profile["rpcs"] = src.rpcs.to_gdal()
-  profile["band_meta"] = [
-      {"scale": src.scales[i], "offset": src.offsets[i], "unit": src.units[i],
-       "tags": dict(src.tags(i + 1))} for i in range(src.count)]
+  profile["band_meta"] = [{
+      "scale": src.scales[i],
+      "offset": src.offsets[i],
+      "unit": src.units[i],
+      "tags": dict(src.tags(i + 1))
+  } for i in range(src.count)]
   domains = {}
   for ns in src.tag_namespaces() or []:
     if ns and ns not in _GDAL_DOMAINS and not ns.startswith("xml:"):
@@ -183,8 +183,9 @@ def upload_file_atomic(local_path: str, dest: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     os.replace(local_path, dest)
     return
-  with open(local_path, "rb") as src, FileSystems.create(
-      dest, mime_type="application/octet-stream", compression_type="uncompressed") as dst:
+  with open(local_path, "rb") as src, FileSystems.create(dest,
+                                                         mime_type="application/octet-stream",
+                                                         compression_type="uncompressed") as dst:
     while chunk := src.read(1 << 24):
       dst.write(chunk)
   os.remove(local_path)
@@ -216,14 +217,20 @@ def decode_pil(data: bytes, ext: str, palette: str = "rgb") -> tuple[np.ndarray,
     arr = arr.astype(np.uint16)
   if arr.ndim == 2:
     arr = arr[:, :, None]
-  profile = {"driver": fmt or ext.lstrip(".").upper(), "dtype": str(arr.dtype),
-             "nodata": None, "crs": None, "transform": None,
-             "descriptions": [None] * arr.shape[2], "ext": ext, "tags": {}}
+  profile = {
+      "driver": fmt or ext.lstrip(".").upper(),
+      "dtype": str(arr.dtype),
+      "nodata": None,
+      "crs": None,
+      "transform": None,
+      "descriptions": [None] * arr.shape[2],
+      "ext": ext,
+      "tags": {}
+  }
   return np.ascontiguousarray(arr), profile
 
 
-def encode_raster(image: np.ndarray, profile: dict[str, Any],
-                  tags: Optional[dict[str, str]] = None) -> bytes:
+def encode_raster(image: np.ndarray, profile: dict[str, Any], tags: Optional[dict[str, str]] = None) -> bytes:
   """Encodes ``[H, W, C]`` in the input's format with its profile kept."""
   ext = profile["ext"].lower()
   if ext in TIFF_EXTS:
@@ -236,8 +243,13 @@ def tiff_write_kwargs(profile: dict[str, Any], h: int, w: int, c: int) -> dict[s
   from affine import Affine  # pylint: disable=import-outside-toplevel
   # Deflate at level 1: readable everywhere, and 1.4x faster to write than
   # the default level 6 (benchmarks/speed/stages.py).
-  kwargs: dict[str, Any] = dict(driver="GTiff", height=h, width=w, count=c,
-                                dtype=profile["dtype"], compress="deflate", zlevel=1)
+  kwargs: dict[str, Any] = dict(driver="GTiff",
+                                height=h,
+                                width=w,
+                                count=c,
+                                dtype=profile["dtype"],
+                                compress="deflate",
+                                zlevel=1)
   if h >= 256 and w >= 256:
     kwargs.update(tiled=True, blockxsize=256, blockysize=256)
   if profile.get("crs"):
@@ -260,8 +272,7 @@ def finish_tiff(dst, profile: dict[str, Any], tags: dict[str, str]) -> None:
     if d and i <= dst.count:
       dst.set_band_description(i, d)
   if profile.get("gcps"):
-    gcps = [GroundControlPoint(row=g[0], col=g[1], x=g[2], y=g[3], z=g[4], id=g[5], info=g[6])
-            for g in profile["gcps"]]
+    gcps = [GroundControlPoint(row=g[0], col=g[1], x=g[2], y=g[3], z=g[4], id=g[5], info=g[6]) for g in profile["gcps"]]
     dst.gcps = (gcps, CRS.from_wkt(profile["gcp_crs"]) if profile.get("gcp_crs") else None)
   if profile.get("rpcs"):
     from rasterio.rpc import RPC  # pylint: disable=import-outside-toplevel
@@ -286,8 +297,7 @@ def finish_tiff(dst, profile: dict[str, Any], tags: dict[str, str]) -> None:
     dst.update_tags(**all_tags)
 
 
-def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
-                 tags: dict[str, str]) -> bytes:
+def _encode_tiff(image: np.ndarray, profile: dict[str, Any], tags: dict[str, str]) -> bytes:
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   h, w, c = image.shape
   with MemoryFile() as mem:
@@ -297,8 +307,7 @@ def _encode_tiff(image: np.ndarray, profile: dict[str, Any],
     return mem.read()
 
 
-def _encode_pil(image: np.ndarray, profile: dict[str, Any],
-                tags: dict[str, str]) -> bytes:
+def _encode_pil(image: np.ndarray, profile: dict[str, Any], tags: dict[str, str]) -> bytes:
   from PIL import Image, PngImagePlugin  # pylint: disable=import-outside-toplevel
   if profile["ext"].lower() == ".png" and image.dtype == np.uint16 and image.shape[2] > 1:
     return _encode_png16(image, tags)
@@ -327,8 +336,7 @@ def _encode_png16(image: np.ndarray, tags: dict[str, str]) -> bytes:
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
     with MemoryFile() as mem:
-      with mem.open(driver="PNG", height=h, width=w, count=c, dtype="uint16",
-                    WRITE_METADATA_AS_TEXT="YES") as dst:
+      with mem.open(driver="PNG", height=h, width=w, count=c, dtype="uint16", WRITE_METADATA_AS_TEXT="YES") as dst:
         dst.write(np.moveaxis(image, -1, 0))
         if tags:
           dst.update_tags(**{k: str(v) for k, v in tags.items()})

@@ -30,8 +30,7 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, split_ext,
-                                  tiff_profile)
+from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, split_ext, tiff_profile)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_EXTS = (".jpg", ".jpeg")
@@ -83,9 +82,8 @@ def check_regular(path: str) -> None:
     raise DecodeError(f"cannot read {path}: {e.strerror or e}") from e
   if stat.S_ISREG(mode):
     return
-  kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-          else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-          else "not a file")
+  kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
+          if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
   raise DecodeError(f"{path} is {kind}, not a regular file: refused before opening")
 
 
@@ -97,8 +95,7 @@ def read_capped(path: str, limit: int) -> bytes:
   """
   check_regular(path)
   out = io.BytesIO()
-  with FileSystems.open(path, mime_type="application/octet-stream",
-                        compression_type="uncompressed") as f:
+  with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
     while chunk := f.read(1 << 22):
       out.write(chunk)
       if out.tell() > limit:
@@ -138,7 +135,10 @@ def _pil_header(src) -> RasterHeader:
     raise DecodeError(f"not a readable image: {e}") from e
 
 
-def decode_pil_file(path: str, ext: str, max_pixels: int, palette: str = "rgb",
+def decode_pil_file(path: str,
+                    ext: str,
+                    max_pixels: int,
+                    palette: str = "rgb",
                     expect: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, dict[str, Any]]:
   """Decodes a PNG or JPEG after checking its header; 16-bit colour PNGs via GDAL.
 
@@ -192,8 +192,16 @@ def _decode_png16(src, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   except rasterio.errors.RasterioError as e:
     raise DecodeError(f"not a readable 16-bit PNG: {e}") from e
   arr = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-  profile = {"driver": "PNG", "dtype": str(arr.dtype), "nodata": None, "crs": None, "transform": None,
-             "descriptions": [None] * arr.shape[2], "ext": ext, "tags": {}}
+  profile = {
+      "driver": "PNG",
+      "dtype": str(arr.dtype),
+      "nodata": None,
+      "crs": None,
+      "transform": None,
+      "descriptions": [None] * arr.shape[2],
+      "ext": ext,
+      "tags": {}
+  }
   return arr, profile
 
 
@@ -253,8 +261,8 @@ def tiff_header(src, ext: str, max_pixels: int, what: str = "") -> dict[str, Any
   return tiff_profile(src, ext)
 
 
-def read_mask_file(path: str, size_bytes: int, max_pixels: int, small_bytes: int,
-                   expect: tuple[int, int]) -> np.ndarray:
+def read_mask_file(path: str, size_bytes: int, max_pixels: int, small_bytes: int, expect: tuple[int,
+                                                                                                int]) -> np.ndarray:
   """A mask file as ``[H, W, C]``; its header must say ``expect`` = (H, W).
 
   Palette PNG masks are read by palette index, not colour.

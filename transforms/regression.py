@@ -31,8 +31,9 @@ from transforms.context import box_sum, push_pull
 GUIDE_RADIUS = 64
 
 
-
-def linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
+def linear_fit(target: np.ndarray,
+               guide: np.ndarray,
+               both: np.ndarray,
                min_pixels: int = 64) -> tuple[np.ndarray, np.ndarray]:
   """Per-band least-squares gain and offset mapping ``guide`` onto ``target``.
 
@@ -54,7 +55,7 @@ def linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   if n < min_pixels:
     return gain, (t.mean(0) - g.mean(0)).astype(np.float32)
   gm, tm = g.mean(0), t.mean(0)
-  var = ((g - gm) ** 2).mean(0)
+  var = ((g - gm)**2).mean(0)
   cov = ((g - gm) * (t - tm)).mean(0)
   a = np.where(var > 1e-10, cov / np.maximum(var, 1e-10), 1.0)
   a = np.clip(a, 0.0, 4.0)
@@ -79,8 +80,11 @@ class GuidedFill:
   guided: np.ndarray
 
 
-def guided_fill(target: np.ndarray, valid: np.ndarray, guide: np.ndarray,
-                guide_valid: np.ndarray, unguided: Optional[np.ndarray] = None,
+def guided_fill(target: np.ndarray,
+                valid: np.ndarray,
+                guide: np.ndarray,
+                guide_valid: np.ndarray,
+                unguided: Optional[np.ndarray] = None,
                 radius: int = GUIDE_RADIUS) -> GuidedFill:
   """The classical guided fill: a local regression of the guide plus its residual.
 
@@ -128,8 +132,11 @@ def guided_fill(target: np.ndarray, valid: np.ndarray, guide: np.ndarray,
   return GuidedFill(mapped=mapped.astype(np.float32), fill=fill.astype(np.float32), guided=use)
 
 
-def local_linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
-                     radius: int = 16, eps: float = 1e-4,
+def local_linear_fit(target: np.ndarray,
+                     guide: np.ndarray,
+                     both: np.ndarray,
+                     radius: int = 16,
+                     eps: float = 1e-4,
                      min_support: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
   """Per-pixel, per-band gain and offset mapping ``guide`` onto ``target``.
 
@@ -145,7 +152,7 @@ def local_linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   """
   w = both.astype(np.float32)
   n = box_sum(w, radius)
-  area = float((2 * radius + 1) ** 2)
+  area = float((2 * radius + 1)**2)
   ok = n >= min_support * area
   if not ok.any():
     g1, o1 = linear_fit(target, guide, both)
@@ -167,8 +174,12 @@ def local_linear_fit(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   return a.astype(np.float32), b.astype(np.float32)
 
 
-def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
-                     radius: int = GUIDE_RADIUS, eps: float = 1e-4, min_support: float = 0.1,
+def local_regression(target: np.ndarray,
+                     guide: np.ndarray,
+                     both: np.ndarray,
+                     radius: int = GUIDE_RADIUS,
+                     eps: float = 1e-4,
+                     min_support: float = 0.1,
                      step: int = 4) -> tuple[np.ndarray, np.ndarray]:
   """Per-pixel multivariate linear regression of every target band on all guide bands.
 
@@ -210,7 +221,7 @@ def local_regression(target: np.ndarray, guide: np.ndarray, both: np.ndarray,
   pool = lambda a: _block_sum(a, step)  # noqa: E731
   sw = pool(w)
   n = box_sum(sw, r)
-  ok = n >= min_support * float((2 * r + 1) * step) ** 2
+  ok = n >= min_support * float((2 * r + 1) * step)**2
   if not ok.any():
     a = np.zeros((h, w_, cg, ct), np.float32)
     if cg == ct:

@@ -21,8 +21,7 @@ from transforms.scaling import to_unit
 from transforms.scenes import STRIPE_ROWS, crop_rows, read_rows, unspill
 
 
-def scene_coefficients(src, layout: BandLayout, known, vrange: tuple[float, float],
-                       max_side: int = 1024) -> np.ndarray:
+def scene_coefficients(src, layout: BandLayout, known, vrange: tuple[float, float], max_side: int = 1024) -> np.ndarray:
   """:func:`transforms.bands.fit_global` over a whole streamed scene, from every ``step``-th
   pixel of every ``step``-th row (at most ``max_side``² pixels), read by stripes.
 
@@ -43,9 +42,17 @@ def scene_coefficients(src, layout: BandLayout, known, vrange: tuple[float, floa
   return bands_lib.fit_global(unit[:, :, list(layout.model)], unit[:, :, list(layout.extra)], k)
 
 
-def fill_rows_guided(raw: np.ndarray, restored: np.ndarray, known: np.ndarray, hole: np.ndarray,
-                     top: int, layout: BandLayout, vrange: tuple[float, float], nodata, coef: np.ndarray,
-                     chunk: int = 1024, halo: int = 4 * EXTRA_RADIUS) -> np.ndarray:
+def fill_rows_guided(raw: np.ndarray,
+                     restored: np.ndarray,
+                     known: np.ndarray,
+                     hole: np.ndarray,
+                     top: int,
+                     layout: BandLayout,
+                     vrange: tuple[float, float],
+                     nodata,
+                     coef: np.ndarray,
+                     chunk: int = 1024,
+                     halo: int = 4 * EXTRA_RADIUS) -> np.ndarray:
   """The extra bands of a stripe of a streamed scene, filled (``guided``).
 
   Args:
@@ -74,8 +81,7 @@ def fill_rows_guided(raw: np.ndarray, restored: np.ndarray, known: np.ndarray, h
       continue
     a, b = max(0, c0 - halo), min(w, c1 + halo)
     m_unit = to_unit(raw[:, a:b][:, :, model], lo, hi)
-    m_unit[top:top + s] = np.where(stripe_hole[:, a:b, None], to_unit(restored[:, a:b], lo, hi),
-                                   m_unit[top:top + s])
+    m_unit[top:top + s] = np.where(stripe_hole[:, a:b, None], to_unit(restored[:, a:b], lo, hi), m_unit[top:top + s])
     h_blk = np.zeros(known[:, a:b].shape, bool)
     h_blk[top:top + s] = stripe_hole[:, a:b]
     filled = bands_lib.guided_extra(to_unit(raw[:, a:b][:, :, extra], lo, hi), m_unit, known[:, a:b], h_blk, coef)
@@ -96,7 +102,11 @@ class SceneBands:
   column chunk of one band at a time), not the scene.
   """
 
-  def __init__(self, ref, spills: Sequence, mask: np.ndarray, vrange: tuple[float, float],
+  def __init__(self,
+               ref,
+               spills: Sequence,
+               mask: np.ndarray,
+               vrange: tuple[float, float],
                halo: int = 4 * EXTRA_RADIUS):
     self.layout: BandLayout = ref.layout
     self._mask, self._vrange = mask, vrange
@@ -107,8 +117,11 @@ class SceneBands:
     guided = self.layout.method == "guided" and bool(self.layout.extra)
     self._halo = halo if guided else 0
     self._coef = None
-    self._pending = {g: sorted((s for s in spills if getattr(s, "group", 0) == g), key=lambda s: (s.y, s.x))
-                     for g in range(1, len(self._groups) + 1)}
+    self._pending = {
+        g: sorted((s for s in spills if getattr(s, "group", 0) == g), key=lambda s: (s.y, s.x))
+        for g in range(1,
+                       len(self._groups) + 1)
+    }
     self._loaded: dict[int, list] = {g: [] for g in self._pending}
     self.infer_seconds = 0.0
 
@@ -152,7 +165,7 @@ class SceneBands:
             out[:, :, b] = filled[:, :, j]
       self._loaded[g] = [r for r in loaded if r.y + r.h > r1]
     if self._halo and m.any():
-      out[:, :, list(layout.extra)] = fill_rows_guided(
-          raw, restored, self._known(a, a + raw.shape[0]), self._mask[a:a + raw.shape[0]], top, layout,
-          self._vrange, self._nodata, self._coef)
+      out[:, :, list(layout.extra)] = fill_rows_guided(raw, restored, self._known(a, a + raw.shape[0]),
+                                                       self._mask[a:a + raw.shape[0]], top, layout, self._vrange,
+                                                       self._nodata, self._coef)
     return out

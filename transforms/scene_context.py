@@ -52,8 +52,7 @@ def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
   with gdal_env(), rasterio.open(ref.local_path) as src:
     for r0 in range(0, h, STRIPE_ROWS):
       r1 = min(h, r0 + STRIPE_ROWS)
-      nd = footprint.nodata_pixels(read_rows(src, r0, r1, ref.band_index), ref.profile.get("nodata"),
-                                   stripe_spec)
+      nd = footprint.nodata_pixels(read_rows(src, r0, r1, ref.band_index), ref.profile.get("nodata"), stripe_spec)
       if nd is not None:
         nodata[r0:r1] = nd
   if spec.border_only and nodata.any():
@@ -63,8 +62,11 @@ def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
   if far is not None:
     mask &= ~far
   pack = lambda a: None if a is None or not a.any() else np.packbits(a, axis=None)  # noqa: E731
-  return dataclasses.replace(ref, packed_mask=np.packbits(mask, axis=None), packed_nodata=pack(nodata),
-                             packed_unfilled=pack(far), notes=dict(ref.notes))
+  return dataclasses.replace(ref,
+                             packed_mask=np.packbits(mask, axis=None),
+                             packed_nodata=pack(nodata),
+                             packed_unfilled=pack(far),
+                             notes=dict(ref.notes))
 
 
 def lowres_of(ref: SceneRef, known: np.ndarray, spec: WindowSpec) -> ctx.LowRes:
@@ -77,14 +79,13 @@ def lowres_of(ref: SceneRef, known: np.ndarray, spec: WindowSpec) -> ctx.LowRes:
   with gdal_env(), rasterio.open(ref.local_path) as src:
     for r0 in range(0, h, step):
       r1 = min(h, r0 + step)
-      lr.add_rows(r0, to_unit(read_rows(src, r0, r1, ref.band_index), lo, hi),
-                  known[r0:r1].astype(np.float32))
+      lr.add_rows(r0, to_unit(read_rows(src, r0, r1, ref.band_index), lo, hi), known[r0:r1].astype(np.float32))
   lr.finish()
   return lr
 
 
-def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, image: np.ndarray,
-            known: np.ndarray, context: np.ndarray) -> dict:
+def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, image: np.ndarray, known: np.ndarray,
+            context: np.ndarray) -> dict:
   """The guide over one window, mapped on the window's own pixels known in both."""
   gh, gw = min(size, h - y), min(size, w - x)
   values, valid = guide.read(y, x, gh, gw)
@@ -95,7 +96,10 @@ def _guided(guide: AlignedGuide, y: int, x: int, size: int, h: int, w: int, imag
   return {"context": g.fill, "guide": g.mapped, "guide_mask": (1.0 - gm)[:, :, None]}
 
 
-def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Optional[GuideSpec] = None,
+def cut_scene(ref: SceneRef,
+              spec: WindowSpec,
+              output_dir: str,
+              guide_spec: Optional[GuideSpec] = None,
               write_preview: bool = True) -> Iterator[Window]:
   """The windows with holes of a scene, each with its context (and guide)."""
   import rasterio  # pylint: disable=import-outside-toplevel
@@ -111,8 +115,8 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
   size = spec.size
   aligned = None
   if ref.guide is not None and guide_spec is not None:
-    aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index),
-                           ref.profile["dtype"], for_model_bands(guide_spec, ref.layout)).__enter__()
+    aligned = AlignedGuide(ref.guide, Grid.of(ref.profile, h, w), len(ref.band_index), ref.profile["dtype"],
+                           for_model_bands(guide_spec, ref.layout)).__enter__()
 
   lo, hi = value_range(ref.profile["dtype"], spec.value_range)
   halo = size // 2
@@ -127,8 +131,10 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
       y1 = min(h, y + size + halo)
       raw = read_rows(src, y0, y1, ref.band_index)
       cached.clear()
-      cached.update(y=y, y0=y0, raw=raw, ctx=lr.region_context(
-          to_unit(raw, lo, hi), known[y0:y1].astype(np.float32), y0))
+      cached.update(y=y,
+                    y0=y0,
+                    raw=raw,
+                    ctx=lr.region_context(to_unit(raw, lo, hi), known[y0:y1].astype(np.float32), y0))
     return cached
 
   try:
@@ -145,8 +151,14 @@ def cut_scene(ref: SceneRef, spec: WindowSpec, output_dir: str, guide_spec: Opti
           return {"context": c}
         return _guided(aligned, y, x, size, h, w, image, kp, c)
 
-      yield from cut_rows(ref.key, mask, ref.profile["dtype"], rows, spec,
-                          spill_to=spill_dir(output_dir, ref.key), known=known, context=context)
+      yield from cut_rows(ref.key,
+                          mask,
+                          ref.profile["dtype"],
+                          rows,
+                          spec,
+                          spill_to=spill_dir(output_dir, ref.key),
+                          known=known,
+                          context=context)
   finally:
     if aligned is not None:
       aligned.close()

@@ -39,7 +39,9 @@ class ScenePath(beam.PTransform):
     prepared, restored = inputs
     scenes = prepared | "Scenes" >> beam.Filter(is_scene) | "KeyScenes" >> beam.Map(keyed)
     spills = restored | "SceneSpills" >> beam.Filter(lambda kv: is_scene(kv[1]))
-    assembled = ({"scene": scenes, "spills": spills}
-                 | "Join" >> beam.CoGroupByKey()
-                 | "Assemble" >> beam.ParDo(AssembleScenes(self.write)).with_outputs(DEAD, main="results"))
+    assembled = ({
+        "scene": scenes,
+        "spills": spills
+    } | "Join" >> beam.CoGroupByKey() |
+                 "Assemble" >> beam.ParDo(AssembleScenes(self.write)).with_outputs(DEAD, main="results"))
     return {"results": assembled.results, DEAD: assembled[DEAD]}

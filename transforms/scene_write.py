@@ -26,8 +26,8 @@ from transforms.raster_io import (delete_folder, finish_tiff, upload_file_atomic
 from transforms.records import DEAD, RESTORED, DeadLetter, TileResult, WindowFailure, WindowResult
 from transforms.scaling import to_unit, value_range
 from transforms.scene_bands import SceneBands
-from transforms.scenes import (STRIPE_ROWS, SceneRef, SpillRef, crop_rows, gdal_env, read_rows,
-                               remove_local_copy, spill_dir, unspill)
+from transforms.scenes import (STRIPE_ROWS, SceneRef, SpillRef, crop_rows, gdal_env, read_rows, remove_local_copy,
+                               spill_dir, unspill)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,16 +60,17 @@ class AssembleScenes(beam.DoFn):
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         self._cleanup(ref)
         counters.inc("failed_infer")
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(
-            ref.pair.image_path, failures[0].stage, f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        yield beam.pvalue.TaggedOutput(
+            DEAD,
+            DeadLetter(ref.pair.image_path, failures[0].stage,
+                       f"{len(failures)} window(s) failed: {failures[0].reason}"))
         continue
       try:
         yield self._assemble(ref, spills)
       except Exception as e:  # pylint: disable=broad-except
         self._cleanup(ref)
         counters.inc("failed_write")
-        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(ref.pair.image_path, "write",
-                                                        f"{type(e).__name__}: {e}"))
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(ref.pair.image_path, "write", f"{type(e).__name__}: {e}"))
 
   def _assemble(self, ref: SceneRef, spills: list[SpillRef]) -> TileResult:
     import rasterio  # pylint: disable=import-outside-toplevel
@@ -122,8 +123,13 @@ class AssembleScenes(beam.DoFn):
             if seam is not None:
               seams.append(seam)
             if spec.window:
-              metrics.block_steps(unit, m, spec.window[0], spec.window[0] - spec.window[1],
-                                  origin=(r0, 0), full_shape=(h, w), out=blocks)
+              metrics.block_steps(unit,
+                                  m,
+                                  spec.window[0],
+                                  spec.window[0] - spec.window[1],
+                                  origin=(r0, 0),
+                                  full_shape=(h, w),
+                                  out=blocks)
             if spec.evaluate:
               quality.append((int(m.sum()), metrics.quality(unit, to_unit(rows, *vrange), m)))
           else:
@@ -134,8 +140,10 @@ class AssembleScenes(beam.DoFn):
             out = out.copy()
             out[unfilled[r0:r1]] = np.asarray(nodata_value).astype(out.dtype)
           dst.write(np.moveaxis(out, -1, 0), window=RWindow(0, r0, w, r1 - r0))
-          prov.write(r0, provenance.derive(out if extra is None else out[:, :, list(ref.band_index)], m,
-                                           ref.profile.get("nodata")))
+          prov.write(
+              r0,
+              provenance.derive(out if extra is None else out[:, :, list(ref.band_index)], m,
+                                ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
         finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version, spec.weights_sha256))
       geotiff_out.finish_file(tmp, profile, spec.tiff)
@@ -147,33 +155,30 @@ class AssembleScenes(beam.DoFn):
         os.remove(tmp)
     self._cleanup(ref)
     measured = metrics.hole_stats(mask)
-    measured.update(windows=len(spills), scene=True,
-                    seam=float(np.mean(seams)) if seams else None)
+    measured.update(windows=len(spills), scene=True, seam=float(np.mean(seams)) if seams else None)
     if spec.window:
       measured["block"] = metrics.block_ratio(blocks)
     measured.update(ref.notes)
     measured["unfilled"] = 0 if unfilled is None else int(unfilled.sum())
     if unfilled is not None:
-      measured["unfilled_as"] = ("nodata" if nodata_value is not None
-                                 else "input unchanged (the file declares no no-data value)")
+      measured["unfilled_as"] = ("nodata" if nodata_value is not None else
+                                 "input unchanged (the file declares no no-data value)")
     nodata = ref.nodata()
     if nodata is not None:
       measured["nodata_pixels"] = int(nodata.sum())
     if quality:
       n = np.array([q[0] for q in quality], np.float64)
-      mse = float(np.sum(n * np.array([10 ** (-q[1]["psnr"] / 10) for q in quality])) / n.sum())
+      mse = float(np.sum(n * np.array([10**(-q[1]["psnr"] / 10) for q in quality])) / n.sum())
       measured["psnr"] = float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
       for k in ("mae", "ssim", "spectral_angle_deg"):
         if k in quality[0][1]:
           measured[k] = float(np.sum(n * np.array([q[1][k] for q in quality])) / n.sum())
     if extra is not None:
       infer_seconds += extra.infer_seconds
-    measured["seconds"] = {"window_infer": infer_seconds,
-                           "assemble_write": time.perf_counter() - start}
+    measured["seconds"] = {"window_infer": infer_seconds, "assemble_write": time.perf_counter() - start}
     counters.inc("restored")
     counters.inc("restored_scenes")
-    return TileResult(path=ref.pair.image_path, stem=ref.pair.stem, outcome=RESTORED,
-                      output=dest, metrics=measured)
+    return TileResult(path=ref.pair.image_path, stem=ref.pair.stem, outcome=RESTORED, output=dest, metrics=measured)
 
   def _cleanup(self, ref: SceneRef) -> None:
     try:

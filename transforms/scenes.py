@@ -129,8 +129,11 @@ def spill_dir(output_dir: str, stem: str) -> str:
 
 def spill(result: WindowResult, folder: str) -> SpillRef:
   buf = io.BytesIO()
-  np.savez(buf, values=result.values, weights=result.weights,
-           geom=np.array([result.y, result.x, result.h, result.w]), seconds=np.array(result.seconds))
+  np.savez(buf,
+           values=result.values,
+           weights=result.weights,
+           geom=np.array([result.y, result.x, result.h, result.w]),
+           seconds=np.array(result.seconds))
   prefix = f"g{result.group}_" if result.group else ""
   path = FileSystems.join(folder, f"{prefix}{result.y}_{result.x}.npz")
   write_bytes_atomic(path, buf.getvalue())
@@ -140,8 +143,14 @@ def spill(result: WindowResult, folder: str) -> SpillRef:
 def unspill(ref: SpillRef) -> WindowResult:
   with np.load(io.BytesIO(read_bytes(ref.path))) as z:
     y, x, h, w = (int(v) for v in z["geom"])
-    return WindowResult(y=y, x=x, h=h, w=w, values=z["values"], weights=z["weights"],
-                        seconds=float(z["seconds"]), group=getattr(ref, "group", 0))
+    return WindowResult(y=y,
+                        x=x,
+                        h=h,
+                        w=w,
+                        values=z["values"],
+                        weights=z["weights"],
+                        seconds=float(z["seconds"]),
+                        group=getattr(ref, "group", 0))
 
 
 def read_rows(src, r0: int, r1: int, band_index: tuple[int, ...]) -> np.ndarray:
@@ -162,8 +171,14 @@ def crop_rows(r: WindowResult, r0: int, r1: int, mask: np.ndarray) -> Optional[W
     return None
   per_row = mask[r.y:r.y + r.h, r.x:r.x + r.w].sum(axis=1)
   cum = np.concatenate([[0], np.cumsum(per_row)])
-  return WindowResult(y=r.y + a - r0, x=r.x, h=b - a, w=r.w, values=r.values[cum[a]:cum[b]],
-                      weights=r.weights[cum[a]:cum[b]], seconds=r.seconds, group=r.group)
+  return WindowResult(y=r.y + a - r0,
+                      x=r.x,
+                      h=b - a,
+                      w=r.w,
+                      values=r.values[cum[a]:cum[b]],
+                      weights=r.weights[cum[a]:cum[b]],
+                      seconds=r.seconds,
+                      group=r.group)
 
 
 def remove_local_copy(ref: SceneRef) -> None:

@@ -51,9 +51,10 @@ class TilePath(beam.PTransform):
     prepared, restored = inputs
     tiles = prepared | "Tiles" >> beam.Filter(is_tile) | "KeyTiles" >> beam.Map(keyed_for_composite)
     windows = restored | "TileWindows" >> beam.Filter(lambda kv: is_tile(kv[1]))
-    composited = ({"tile": tiles, "windows": windows}
-                  | "Join" >> beam.CoGroupByKey()
-                  | "Composite" >> beam.ParDo(CompositeTiles(self.value_range)).with_outputs(DEAD, main="tiles"))
+    composited = ({
+        "tile": tiles,
+        "windows": windows
+    } | "Join" >> beam.CoGroupByKey() |
+                  "Composite" >> beam.ParDo(CompositeTiles(self.value_range)).with_outputs(DEAD, main="tiles"))
     written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write)).with_outputs(DEAD, main="results")
-    return {"results": written.results,
-            DEAD: (composited[DEAD], written[DEAD]) | "AllDead" >> beam.Flatten()}
+    return {"results": written.results, DEAD: (composited[DEAD], written[DEAD]) | "AllDead" >> beam.Flatten()}

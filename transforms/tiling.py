@@ -82,8 +82,13 @@ class WindowSpec:
 ContextFn = Callable[[int, int, np.ndarray, np.ndarray], dict]
 
 
-def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], np.ndarray],
-             spec: WindowSpec, spill_to: Optional[str] = None, known: Optional[np.ndarray] = None,
+def cut_rows(key: str,
+             mask: np.ndarray,
+             dtype: str,
+             rows: Callable[[int, int], np.ndarray],
+             spec: WindowSpec,
+             spill_to: Optional[str] = None,
+             known: Optional[np.ndarray] = None,
              context: Optional[ContextFn] = None) -> Iterator[Window]:
   """Yields the windows with at least one missing pixel, one row of windows at a time.
 
@@ -123,6 +128,14 @@ def cut_rows(key: str, mask: np.ndarray, dtype: str, rows: Callable[[int, int], 
       mask_w = pad_reflect(m.astype(np.float32), size)[:, :, None]
       if unknown is not None and np.array_equal(unknown, mask_w):
         unknown = None  # No no-data here: the mask says it (a window less to carry).
-      yield Window(tile_key=key, y=y, x=x, tile_shape=(h, w), image=img, mask=mask_w,
-                   seconds=time.perf_counter() - start, spill_to=spill_to, unknown=unknown, **extras)
+      yield Window(tile_key=key,
+                   y=y,
+                   x=x,
+                   tile_shape=(h, w),
+                   image=img,
+                   mask=mask_w,
+                   seconds=time.perf_counter() - start,
+                   spill_to=spill_to,
+                   unknown=unknown,
+                   **extras)
       start = time.perf_counter()

@@ -49,7 +49,9 @@ def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.
   return g.fill, g.mapped
 
 
-def cut(tile: Tile, spec: WindowSpec, fill: Optional[np.ndarray] = None,
+def cut(tile: Tile,
+        spec: WindowSpec,
+        fill: Optional[np.ndarray] = None,
         mapped: Optional[np.ndarray] = None) -> Iterator[Window]:
   """Yields the windows of an in-memory ``tile`` that hold a missing pixel,
   each with its crop of the tile's context ``fill`` (and guide) when given."""
@@ -65,8 +67,13 @@ def cut(tile: Tile, spec: WindowSpec, fill: Optional[np.ndarray] = None,
         out["guide_mask"] = pad_reflect(gmask[y:y + size, x:x + size], size)[:, :, None]
       return out
 
-  return cut_rows(tile.key, tile.mask, tile.profile["dtype"], lambda y0, y1: tile.image[y0:y1], spec,
-                  known=tile.known(), context=context)
+  return cut_rows(tile.key,
+                  tile.mask,
+                  tile.profile["dtype"],
+                  lambda y0, y1: tile.image[y0:y1],
+                  spec,
+                  known=tile.known(),
+                  context=context)
 
 
 class CutWindows(beam.DoFn):
@@ -86,8 +93,8 @@ class CutWindows(beam.DoFn):
 
   def process(self, tile) -> Iterator[Window]:
     if is_scene(tile):
-      windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide,
-                                        self._preview and bool(self._output))
+      windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide, self._preview and
+                                        bool(self._output))
     else:
       fill, mapped = tile_context(tile, self._spec)
       if self._preview and self._output:
@@ -101,8 +108,10 @@ class CutWindows(beam.DoFn):
         yield win
     except Exception as e:  # pylint: disable=broad-except
       # E.g. a scene's file changed since it was decoded: that scene fails, not the run.
-      yield beam.pvalue.TaggedOutput(FAILED_WINDOWS, (tile.key, WindowFailure(
-          y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=is_scene(tile), stage="window")))
+      yield beam.pvalue.TaggedOutput(
+          FAILED_WINDOWS,
+          (tile.key, WindowFailure(y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=is_scene(tile),
+                                   stage="window")))
 
 
 @dataclasses.dataclass
@@ -127,8 +136,8 @@ class WindowTiles(beam.PTransform):
   guide_spec: Optional[GuideSpec] = None
 
   def expand(self, tiles):
-    return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview, self.guide_spec)
-                                       ).with_outputs(FAILED_WINDOWS, main="windows")
+    return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview,
+                                                  self.guide_spec)).with_outputs(FAILED_WINDOWS, main="windows")
 
 
 def group_windows(item, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
@@ -141,12 +150,18 @@ def group_windows(item, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
     return
   for g, bands in enumerate(layout.groups(), start=1):
     if isinstance(item, Tile):
-      part = dataclasses.replace(item, image=np.ascontiguousarray(item.full[:, :, list(bands)]),
-                                 guide=None, guide_valid=None, context=None)
+      part = dataclasses.replace(item,
+                                 image=np.ascontiguousarray(item.full[:, :, list(bands)]),
+                                 guide=None,
+                                 guide_valid=None,
+                                 context=None)
       fill, _ = tile_context(part, spec)
       windows = cut(part, spec, fill)
     else:
       windows = scene_context.cut_scene(dataclasses.replace(item, band_index=tuple(bands), guide=None),
-                                        spec, output_dir, None, write_preview=False)
+                                        spec,
+                                        output_dir,
+                                        None,
+                                        write_preview=False)
     for win in windows:
       yield dataclasses.replace(win, group=g)

@@ -24,8 +24,8 @@ import numpy as np
 from transforms import bands, counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
-from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes,
-                                  split_ext, write_bytes_atomic)
+from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes, split_ext,
+                                  write_bytes_atomic)
 from transforms.raster_open import check_regular
 from transforms.records import DEAD, RESTORED, DeadLetter, RestoredTile, TileResult
 from transforms.scaling import to_unit, value_range
@@ -62,7 +62,9 @@ class WriteSpec:
   weights_sha256: str = ""
 
 
-def outside_range(image: np.ndarray, mask: np.ndarray, vrange: tuple[float, float],
+def outside_range(image: np.ndarray,
+                  mask: np.ndarray,
+                  vrange: tuple[float, float],
                   nodata: Optional[float] = None) -> float:
   """Share of the known (unmasked, not no-data) pixel values outside ``vrange``."""
   known = ~mask & ~provenance.nodata_pixels(image, nodata)
@@ -73,8 +75,7 @@ def outside_range(image: np.ndarray, mask: np.ndarray, vrange: tuple[float, floa
   return float(np.mean((values < lo) | (values > hi)))
 
 
-def stretched_quality(restored: np.ndarray, truth: np.ndarray, known: np.ndarray,
-                      mask: np.ndarray) -> dict[str, float]:
+def stretched_quality(restored: np.ndarray, truth: np.ndarray, known: np.ndarray, mask: np.ndarray) -> dict[str, float]:
   """PSNR and MAE over the missing pixels on the benchmark's scale.
 
   Each band is stretched to 0…1 between the 0.1 and 99.9 percentiles of the
@@ -93,9 +94,11 @@ def stretched_quality(restored: np.ndarray, truth: np.ndarray, known: np.ndarray
   span = np.where(hi > lo, hi - lo, 1.0)
   r = np.clip((restored[mask].astype(np.float64) - lo) / span, 0, 1)
   t = np.clip((truth[mask].astype(np.float64) - lo) / span, 0, 1)
-  mse = float(np.mean((r - t) ** 2))
-  return {"psnr_stretched": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
-          "mae_stretched": float(np.mean(np.abs(r - t)))}
+  mse = float(np.mean((r - t)**2))
+  return {
+      "psnr_stretched": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
+      "mae_stretched": float(np.mean(np.abs(r - t)))
+  }
 
 
 def encode_output(item: RestoredTile, spec: WriteSpec, tags: dict) -> bytes:
@@ -126,8 +129,8 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   if out["outside_value_range"] > OUTSIDE_WARN:
     counters.inc("tiles_outside_value_range")
     logging.getLogger(__name__).warning(
-        "%s: %.1f %% of the known pixels are outside the value range %g…%g (--value-range)",
-        tile.pair.image_path, 100 * out["outside_value_range"], lo, hi)
+        "%s: %.1f %% of the known pixels are outside the value range %g…%g (--value-range)", tile.pair.image_path,
+        100 * out["outside_value_range"], lo, hi)
   out.update(item.metrics)  # unfilled, guided … (transforms.composite.finish_tile)
   out["seam"] = metrics.seam_score(unit, tile.mask)
   if spec.window:
@@ -166,8 +169,8 @@ class WriteTiles(beam.DoFn):
       classes = provenance_of(item)
       write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path),
                          provenance.encode(classes, tile.profile))
-      data = encode_output(item, self._spec, provenance_tags(tile.pair, self._spec.model_version,
-                                                                     self._spec.weights_sha256))
+      data = encode_output(item, self._spec,
+                           provenance_tags(tile.pair, self._spec.model_version, self._spec.weights_sha256))
       write_bytes_atomic(path, data)
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
@@ -178,12 +181,11 @@ class WriteTiles(beam.DoFn):
       measured = measure(item, self._spec)
     except (ValueError, DecodeError, OSError) as e:
       measured = {"metrics_error": str(e)}
-    measured["provenance"] = {provenance.CLASSES[int(k)]: int(n)
-                              for k, n in zip(*np.unique(classes, return_counts=True))}
+    measured["provenance"] = {
+        provenance.CLASSES[int(k)]: int(n) for k, n in zip(*np.unique(classes, return_counts=True))
+    }
     measured["seconds"] = {k: round(v, 6) for k, v in timings.items()}
     counters.inc("restored")
     counters.record("write_ms", 1000 * timings["write"])
     counters.record("coverage_permille", 1000 * measured.get("coverage", 0.0))
-    yield TileResult(path=tile.pair.image_path, stem=tile.pair.stem, outcome=RESTORED,
-                     output=path, metrics=measured)
-
+    yield TileResult(path=tile.pair.image_path, stem=tile.pair.stem, outcome=RESTORED, output=path, metrics=measured)

@@ -20,38 +20,50 @@ from pipeline import options as cli_options
 
 
 def _parse(argv: Optional[Sequence[str]]):
-  p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=package.__doc__.split("\n\n")[0],
+  p = argparse.ArgumentParser(prog="python -m benchmarks.speed",
+                              description=package.__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog=package.__doc__.split("\n\n", 1)[1])
   p.add_argument("--tiles", type=int, default=32, help="Number of 256x256 tiles (default 32).")
-  p.add_argument("--layout", choices=("random", "grid"), default="random",
+  p.add_argument("--layout",
+                 choices=("random", "grid"),
+                 default="random",
                  help="random: crops anywhere in the scene (they overlap, so a tile's neighbours grow "
-                      "with --tiles); grid: a non-overlapping grid, as a pre-cut archive.")
-  p.add_argument("--quick", action="store_true",
+                 "with --tiles); grid: a non-overlapping grid, as a pre-cut archive.")
+  p.add_argument("--quick",
+                 action="store_true",
                  help="About 2 minutes on 2 idle cores: 8 tiles, in_memory pipelines only, 0.5 s "
-                      "per measurement, no start-up probe, no XLA.")
+                 "per measurement, no start-up probe, no XLA.")
   p.add_argument("--out", default=base.DEFAULT_OUT, help="Folder for the JSON results.")
   p.add_argument("--work", default=None, help="Scratch folder (default: a temporary one, removed).")
   p.add_argument("--model", default=None, help="SavedModel (default: model_loader/default_model).")
-  p.add_argument("--batch-size", type=int, default=None,
+  p.add_argument("--batch-size",
+                 type=int,
+                 default=None,
                  help="The pipeline's max batch size (default: the landsat8_l1 config's).")
-  p.add_argument("--sections", default=None,
+  p.add_argument("--sections",
+                 default=None,
                  help="Comma list of raw,pipeline,fillers,stages,profile,gpu,tflite, or 'all' (default: "
-                      "raw,pipeline,fillers,stages, and gpu where TensorFlow sees a GPU).")
-  p.add_argument("--configs", default=",".join(f"{m}:{b}" for m, b in base.PIPELINE_CONFIGS),
+                 "raw,pipeline,fillers,stages, and gpu where TensorFlow sees a GPU).")
+  p.add_argument("--configs",
+                 default=",".join(f"{m}:{b}" for m, b in base.PIPELINE_CONFIGS),
                  help="Pipeline runs as mode:backend, comma-separated.")
   p.add_argument("--workers", type=int, default=2, help="--direct_num_workers for multi_processing.")
   p.add_argument("--min-seconds", type=float, default=3.0, help="Minimum time per raw/filler measurement.")
   p.add_argument("--no-startup-probe", action="store_true", help="Skip the start-up (probe) run.")
-  p.add_argument("--probe-tiles", type=int, default=2,
+  p.add_argument("--probe-tiles",
+                 type=int,
+                 default=2,
                  help="Tiles of the probe run (default 2): the marginal rate is (tiles - probe tiles) / "
-                      "(seconds - probe seconds), e.g. --tiles 960 --probe-tiles 192.")
+                 "(seconds - probe seconds), e.g. --tiles 960 --probe-tiles 192.")
   p.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second.")
   p.add_argument("--gpu-batches", default="1,4,8,16,32,64,128")
   p.add_argument("--gpu-anyway", action="store_true", help="Run the GPU section on CPU (to test it).")
   p.add_argument("--large", action="store_true", help="Time large scenes instead (see --sizes).")
   p.add_argument("--sizes", default="2000,4000,8000", help="Scene sides for --large.")
-  p.add_argument("--scene-pixels", type=int, default=None,
+  p.add_argument("--scene-pixels",
+                 type=int,
+                 default=None,
                  help="With --large: the pipeline's --scene-pixels (default: its own, 2048*2048).")
   p.add_argument("--timeout", type=float, default=1800, help="Seconds per pipeline run.")
   p.add_argument("--tag", default=None, help="Suffix of the JSON file name.")
@@ -68,11 +80,10 @@ def _goal_lines(res: dict[str, Any]) -> list[str]:
     r["ratio_to_raw"] = ratio
     r["goal_85pct_of_raw"] = None if ratio is None else ratio >= base.GOAL_RATIO
     r["goal_ge_gdal_1core"] = None if gdal is None else r["tiles_per_s"] >= gdal
-    lines.append(f"  {r['mode']:16s} {r['backend']:6s} {r['tiles_per_s']:7.2f} tiles/s = "
-                 + (f"{100 * ratio:5.1f} % of raw ({'MET' if ratio >= base.GOAL_RATIO else 'NOT met'}: >= 85 %)"
-                    if ratio else "raw n/a")
-                 + (f"; GDAL {gdal:.2f} tiles/s: {'MET' if r['tiles_per_s'] >= gdal else 'NOT met'}"
-                    if gdal else ""))
+    lines.append(f"  {r['mode']:16s} {r['backend']:6s} {r['tiles_per_s']:7.2f} tiles/s = " +
+                 (f"{100 * ratio:5.1f} % of raw ({'MET' if ratio >= base.GOAL_RATIO else 'NOT met'}: >= 85 %)"
+                  if ratio else "raw n/a") +
+                 (f"; GDAL {gdal:.2f} tiles/s: {'MET' if r['tiles_per_s'] >= gdal else 'NOT met'}" if gdal else ""))
   st = res.get("pipeline", {}).get("startup")
   if st and st.get("marginal_tiles_per_s") and raw:
     st["marginal_ratio_to_raw"] = st["marginal_tiles_per_s"] / raw
@@ -101,8 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.sections is None:  # The GPU section runs wherever there is a GPU.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     args.sections = "raw,pipeline,fillers,stages" + (",gpu" if tf.config.list_physical_devices("GPU") else "")
-  sections = ({"raw", "pipeline", "fillers", "stages", "profile", "gpu", "tflite"} if args.sections == "all"
-              else set(args.sections.split(",")))
+  sections = ({"raw", "pipeline", "fillers", "stages", "profile", "gpu", "tflite"} if args.sections == "all" else set(
+      args.sections.split(",")))
   res: dict[str, Any] = {"machine": common.machine()}
   m = res["machine"]
   common.log(f"machine: {m['cpu_model']}, {m['cpus_usable']} usable CPUs, {m['memory_gib']} GiB; "
@@ -121,23 +132,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       res["large"] = large.bench_large(sizes, work, batch, args.timeout, scene_pixels=args.scene_pixels)
       name = f"large{('_' + args.tag) if args.tag else ''}.json"
     else:
-      tiles, source = (base.grid_tiles(args.tiles) if args.layout == "grid"
-                       else common.make_tiles(args.tiles))
-      res["tiles"] = {"count": len(tiles), "source": source,
-                      "coverage_mean": float(np.mean([t["mask"].mean() for t in tiles]))}
+      tiles, source = (base.grid_tiles(args.tiles) if args.layout == "grid" else common.make_tiles(args.tiles))
+      res["tiles"] = {
+          "count": len(tiles),
+          "source": source,
+          "coverage_mean": float(np.mean([t["mask"].mean() for t in tiles]))
+      }
       common.log(f"tiles: {source}; mean coverage {res['tiles']['coverage_mean']:.1%}")
       # One folder per tile set: the pipeline matches every file in it.
       images, masks = common.write_tiles(tiles, os.path.join(work, f"tiles_{args.layout}_n{len(tiles)}"))
       if "raw" in sections:
         common.log("(a) raw SavedModel loop")
-        res["raw"] = raw.bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds,
-                               xla=not args.quick)
+        res["raw"] = raw.bench_raw(tiles, model_dir, batch, (1, 4, 16, 32), args.min_seconds, xla=not args.quick)
       if "pipeline" in sections:
         common.log("(b) pipeline (DirectRunner), seconds from run() to wait_until_finish()")
         configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
         probe = None if args.no_startup_probe else configs[0]
-        res["pipeline"] = runs.bench_pipeline(images, masks, len(tiles), work, batch, configs, args.workers,
-                                              probe, args.timeout, probe_tiles=args.probe_tiles)
+        res["pipeline"] = runs.bench_pipeline(images,
+                                              masks,
+                                              len(tiles),
+                                              work,
+                                              batch,
+                                              configs,
+                                              args.workers,
+                                              probe,
+                                              args.timeout,
+                                              probe_tiles=args.probe_tiles)
       if "fillers" in sections:
         common.log("(c) classical fillers, one thread")
         res["fillers"] = fillers.bench_fillers(tiles, slow_limit=3, budget_s=max(3.0, 3 * args.min_seconds))
@@ -152,8 +172,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         res["tflite"] = tflite.bench_tflite(tiles, model_dir, work)
       if "gpu" in sections:
         common.log("GPU")
-        res["gpu"] = gpu.bench_gpu(tiles[:16], model_dir, [int(b) for b in args.gpu_batches.split(",")],
-                               args.min_seconds, force=args.gpu_anyway)
+        res["gpu"] = gpu.bench_gpu(tiles[:16],
+                                   model_dir, [int(b) for b in args.gpu_batches.split(",")],
+                                   args.min_seconds,
+                                   force=args.gpu_anyway)
       name = (f"speed_t{len(tiles)}{'_grid' if args.layout == 'grid' else ''}"
               f"{('_' + args.tag) if args.tag else ''}.json")
       lines = _goal_lines(res)

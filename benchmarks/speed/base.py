@@ -14,18 +14,19 @@ from model_loader import locate
 from transforms.records import Tile, TilePair
 from transforms.window import WindowSpec, cut, tile_context
 
-
 ROOT = common.ROOT
 DEFAULT_OUT = f"{ROOT}/benchmarks/results/speed"
 VALUE_RANGE = (0.0, 65535.0)
 GOAL_RATIO = 0.85
 RESULT_TAG = "SPEED_RESULT "
-PIPELINE_CONFIGS = (("in_memory", "native"), ("in_memory", "tfx"),
-                    ("multi_processing", "native"), ("multi_processing", "tfx"))
+PIPELINE_CONFIGS = (("in_memory", "native"), ("in_memory", "tfx"), ("multi_processing", "native"), ("multi_processing",
+                                                                                                    "tfx"))
 
 
-def timeit(fn: Callable[[], Any], min_seconds: float = 1.0, min_runs: int = 3,
-            max_runs: int = 10_000) -> tuple[float, int]:
+def timeit(fn: Callable[[], Any],
+           min_seconds: float = 1.0,
+           min_runs: int = 3,
+           max_runs: int = 10_000) -> tuple[float, int]:
   """(median seconds per call, calls) over at least ``min_seconds``."""
   times = []
   start = time.perf_counter()
@@ -46,8 +47,13 @@ def windows(tiles, window: int, overlap: int):
   spec = WindowSpec(size=window, overlap=overlap, value_range=VALUE_RANGE)
   out = []
   for t in tiles:
-    tile = Tile(pair=TilePair(t["name"], t["name"], None), image=t["image"], mask=t["mask"],
-                profile={"dtype": "uint16", "nodata": 0})
+    tile = Tile(pair=TilePair(t["name"], t["name"], None),
+                image=t["image"],
+                mask=t["mask"],
+                profile={
+                    "dtype": "uint16",
+                    "nodata": 0
+                })
     fill, mapped = tile_context(tile, spec)
     out.extend(cut(tile, spec, fill, mapped))
   return out
@@ -63,7 +69,9 @@ def fmt_rate(x: Optional[float]) -> str:
   return "n/a" if x is None else f"{x:7.2f}"
 
 
-def grid_tiles(n: int, size: int = 256, seed: int = 0,
+def grid_tiles(n: int,
+               size: int = 256,
+               seed: int = 0,
                coverage: tuple[float, float] = (0.05, 0.6)) -> tuple[list[dict[str, Any]], str]:
   """``n`` tiles of a pre-cut archive: a non-overlapping grid (row-major, ``ceil(sqrt(n))``
   columns) over the real scene's clear part, mirrored where the grid runs past it, each under a
@@ -78,8 +86,8 @@ def grid_tiles(n: int, size: int = 256, seed: int = 0,
   clear = scene[common.SCENE_CLEAN_ROW:]
   cols = math.ceil(math.sqrt(n))
   rows = math.ceil(n / cols)
-  big = np.pad(clear, ((0, max(0, rows * size - clear.shape[0])), (0, max(0, cols * size - clear.shape[1])),
-                       (0, 0)), mode="symmetric")
+  big = np.pad(clear, ((0, max(0, rows * size - clear.shape[0])), (0, max(0, cols * size - clear.shape[1])), (0, 0)),
+               mode="symmetric")
   masks = common.real_masks()
   t = geo["transform"] * geo["transform"].translation(0, common.SCENE_CLEAN_ROW)
   tiles = []
@@ -89,9 +97,12 @@ def grid_tiles(n: int, size: int = 256, seed: int = 0,
       m = common._resize_mask(masks[int(rng.integers(0, len(masks)))], size, rng)  # pylint: disable=protected-access
       if coverage[0] <= m.mean() <= coverage[1]:
         break
-    tiles.append({"name": f"grid{i:04d}_r{r}_c{c}", "mask": m,
-                  "image": np.ascontiguousarray(big[r * size:(r + 1) * size, c * size:(c + 1) * size]),
-                  "geo": dict(geo, transform=t * t.translation(c * size, r * size))})
+    tiles.append({
+        "name": f"grid{i:04d}_r{r}_c{c}",
+        "mask": m,
+        "image": np.ascontiguousarray(big[r * size:(r + 1) * size, c * size:(c + 1) * size]),
+        "geo": dict(geo, transform=t * t.translation(c * size, r * size))
+    })
   return tiles, (f"{n} tiles {size}x{size} on a non-overlapping {rows}x{cols} grid over "
                  f"{os.path.basename(common.SCENE)} rows {common.SCENE_CLEAN_ROW}- (mirrored past its "
                  f"edge), uint16 B2,B3,B4, under {len(masks)} real cloud-mask shapes, coverage "

@@ -6,7 +6,6 @@ import statistics
 import time
 from typing import Any, Callable
 
-
 from benchmarks import common
 from benchmarks import fillers as classical
 from benchmarks.speed import base
@@ -52,8 +51,11 @@ def bench_fillers(tiles, slow_limit: int, budget_s: float) -> dict[str, Any]:
       if time.perf_counter() - start > budget_s and i + 1 >= min(slow_limit, len(data)):
         break
     if times:
-      out["by_filler"][name] = {"tiles": len(times), "seconds_per_tile_median": statistics.median(times),
-                                "tiles_per_s": len(times) / sum(times)}
+      out["by_filler"][name] = {
+          "tiles": len(times),
+          "seconds_per_tile_median": statistics.median(times),
+          "tiles_per_s": len(times) / sum(times)
+      }
       common.log(f"  filler {name:22s}: {len(times) / sum(times):8.2f} tiles/s ({len(times)} tiles)")
   gdal = [k for k in out["by_filler"] if "gdal" in k.lower() or "fillnodata" in k.lower()]
   out["gdal_key"] = gdal[0] if gdal else None

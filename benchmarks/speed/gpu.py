@@ -11,8 +11,7 @@ from benchmarks.speed import base
 from training.generator import INPUTS, build_generator
 
 
-def bench_gpu(tiles, model_dir: str, batches: Sequence[int], min_seconds: float,
-              force: bool = False) -> dict[str, Any]:
+def bench_gpu(tiles, model_dir: str, batches: Sequence[int], min_seconds: float, force: bool = False) -> dict[str, Any]:
   """Batch size x XLA sweep of the SavedModel, and mixed precision, on a GPU."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   gpus = tf.config.list_physical_devices("GPU")
@@ -52,14 +51,15 @@ def bench_gpu(tiles, model_dir: str, batches: Sequence[int], min_seconds: float,
         def run_all():
           for i in range(0, total - bs + 1, bs):
             f(part(i, bs)).numpy()
+
         sec, _ = base.timeit(run_all, min_seconds=min_seconds, min_runs=2)
         n = (total // bs) * bs
         row = {"batch": bs, "xla": name, "windows_per_s": n / sec}
       except Exception as e:  # pylint: disable=broad-except
         row = {"batch": bs, "xla": name, "error": f"{type(e).__name__}: {str(e)[:200]}"}
       out["sweep"].append(row)
-      common.log(f"  GPU batch {bs:4d} XLA {name:3s}: "
-                 + (f"{row['windows_per_s']:9.1f} windows/s" if "windows_per_s" in row else row["error"]))
+      common.log(f"  GPU batch {bs:4d} XLA {name:3s}: " +
+                 (f"{row['windows_per_s']:9.1f} windows/s" if "windows_per_s" in row else row["error"]))
   # Mixed precision needs the model rebuilt under the policy (an exported float32
   # SavedModel cannot be switched): same architecture, random weights.
   try:

@@ -55,23 +55,38 @@ def make_scene(size: int, folder: str, seed: int = 0) -> tuple[str, str, dict[st
       m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((block, block), Image.NEAREST)) > 127
       m = np.rot90(m, int(rng.integers(0, 4)))
       mask[y:y + block, x:x + block] = m[:min(block, size - y), :min(block, size - x)]
-  with rasterio.open(img_path, "w", driver="GTiff", height=size, width=size, count=3, dtype="uint16",
-                     crs=crs, transform=transform, nodata=0, compress="deflate", tiled=True,
-                     blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER") as dst:
+  with rasterio.open(img_path,
+                     "w",
+                     driver="GTiff",
+                     height=size,
+                     width=size,
+                     count=3,
+                     dtype="uint16",
+                     crs=crs,
+                     transform=transform,
+                     nodata=0,
+                     compress="deflate",
+                     tiled=True,
+                     blockxsize=256,
+                     blockysize=256,
+                     BIGTIFF="IF_SAFER") as dst:
     dst.write(np.moveaxis(image, -1, 0))
     for i, d in enumerate(desc or [], start=1):
       if d:
         dst.set_band_description(i, d)
   Image.fromarray((mask * 255).astype(np.uint8)).save(mask_path)
-  meta = {"size": size, "coverage": float(mask.mean()), "source": source,
-          "bytes_on_disk": os.path.getsize(img_path)}
+  meta = {"size": size, "coverage": float(mask.mean()), "source": source, "bytes_on_disk": os.path.getsize(img_path)}
   with open(meta_path, "w", encoding="utf-8") as f:
     json.dump(meta, f)
   return img_path, mask_path, meta
 
 
-def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float,
-                backend: str = "native", scene_pixels: Optional[int] = None) -> dict[str, Any]:
+def bench_large(sizes: Sequence[int],
+                work: str,
+                batch_size: int,
+                timeout: float,
+                backend: str = "native",
+                scene_pixels: Optional[int] = None) -> dict[str, Any]:
   """Wall seconds and peak RSS of ``cloudfill run`` on one large scene per size."""
   threshold = scene_pixels or cli_options.DEFAULTS.get("scene_pixels")
   extra = ["--scene-pixels", str(scene_pixels)] if scene_pixels else []
@@ -86,8 +101,10 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
     stem = os.path.splitext(os.path.basename(img))[0]
     images = os.path.join(os.path.dirname(img), stem + ".tif")
     masks = os.path.join(scenes, "masks", "{stem}.png")
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", *runs.pipeline_argv(
-        images, masks, output, backend, "in_memory", batch_size, 1, extra)]
+    cmd = [
+        sys.executable, "-m", "pipeline.cli", "run",
+        *runs.pipeline_argv(images, masks, output, backend, "in_memory", batch_size, 1, extra)
+    ]
     common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
                "cloudfill run ...")
     # Each run's own peak: GNU time's %M when present (getrusage(RUSAGE_CHILDREN)
@@ -99,8 +116,13 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t1 = time.perf_counter()
     with open(os.path.join(work, f"log_large_{size}.txt"), "w", encoding="utf-8") as log:
-      proc = subprocess.run(cmd, cwd=base.ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+      proc = subprocess.run(cmd,
+                            cwd=base.ROOT,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            timeout=timeout,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+                            check=False)
     wall = time.perf_counter() - t1
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak_kib = after.ru_maxrss
@@ -110,14 +132,20 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
         digits = [l.strip() for l in f if l.strip().isdigit()]
       if digits:
         peak_kib, peak_source = int(digits[-1]), "/usr/bin/time %M of this run"
-    row: dict[str, Any] = {"size": size, "pixels": size * size, "coverage": meta["coverage"],
-                           "exit": proc.returncode, "process_wall_seconds": wall,
-                           "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-                           "peak_rss_mib": peak_kib / 1024, "peak_rss_source": peak_source,
-                           "input_mib": size * size * 3 * 2 / 2**20, "loadavg_after": common.loadavg(),
-                           # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
-                           "path": ("scene (streamed by rows)" if threshold and size * size > threshold
-                                    else "tile (decoded whole)")}
+    row: dict[str, Any] = {
+        "size": size,
+        "pixels": size * size,
+        "coverage": meta["coverage"],
+        "exit": proc.returncode,
+        "process_wall_seconds": wall,
+        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "peak_rss_mib": peak_kib / 1024,
+        "peak_rss_source": peak_source,
+        "input_mib": size * size * 3 * 2 / 2**20,
+        "loadavg_after": common.loadavg(),
+        # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
+        "path": ("scene (streamed by rows)" if threshold and size * size > threshold else "tile (decoded whole)")
+    }
     summary_path = os.path.join(output, "summary.json")
     if os.path.exists(summary_path):
       with open(summary_path, encoding="utf-8") as f:
@@ -125,8 +153,7 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
       row["pipeline_wall_seconds"] = s.get("wall_seconds")
       row["counts"] = s.get("counts")
       row["seconds_per_tile"] = {k: v["mean"] for k, v in (s.get("seconds_per_tile") or {}).items() if v}
-      with open(os.path.join(output, "metrics", os.listdir(os.path.join(output, "metrics"))[0]),
-                encoding="utf-8") as f:
+      with open(os.path.join(output, "metrics", os.listdir(os.path.join(output, "metrics"))[0]), encoding="utf-8") as f:
         m = json.loads(f.readline())["metrics"] if os.path.getsize(f.name) else {}
       row["windows"] = m.get("windows")
       if row.get("pipeline_wall_seconds") and row["windows"]:
@@ -138,7 +165,10 @@ def bench_large(sizes: Sequence[int], work: str, batch_size: int, timeout: float
                f"stages {row.get('seconds_per_tile')}")
   if len(rows) >= 2 and all(r.get("pipeline_wall_seconds") for r in rows):
     px = np.log([r["pixels"] for r in rows])
-    return {"runs": rows, "scene_pixels_threshold": threshold,
-            "time_exponent": float(np.polyfit(px, np.log([r["pipeline_wall_seconds"] for r in rows]), 1)[0]),
-            "rss_exponent": float(np.polyfit(px, np.log([r["peak_rss_mib"] for r in rows]), 1)[0])}
+    return {
+        "runs": rows,
+        "scene_pixels_threshold": threshold,
+        "time_exponent": float(np.polyfit(px, np.log([r["pipeline_wall_seconds"] for r in rows]), 1)[0]),
+        "rss_exponent": float(np.polyfit(px, np.log([r["peak_rss_mib"] for r in rows]), 1)[0])
+    }
   return {"runs": rows, "scene_pixels_threshold": threshold}

@@ -11,7 +11,6 @@ from typing import Any
 from benchmarks import common
 from benchmarks.speed import runs
 
-
 PROFILE_BUCKETS = (  # (bucket, substrings of a py-spy frame "Class.func (path:line)"), leaf up.
     ("imports", ("_find_and_load",)),
     ("model: restore signature (TF)", ("LoadedModel.__call__ (model_loader", "run_inference (model_loader")),
@@ -47,8 +46,7 @@ def attribute_profile(raw: str) -> tuple[dict[str, float], int]:
       # service threads (gRPC, data plane).
       # Only the timed region: pipeline.run.run() (the in_memory runner runs
       # the whole pipeline inside it); the worker's own imports are excluded.
-      if not any(fr.startswith("run (") and "pipeline/run.py" in fr or fr.startswith("run (run.py")
-                 for fr in frames):
+      if not any(fr.startswith("run (") and "pipeline/run.py" in fr or fr.startswith("run (run.py") for fr in frames):
         continue
       in_bundle = any("process_bundle" in fr for fr in frames)
       label = "other: Beam runner (in bundles)" if in_bundle else "other: Beam runner start/finish"
@@ -62,8 +60,7 @@ def attribute_profile(raw: str) -> tuple[dict[str, float], int]:
   return {k: v / total for k, v in buckets.most_common()}, total
 
 
-def bench_profile(images: str, masks: str, work: str, batch_size: int, rate: int,
-                  timeout: float) -> dict[str, Any]:
+def bench_profile(images: str, masks: str, work: str, batch_size: int, rate: int, timeout: float) -> dict[str, Any]:
   """A py-spy profile of one in_memory native run, attributed to pipeline steps."""
   pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
   if not os.path.exists(pyspy):
@@ -73,9 +70,11 @@ def bench_profile(images: str, masks: str, work: str, batch_size: int, rate: int
   output = os.path.join(work, "out_profile")
   shutil.rmtree(output, ignore_errors=True)
   argv = runs.pipeline_argv(images, masks, output, "native", "in_memory", batch_size, 1)
-  r = runs.run_worker(argv, os.path.join(work, "log_profile.txt"), timeout,
-                 wrap=[pyspy, "record", "--rate", str(rate), "--format", "raw", "--idle",
-                       "--output", raw, "--"])
+  r = runs.run_worker(argv,
+                      os.path.join(work, "log_profile.txt"),
+                      timeout,
+                      wrap=[pyspy, "record", "--rate",
+                            str(rate), "--format", "raw", "--idle", "--output", raw, "--"])
   share, total = attribute_profile(raw)
   common.log(f"  py-spy profile ({r['restored']} tiles, {r['seconds']:.1f} s, main thread, "
              f"{total} samples at {rate} Hz incl. waits):")

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Sequence
 
+
 def _met(goal) -> str:
   """'met', 'not met', or 'n/a' when the section it compares with was not run."""
   return "n/a" if goal is None else ("met" if goal else "not met")
@@ -53,9 +54,9 @@ def markdown(paths: Sequence[str]) -> str:
       st = r["pipeline"].get("startup")
       if st:
         out.append(f"\nStart-up probe ({st['mode']}, {st['backend']}): {st['tiles']} tiles in "
-                   f"{st['seconds']:.1f} s; marginal rate {st.get('marginal_tiles_per_s') or 0:.2f} tiles/s"
-                   + (f" = {100 * st['marginal_ratio_to_raw']:.0f} % of raw" if st.get("marginal_ratio_to_raw")
-                      else "") + ".\n")
+                   f"{st['seconds']:.1f} s; marginal rate {st.get('marginal_tiles_per_s') or 0:.2f} tiles/s" +
+                   (f" = {100 * st['marginal_ratio_to_raw']:.0f} % of raw" if st.get("marginal_ratio_to_raw") else "") +
+                   ".\n")
     if "fillers" in r:
       out.append(f"| filler ({r['fillers']['source']}, 1 thread) | tiles/s | tiles timed |\n|---|---|---|")
       for k, v in r["fillers"]["by_filler"].items():
@@ -70,11 +71,11 @@ def markdown(paths: Sequence[str]) -> str:
         out.append(f"| {k} | {v:.2f} | {100 * v / st['model_ms_per_tile']:.1f} % |")
       out.append(f"\nNative path overhead {st['native_overhead_ms_per_tile']:.1f} ms/tile: serial ceiling "
                  f"{100 * st['predicted_native_ratio_serial']:.0f} % of the raw loop "
-                 f"(tfx: {100 * st['predicted_tfx_ratio_serial']:.0f} %)."
-                 + (f" With zstd level 1 GeoTIFFs: {100 * st['predicted_native_ratio_serial_with_zstd1']:.0f} %;"
-                    f" tfx with wire-format Examples and zstd: "
-                    f"{100 * st['predicted_tfx_ratio_serial_with_wire_format_and_zstd1']:.0f} %."
-                    if "predicted_native_ratio_serial_with_zstd1" in st else "") + "\n")
+                 f"(tfx: {100 * st['predicted_tfx_ratio_serial']:.0f} %)." +
+                 (f" With zstd level 1 GeoTIFFs: {100 * st['predicted_native_ratio_serial_with_zstd1']:.0f} %;"
+                  f" tfx with wire-format Examples and zstd: "
+                  f"{100 * st['predicted_tfx_ratio_serial_with_wire_format_and_zstd1']:.0f} %."
+                  if "predicted_native_ratio_serial_with_zstd1" in st else "") + "\n")
     if "profile" in r and "share" in r["profile"]:
       out.append(f"py-spy profile of one in_memory native run ({r['profile']['run']['restored']} tiles, "
                  f"{r['profile']['run']['seconds']:.1f} s):\n\n| where | share |\n|---|---|")
@@ -92,8 +93,8 @@ def markdown(paths: Sequence[str]) -> str:
       g = r["gpu"]
       out.append(f"GPU: {g.get('gpu') or g.get('note')}\n")
       for row in g.get("sweep", []):
-        out.append(f"- batch {row['batch']}, XLA {row['xla']}: "
-                   + (f"{row['windows_per_s']:.1f} windows/s" if "windows_per_s" in row else row["error"]))
+        out.append(f"- batch {row['batch']}, XLA {row['xla']}: " +
+                   (f"{row['windows_per_s']:.1f} windows/s" if "windows_per_s" in row else row["error"]))
       if g.get("mixed_precision_error"):
         out.append(f"- mixed precision: {g['mixed_precision_error'][:160]}")
       out.append("")

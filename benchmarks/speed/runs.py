@@ -16,27 +16,39 @@ from benchmarks import common
 from benchmarks.speed import base
 
 
-def pipeline_argv(images: str, masks: str, output: str, backend: str, mode: str,
-                  batch_size: int, workers: int, extra: Sequence[str] = ()) -> list[str]:
-  argv = ["--images", images, "--masks", masks, "--output", output, "--config", "landsat8_l1",
-          "--dilate", "0", "--overwrite", "--no-report", "--backend", backend,
-          "--max-batch-size", str(batch_size), "--runner", "DirectRunner",
-          f"--direct_running_mode={mode}"]
+def pipeline_argv(images: str,
+                  masks: str,
+                  output: str,
+                  backend: str,
+                  mode: str,
+                  batch_size: int,
+                  workers: int,
+                  extra: Sequence[str] = ()) -> list[str]:
+  argv = [
+      "--images", images, "--masks", masks, "--output", output, "--config", "landsat8_l1", "--dilate", "0",
+      "--overwrite", "--no-report", "--backend", backend, "--max-batch-size",
+      str(batch_size), "--runner", "DirectRunner", f"--direct_running_mode={mode}"
+  ]
   if mode == "multi_processing":
     argv.append(f"--direct_num_workers={workers}")
   return argv + list(extra)
 
 
-def run_worker(argv: Sequence[str], log_path: str, timeout: float,
-               wrap: Sequence[str] = ()) -> dict[str, Any]:
+def run_worker(argv: Sequence[str], log_path: str, timeout: float, wrap: Sequence[str] = ()) -> dict[str, Any]:
   """Runs :func:`worker` in a fresh interpreter; returns its JSON and wall seconds."""
   cmd = [*wrap, sys.executable, "-m", "benchmarks.speed", "--worker", "--", *argv]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   with open(log_path, "w", encoding="utf-8") as log:
-    proc = subprocess.run(cmd, cwd=base.ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(cmd,
+                          cwd=base.ROOT,
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=log,
+                          text=True,
+                          timeout=timeout,
+                          check=False)
   wall = time.perf_counter() - t0
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   lines = [l for l in proc.stdout.splitlines() if l.startswith(base.RESULT_TAG)]
@@ -49,9 +61,16 @@ def run_worker(argv: Sequence[str], log_path: str, timeout: float,
   return out
 
 
-def bench_pipeline(images: str, masks: str, n_tiles: int, work: str, batch_size: int,
-                   configs: Sequence[tuple[str, str]], workers: int, startup_probe: Optional[tuple[str, str]],
-                   timeout: float, probe_tiles: int = 2) -> dict[str, Any]:
+def bench_pipeline(images: str,
+                   masks: str,
+                   n_tiles: int,
+                   work: str,
+                   batch_size: int,
+                   configs: Sequence[tuple[str, str]],
+                   workers: int,
+                   startup_probe: Optional[tuple[str, str]],
+                   timeout: float,
+                   probe_tiles: int = 2) -> dict[str, Any]:
   """Restored tiles per second through ``pipeline.run.run`` for each (mode, backend)."""
   out: dict[str, Any] = {"runs": []}
   for mode, backend in configs:
@@ -60,8 +79,11 @@ def bench_pipeline(images: str, masks: str, n_tiles: int, work: str, batch_size:
     argv = pipeline_argv(images, masks, output, backend, mode, batch_size, workers)
     common.log(f"  pipeline {mode:16s} {backend:6s} ...")
     r = run_worker(argv, os.path.join(work, f"log_{mode}_{backend}.txt"), timeout)
-    r.update(mode=mode, backend=backend, workers=workers if mode == "multi_processing" else 1,
-             tiles_per_s=r["restored"] / r["seconds"], loadavg_after=common.loadavg())
+    r.update(mode=mode,
+             backend=backend,
+             workers=workers if mode == "multi_processing" else 1,
+             tiles_per_s=r["restored"] / r["seconds"],
+             loadavg_after=common.loadavg())
     if r["restored"] != n_tiles:
       r["warning"] = f"restored {r['restored']} of {n_tiles} tiles"
     out["runs"].append(r)
@@ -78,14 +100,18 @@ def bench_pipeline(images: str, masks: str, n_tiles: int, work: str, batch_size:
       shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
     output = os.path.join(work, "out_probe")
     shutil.rmtree(output, ignore_errors=True)
-    argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode,
-                         batch_size, workers)
+    argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers)
     r = run_worker(argv, os.path.join(work, "log_probe.txt"), timeout)
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
-    marginal = ((full["restored"] - r["restored"]) / (full["seconds"] - r["seconds"])
-                if full["seconds"] > r["seconds"] else None)
-    out["startup"] = {"mode": mode, "backend": backend, "tiles": r["restored"],
-                      "seconds": r["seconds"], "marginal_tiles_per_s": marginal}
+    marginal = ((full["restored"] - r["restored"]) /
+                (full["seconds"] - r["seconds"]) if full["seconds"] > r["seconds"] else None)
+    out["startup"] = {
+        "mode": mode,
+        "backend": backend,
+        "tiles": r["restored"],
+        "seconds": r["seconds"],
+        "marginal_tiles_per_s": marginal
+    }
     common.log(f"  start-up probe ({mode}, {backend}): {r['restored']} tiles in {r['seconds']:.1f} s; "
                f"marginal rate {base.fmt_rate(marginal)} tiles/s")
   return out

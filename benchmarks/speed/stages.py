@@ -50,8 +50,8 @@ def encode_tiff_with(image: np.ndarray, profile: dict[str, Any], **options) -> b
 # --------------------------------------------------------------------------- stage costs
 
 
-def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_size: int,
-                 work: str, min_seconds: float) -> dict[str, Any]:
+def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_size: int, work: str,
+                 min_seconds: float) -> dict[str, Any]:
   """Each pipeline step's cost per tile (ms, median over tiles), in-process."""
   # pylint: disable=import-outside-toplevel
   import apache_beam as beam
@@ -81,29 +81,27 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
     wins = timed("cut", lambda: list(cut(tile, wspec, fill, mapped)))
     feed = base.stacked(wins, ("image", "mask") + model.input_names)
     restored = model(feed.pop("image"), feed.pop("mask"), **feed)
-    results = timed("sparsify", lambda: [window_result(w, r, card.overlap, "context" in model.input_names)
-                                         for w, r in zip(wins, restored)])
+    results = timed(
+        "sparsify",
+        lambda: [window_result(w, r, card.overlap, "context" in model.input_names) for w, r in zip(wins, restored)])
     wins = [dataclasses.replace(w, restored=r) for w, r in zip(wins, restored)]
-    timed("tfx_example_serialize", lambda: [tfx.to_example(w.image, w.mask).SerializeToString()
-                                            for w in wins])
-    wire = timed("fix_tfx_example_wire_format", lambda: [serialize_example_wire(w.image, w.mask)
-                                                         for w in wins])
+    timed("tfx_example_serialize", lambda: [tfx.to_example(w.image, w.mask).SerializeToString() for w in wins])
+    wire = timed("fix_tfx_example_wire_format", lambda: [serialize_example_wire(w.image, w.mask) for w in wins])
     # Same message (byte order of map entries may differ: protobuf leaves it open).
     if tf.train.Example.FromString(wire[0]) != tfx.to_example(wins[0].image, wins[0].mask):
       steps["fix_tfx_example_wire_format_NOT_EQUAL"].append(0.0)
-    timed("tfx_response_to_array", lambda: [tf.make_ndarray(tf.make_tensor_proto(w.restored))
-                                            for w in wins])
-    timed("coder_tile_and_results_at_join", lambda: (coder.decode(coder.encode((tile.key, tile))),
-                                                     [coder.decode(coder.encode((tile.key, r)))
-                                                      for r in results]))
+    timed("tfx_response_to_array", lambda: [tf.make_ndarray(tf.make_tensor_proto(w.restored)) for w in wins])
+    timed(
+        "coder_tile_and_results_at_join", lambda: (coder.decode(coder.encode(
+            (tile.key, tile))), [coder.decode(coder.encode((tile.key, r))) for r in results]))
     filled = timed("composite", composite, tile.image, tile.mask, results, base.VALUE_RANGE, 0)
     out_path = os.path.join(out_dir, t["name"] + ".tif")
-    timed("encode_and_write", lambda: write_bytes_atomic(
-        out_path, encode_raster(filled, tile.profile, {"CLOUDFILL_MODEL_VERSION": card.version})))
+    timed(
+        "encode_and_write", lambda: write_bytes_atomic(
+            out_path, encode_raster(filled, tile.profile, {"CLOUDFILL_MODEL_VERSION": card.version})))
     if hasattr(raster_io, "tiff_write_kwargs"):
       timed("fix_encode_deflate_zlevel1", lambda: encode_tiff_with(filled, tile.profile, zlevel=1))
-      timed("fix_encode_zstd_level1", lambda: encode_tiff_with(filled, tile.profile, compress="zstd",
-                                                               zstd_level=1))
+      timed("fix_encode_zstd_level1", lambda: encode_tiff_with(filled, tile.profile, compress="zstd", zstd_level=1))
       timed("encode_only_default", lambda: encode_tiff_with(filled, tile.profile))
     item = RestoredTile(tile=tile, restored=filled, windows=len(wins))
     timed("measure", measure, item, WriteSpec(output_dir=out_dir, model_version=card.version))
@@ -126,11 +124,15 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
                  "encode_and_write", "measure")
   overhead = sum(med[k] for k in native_path)
   tfx_extra = med["tfx_example_serialize"] + med["tfx_response_to_array"]
-  out = {"tiles": len(sample), "ms_per_tile": med, "model_ms_per_tile": model_ms,
-         "native_overhead_ms_per_tile": overhead,
-         "predicted_native_ratio_serial": model_ms / (model_ms + overhead),
-         "tfx_extra_ms_per_tile": tfx_extra,
-         "predicted_tfx_ratio_serial": model_ms / (model_ms + overhead + tfx_extra)}
+  out = {
+      "tiles": len(sample),
+      "ms_per_tile": med,
+      "model_ms_per_tile": model_ms,
+      "native_overhead_ms_per_tile": overhead,
+      "predicted_native_ratio_serial": model_ms / (model_ms + overhead),
+      "tfx_extra_ms_per_tile": tfx_extra,
+      "predicted_tfx_ratio_serial": model_ms / (model_ms + overhead + tfx_extra)
+  }
   common.log(f"  model {model_ms:.1f} ms/tile (batch {batch_size}); per-tile steps (ms, median):")
   for k, v in sorted(med.items(), key=lambda kv: -kv[1]):
     common.log(f"    {k:32s} {v:8.2f}  ({100 * v / model_ms:5.1f} % of the model's time)")

@@ -13,7 +13,6 @@ import os
 import time
 from typing import Any
 
-
 from benchmarks import common
 from benchmarks.speed import base
 from model_loader import native
@@ -32,8 +31,13 @@ def bench_tflite(tiles, model_dir: str, work: str, rounds: int = 3, threads: int
   out_dir = os.path.join(work, "tflite")
   t0 = time.perf_counter()
   gen = build_generator(bands=card.bands, size=64)
-  spec = ModelCard(name=card.name, version="speed", bands=card.bands, window=card.window,
-                   inputs=ALL_INPUTS, guided=True, context="push_pull")
+  spec = ModelCard(name=card.name,
+                   version="speed",
+                   bands=card.bands,
+                   window=card.window,
+                   inputs=ALL_INPUTS,
+                   guided=True,
+                   context="push_pull")
   paths = export_tflite(gen, spec, out_dir, [{k: v[i:i + 1] for k, v in feed.items()} for i in range(n)])
   export_s = time.perf_counter() - t0
   model = native.LoadedModel(model_dir)
@@ -44,16 +48,20 @@ def bench_tflite(tiles, model_dir: str, work: str, rounds: int = 3, threads: int
     runners[kind] = (it, it.get_signature_runner("serving_default"))  # Keep the interpreter referenced.
 
   def savedmodel(bs):
+
     def call():
       for i in range(0, n, bs):
         d = {k: v[i:i + bs] for k, v in feed.items()}
         model(d.pop("image"), d.pop("mask"), **d)
+
     return call
 
   def lite(kind):
+
     def call():
       for i in range(n):
         runners[kind][1](**{k: v[i:i + 1] for k, v in feed.items()})
+
     return call
 
   fns = {"savedmodel_batch1": savedmodel(1), f"savedmodel_batch{n}": savedmodel(n)}
@@ -69,5 +77,10 @@ def bench_tflite(tiles, model_dir: str, work: str, rounds: int = 3, threads: int
   ms = {k: 1000 * v / (rounds * n) for k, v in total.items()}
   for k, v in ms.items():
     common.log(f"  {k:22s} {v:8.1f} ms/window")
-  return {"windows": n, "threads": threads, "export_seconds": export_s, "ms_per_window": ms,
-          "note": "untrained generator of the default architecture; speed only"}
+  return {
+      "windows": n,
+      "threads": threads,
+      "export_seconds": export_s,
+      "ms_per_window": ms,
+      "note": "untrained generator of the default architecture; speed only"
+  }

@@ -36,14 +36,23 @@ def worker(argv: Sequence[str]) -> int:
       v = d.committed
       if v is not None and v.count:
         beam_metrics[f"{d.key.metric.namespace}:{d.key.metric.name}"] = {
-            "count": v.count, "mean": v.sum / v.count, "min": v.min, "max": v.max}
+            "count": v.count,
+            "mean": v.sum / v.count,
+            "min": v.min,
+            "max": v.max
+        }
   except Exception as e:  # pylint: disable=broad-except
     beam_metrics["error"] = str(e)
   print(base.RESULT_TAG + json.dumps({
-      "state": str(state), "seconds": seconds, "import_seconds": imports,
-      "restored": summary["counts"]["restored"], "counts": summary["counts"],
+      "state": str(state),
+      "seconds": seconds,
+      "import_seconds": imports,
+      "restored": summary["counts"]["restored"],
+      "counts": summary["counts"],
       "seconds_per_tile": summary.get("seconds_per_tile"),
       "maxrss_mib_self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "maxrss_mib_children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-      "beam_metrics": beam_metrics}), flush=True)
+      "beam_metrics": beam_metrics
+  }),
+        flush=True)
   return 0

@@ -42,4 +42,3 @@ def no_network(monkeypatch):
   monkeypatch.setattr(socket.socket, "connect", connect)
   monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
   yield refused
-

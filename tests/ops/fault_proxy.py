@@ -33,8 +33,10 @@ import urllib.parse
 from typing import Optional, Sequence
 
 FAULTS = ("429", "503", "drop")
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-               "trailers", "transfer-encoding", "upgrade", "content-length", "host"}
+_HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers", "transfer-encoding",
+    "upgrade", "content-length", "host"
+}
 
 
 class FaultProxy:
@@ -47,9 +49,15 @@ class FaultProxy:
     failed_requests: ``(method, path, fault)`` of every injected fault.
   """
 
-  def __init__(self, upstream: str, *, rate: float = 0.2, seed: int = 0,
-               faults: Sequence[str] = FAULTS, max_consecutive: int = 2,
-               methods: Optional[Sequence[str]] = None, fail_first: Sequence[str] = ()):
+  def __init__(self,
+               upstream: str,
+               *,
+               rate: float = 0.2,
+               seed: int = 0,
+               faults: Sequence[str] = FAULTS,
+               max_consecutive: int = 2,
+               methods: Optional[Sequence[str]] = None,
+               fail_first: Sequence[str] = ()):
     """Configures the proxy; :meth:`start` (or ``with``) runs it.
 
     Args:

@@ -10,8 +10,8 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.path.join(ROOT, "sample", "landsat8")
-SAMPLE_STEMS = sorted(os.path.splitext(os.path.basename(p))[0]
-                      for p in glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
+SAMPLE_STEMS = sorted(
+    os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
 
 LARGE_STEMS = ("LC08_224078_20200518_r500_c1400",)  # 600x520; the others are 256x256.
 

@@ -79,12 +79,23 @@ def odd_run(tmp_path_factory, mean_model):
   write_geotiff(os.path.join(msk, "bogus_header.tif"), blank)
   # A scene large enough for the streamed path (over the default --scene-pixels, 2048x2048), cut short.
   side = 4200
-  scene = np.repeat(((np.add.outer(np.arange(side), np.arange(side)) % 5000) + 1000)
-                    .astype(np.uint16)[:, :, None], 3, axis=2)
+  scene = np.repeat(((np.add.outer(np.arange(side), np.arange(side)) % 5000) + 1000).astype(np.uint16)[:, :, None],
+                    3,
+                    axis=2)
   path = os.path.join(img, "truncated_scene.tif")
-  with rasterio.open(path, "w", driver="GTiff", height=side, width=side, count=3, dtype="uint16",
-                     compress="deflate", tiled=True, blockxsize=256, blockysize=256,
-                     crs="EPSG:32621", transform=from_origin(7e5, -2.7e6, 30, 30)) as dst:
+  with rasterio.open(path,
+                     "w",
+                     driver="GTiff",
+                     height=side,
+                     width=side,
+                     count=3,
+                     dtype="uint16",
+                     compress="deflate",
+                     tiled=True,
+                     blockxsize=256,
+                     blockysize=256,
+                     crs="EPSG:32621",
+                     transform=from_origin(7e5, -2.7e6, 30, 30)) as dst:
     dst.write(np.moveaxis(scene, -1, 0))
   with open(path, "rb") as f:
     data = f.read()
@@ -99,15 +110,16 @@ def odd_run(tmp_path_factory, mean_model):
   write_geotiff(os.path.join(msk, "self_loop.tif"), blank)
 
   out = str(d / "out")
-  status = cloudfill("--images", os.path.join(img, "*.tif"), "--masks", os.path.join(msk, "{stem}.tif"),
-                     "--output", out, "--model", mean_model, "--value-range", "0,65535")
+  status = cloudfill("--images", os.path.join(img, "*.tif"), "--masks", os.path.join(msk, "{stem}.tif"), "--output",
+                     out, "--model", mean_model, "--value-range", "0,65535")
   return {"out": out, "status": status, "arrays": arrays, "masks": masks}
 
 
 def test_each_odd_input_is_accounted_for_with_its_reason(odd_run):
   assert odd_run["status"] == EXIT_SOME_FAILED
-  dead = {os.path.splitext(os.path.basename(r["path"]))[0]: r for r in read_jsonl(
-      os.path.join(odd_run["out"], "failed"))}
+  dead = {
+      os.path.splitext(os.path.basename(r["path"]))[0]: r for r in read_jsonl(os.path.join(odd_run["out"], "failed"))
+  }
   assert sorted(dead) == sorted(EXPECTED)  # Exactly one dead letter per odd input.
   for stem, (outcome, stage, phrases) in EXPECTED.items():
     row = dead[stem]

@@ -23,18 +23,21 @@ from tests.ops.opslib import ROOT
 
 IMAGE = "us-central1-docker.pkg.dev/cloudfill-ops-test/cloudfill/cloudfill-gpu:0.1.0"
 GPU = "type:nvidia-l4;count:1;install-nvidia-driver"
-DATAFLOW = ["--runner=DataflowRunner", "--project=cloudfill-ops-test", "--region=us-central1",
-            "--temp_location=gs://cloudfill-ops-test/tmp", f"--sdk_container_image={IMAGE}",
-            "--experiments=use_runner_v2", "--dry_run=True"]
+DATAFLOW = [
+    "--runner=DataflowRunner", "--project=cloudfill-ops-test", "--region=us-central1",
+    "--temp_location=gs://cloudfill-ops-test/tmp", f"--sdk_container_image={IMAGE}", "--experiments=use_runner_v2",
+    "--dry_run=True"
+]
 ACCELERATOR_URN = "beam:resources:accelerator:v1"
 
 
 def _ours(model: str) -> list[str]:
-  return ["--images", "gs://cloudfill-ops-test/scenes/{date}/*.tif",
-          "--masks", "gs://cloudfill-ops-test/masks/{date}/{stem}.png",
-          "--output", "gs://cloudfill-ops-test/restored", "--date", "2026-11-25",
-          "--model", model, "--config", "landsat8_l1",
-          "--accelerator", GPU, "--large-model", "--model-copies", "1"]
+  return [
+      "--images", "gs://cloudfill-ops-test/scenes/{date}/*.tif", "--masks",
+      "gs://cloudfill-ops-test/masks/{date}/{stem}.png", "--output", "gs://cloudfill-ops-test/restored", "--date",
+      "2026-11-25", "--model", model, "--config", "landsat8_l1", "--accelerator", GPU, "--large-model",
+      "--model-copies", "1"
+  ]
 
 
 def _load_flex_main():
@@ -61,8 +64,7 @@ def _run_inference(pipeline: beam.Pipeline):
   return found[0]
 
 
-def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
-    mean_model, no_network, monkeypatch):
+def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(mean_model, no_network, monkeypatch):
   """The full GPU launch line, --setup_file included, becomes a Dataflow job proto."""
   from pipeline.run import run  # pylint: disable=import-outside-toplevel
   monkeypatch.chdir(ROOT)
@@ -73,8 +75,7 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
 
   job = result.job  # apiclient.Job: what would be sent to the Dataflow API.
   assert json.loads(job.json())["type"] == "JOB_TYPE_BATCH"
-  assert job.options.view_as(beam.options.pipeline_options.DebugOptions).lookup_experiment(
-      "use_runner_v2")
+  assert job.options.view_as(beam.options.pipeline_options.DebugOptions).lookup_experiment("use_runner_v2")
   proto = job.proto_pipeline
   transforms = proto.components.transforms
   envs = proto.components.environments
@@ -85,7 +86,8 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
   assert hinted.resource_hints[ACCELERATOR_URN] == GPU.encode()
   # Only the inference step asks for a GPU; decoding, writing … run beside it.
   for t in transforms.values():
-    if t.environment_id and t.unique_name.startswith(("Decode", "Prepare", "Window", "TilePath", "ScenePath", "Outputs", "Match")):
+    if t.environment_id and t.unique_name.startswith(
+        ("Decode", "Prepare", "Window", "TilePath", "ScenePath", "Outputs", "Match")):
       assert ACCELERATOR_URN not in envs[t.environment_id].resource_hints, t.unique_name
   # Every environment is our container image, with the package staged.
   for env in envs.values():
@@ -94,8 +96,7 @@ def test_dataflow_gpu_job_translates_offline_with_the_hint_on_run_inference(
   staged = set()
   for dep in hinted.dependencies:
     if dep.role_urn == "beam:artifact:role:staging_to:v1":
-      staged.add(beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(
-          dep.role_payload).staged_name)
+      staged.add(beam_runner_api_pb2.ArtifactStagingToRolePayload.FromString(dep.role_payload).staged_name)
   assert "workflow.tar.gz" in staged, staged  # The sdist built from setup.py.
 
   # One model per GPU: shared across the worker's processes, one copy.
@@ -111,8 +112,11 @@ def test_tfx_backend_puts_the_hint_on_its_run_inference_too(mean_model, no_netwo
   proto = run(_ours(mean_model) + ["--backend", "tfx"] + DATAFLOW).job.proto_pipeline
   assert no_network == []
   envs, transforms = proto.components.environments, proto.components.transforms
-  hinted = {t.unique_name for t in transforms.values()
-            if t.environment_id and ACCELERATOR_URN in envs[t.environment_id].resource_hints}
+  hinted = {
+      t.unique_name
+      for t in transforms.values()
+      if t.environment_id and ACCELERATOR_URN in envs[t.environment_id].resource_hints
+  }
   assert any(n.endswith("BeamML_RunInference") for n in hinted), hinted
   assert all(n.startswith("Infer/RunInference") for n in hinted), hinted
 
@@ -121,14 +125,13 @@ def test_flex_template_launch_path_exits_0_offline(mean_model, no_network, tmp_p
   """Flex-style parameters (underscored, boolean strings) through the template's
   main.py and ``cloudfill run``: graph built, exit 0, nothing written."""
   flex = _load_flex_main()
-  params = ["--images=gs://cloudfill-ops-test/scenes/{date}/*.tif",
-            "--masks=gs://cloudfill-ops-test/masks/{date}/{stem}.png",
-            "--output=gs://cloudfill-ops-test/restored", "--date=2026-11-25",
-            f"--model={mean_model}", "--config=landsat8_l1", f"--accelerator={GPU}",
-            "--large_model=true", "--model_copies=1", "--overwrite=false", "--since=",
-            "--project=cloudfill-ops-test", "--region=us-central1",
-            "--temp_location=gs://cloudfill-ops-test/tmp", f"--sdk_container_image={IMAGE}",
-            "--experiments=use_runner_v2", "--dry_run=True", "--no-report"]
+  params = [
+      "--images=gs://cloudfill-ops-test/scenes/{date}/*.tif", "--masks=gs://cloudfill-ops-test/masks/{date}/{stem}.png",
+      "--output=gs://cloudfill-ops-test/restored", "--date=2026-11-25", f"--model={mean_model}", "--config=landsat8_l1",
+      f"--accelerator={GPU}", "--large_model=true", "--model_copies=1", "--overwrite=false", "--since=",
+      "--project=cloudfill-ops-test", "--region=us-central1", "--temp_location=gs://cloudfill-ops-test/tmp",
+      f"--sdk_container_image={IMAGE}", "--experiments=use_runner_v2", "--dry_run=True", "--no-report"
+  ]
   translated = flex.translate(params)
   assert "--large-model" in translated and "--model-copies=1" in translated
   assert not any(a.startswith(("--overwrite", "--since")) for a in translated)

@@ -27,8 +27,9 @@ from pipeline import options as cli_options
 from tests.ops.opslib import ROOT
 
 DEPLOY = os.path.join(ROOT, "deploy")
-PARAM_TYPES = {"TEXT", "GCS_READ_FILE", "GCS_WRITE_FILE", "GCS_READ_FOLDER", "GCS_WRITE_FOLDER",
-               "BOOLEAN", "ENUM", "NUMBER"}
+PARAM_TYPES = {
+    "TEXT", "GCS_READ_FILE", "GCS_WRITE_FILE", "GCS_READ_FOLDER", "GCS_WRITE_FOLDER", "BOOLEAN", "ENUM", "NUMBER"
+}
 
 
 def _read(*parts: str) -> str:
@@ -37,8 +38,7 @@ def _read(*parts: str) -> str:
 
 
 def _flex():
-  spec = importlib.util.spec_from_file_location("cloudfill_flex_main",
-                                                os.path.join(DEPLOY, "flex-template", "main.py"))
+  spec = importlib.util.spec_from_file_location("cloudfill_flex_main", os.path.join(DEPLOY, "flex-template", "main.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -64,8 +64,7 @@ def test_requirement_pins_equal_the_launcher_versions():
       pins[name] = version
   assert pins["apache-beam"] == apache_beam.__version__
   assert "tensorflow" in pins and "tfx-bsl" in pins and "rasterio" in pins
-  drift = {n: (v, importlib.metadata.version(n)) for n, v in pins.items()
-           if importlib.metadata.version(n) != v}
+  drift = {n: (v, importlib.metadata.version(n)) for n, v in pins.items() if importlib.metadata.version(n) != v}
   assert not drift, f"pinned vs installed: {drift}"
   assert "tensorflow[and-cuda]==" in _read("requirements-gpu.txt")
 
@@ -109,9 +108,12 @@ def test_flex_template_metadata_parameters_are_cloudfill_flags():
     elif name in ("images", "masks", "output", "model"):
       sample[name] = f"gs://b/{name}/{{stem}}"
     else:
-      sample[name] = {"date": "2026-11-25", "since": "2026-11-24T00:00:00Z", "mask_source": "file",
-                      "accelerator": "type:nvidia-l4;count:1;install-nvidia-driver"}.get(
-                          name, values.get(p["paramType"], "x"))
+      sample[name] = {
+          "date": "2026-11-25",
+          "since": "2026-11-24T00:00:00Z",
+          "mask_source": "file",
+          "accelerator": "type:nvidia-l4;count:1;install-nvidia-driver"
+      }.get(name, values.get(p["paramType"], "x"))
     for regex in p.get("regexes", []):
       assert re.fullmatch(regex, sample[name]), (name, regex, sample[name])
   args, beam_args = _parses_as_ours(sample)
@@ -137,8 +139,10 @@ def test_airflow_dag_compiles_and_passes_only_known_options(tmp_path):
   path = os.path.join(DEPLOY, "airflow", "cloudfill_nightly.py")
   py_compile.compile(path, cfile=str(tmp_path / "dag.pyc"), doraise=True)
   tree = ast.parse(_read("airflow", "cloudfill_nightly.py"))
-  calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-           and getattr(n.func, "id", "") == "BeamRunPythonPipelineOperator"]
+  calls = [
+      n for n in ast.walk(tree)
+      if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "BeamRunPythonPipelineOperator"
+  ]
   assert len(calls) == 1
   kwargs = {k.arg: k.value for k in calls[0].keywords}
   assert ast.literal_eval(kwargs["runner"]) == "DataflowRunner"

@@ -26,7 +26,9 @@ from transforms.records import Tile, TilePair
 
 # CLOUDFILL_FUZZ_EXAMPLES=2000 for a deeper, randomized hunt.
 _EXAMPLES = int(os.environ.get("CLOUDFILL_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=_EXAMPLES, deadline=None, derandomize="CLOUDFILL_FUZZ_EXAMPLES" not in os.environ,
+FUZZ = settings(max_examples=_EXAMPLES,
+                deadline=None,
+                derandomize="CLOUDFILL_FUZZ_EXAMPLES" not in os.environ,
                 database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -38,8 +40,15 @@ def _tiff(tiled: bool) -> bytes:
   a = np.random.default_rng(1).integers(0, 60000, (3, 32, 32)).astype(np.uint16)
   extra = dict(tiled=True, blockxsize=16, blockysize=16) if tiled else {}
   with MemoryFile() as mem:
-    with mem.open(driver="GTiff", height=32, width=32, count=3, dtype="uint16", compress="deflate",
-                  crs="EPSG:32621", transform=from_origin(7e5, -2.7e6, 30, 30), nodata=0,
+    with mem.open(driver="GTiff",
+                  height=32,
+                  width=32,
+                  count=3,
+                  dtype="uint16",
+                  compress="deflate",
+                  crs="EPSG:32621",
+                  transform=from_origin(7e5, -2.7e6, 30, 30),
+                  nodata=0,
                   **extra) as dst:
       dst.write(a)
       dst.update_tags(CLOUDFILL_MODEL_VERSION="x")
@@ -56,8 +65,7 @@ def _pil(fmt: str, mode: str = "L") -> bytes:
   return buf.getvalue()
 
 
-SEEDS = {".tif": [_tiff(False), _tiff(True)], ".png": [_pil("PNG"), _pil("PNG", "RGB")],
-         ".jpg": [_pil("JPEG", "RGB")]}
+SEEDS = {".tif": [_tiff(False), _tiff(True)], ".png": [_pil("PNG"), _pil("PNG", "RGB")], ".jpg": [_pil("JPEG", "RGB")]}
 
 
 @st.composite
@@ -82,8 +90,11 @@ def _pair(tmp_path, image: bytes, mask: bytes) -> TilePair:
     f.write(image)
   with open(mask_path, "wb") as f:
     f.write(mask)
-  return TilePair(image_path=image_path, stem="t", mask_path=mask_path,
-                  mtime=os.path.getmtime(image_path), size_bytes=len(image))
+  return TilePair(image_path=image_path,
+                  stem="t",
+                  mask_path=mask_path,
+                  mtime=os.path.getmtime(image_path),
+                  size_bytes=len(image))
 
 
 def _dead_letter_or(kind, out: list) -> None:

@@ -38,11 +38,16 @@ def killed(tmp_path_factory, mean_model):
   root = tmp_path_factory.mktemp("kill")
   images, masks = copy_sample(str(root / "in"), n=6, copies=3, small=True)
   out = str(root / "out")
-  argv = ["--images", images, "--masks", masks, "--output", out, "--model", mean_model,
-          "--config", "landsat8_l1", "--no-report"]
+  argv = [
+      "--images", images, "--masks", masks, "--output", out, "--model", mean_model, "--config", "landsat8_l1",
+      "--no-report"
+  ]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-  proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", *argv], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", *argv],
+                          cwd=ROOT,
+                          env=env,
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
   restored = os.path.join(out, "restored")
   deadline = time.time() + 180
   try:
@@ -113,12 +118,15 @@ def test_stale_temporaries_go_and_the_current_runs_stay(tmp_path):
   """What :func:`remove_stale_temporaries` removes from a local output folder."""
   keep = "20261126T023000Z-bbbbbb"
   files = {
-      "restored/a.tif": False, "restored/.a.tif.0f1e2d.tmp": True, ".summary.json.3c4b.tmp": True,
+      "restored/a.tif": False,
+      "restored/.a.tif.0f1e2d.tmp": True,
+      ".summary.json.3c4b.tmp": True,
       "metrics/metrics-20261125T023000Z-aaaaaa-00000-of-00001.jsonl": False,
       "metrics/beam-temp-metrics-20261125T023000Z-aaaaaa-99/x": True,
       f"metrics/beam-temp-metrics-{keep}-77/x": False,
       "failed/beam-temp-dead-letters-20261125T023000Z-aaaaaa-98/x": True,
-      ".work/scene_1/0_0.npz": True, "summary.json": False,
+      ".work/scene_1/0_0.npz": True,
+      "summary.json": False,
   }
   for rel in files:
     path = tmp_path / rel

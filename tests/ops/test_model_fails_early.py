@@ -39,8 +39,10 @@ def wrong_shape(path: str) -> str:
 
   class Half(tf.Module):
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32),
-                                  tf.TensorSpec([None, None, None, 1], tf.float32)])
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32),
+        tf.TensorSpec([None, None, None, 1], tf.float32)
+    ])
     def restore(self, image, mask):
       del mask
       return {OUTPUT_RESTORED: image[:, ::2, ::2, :]}
@@ -95,8 +97,7 @@ def test_bad_model_exits_2_before_any_tile_is_written(case, inputs, tmp_path, ca
   out = str(tmp_path / "out")
   images, masks = inputs
 
-  status = cloudfill("--images", images, "--masks", masks, "--output", out, "--model", model,
-                     "--config", "landsat8_l1")
+  status = cloudfill("--images", images, "--masks", masks, "--output", out, "--model", model, "--config", "landsat8_l1")
 
   assert status == EXIT_USAGE
   err = capsys.readouterr().err

@@ -49,17 +49,23 @@ def nights(tmp_path_factory, mean_model):
   restored = os.path.join(out, "restored")
 
   def night(*extra: str, model: str = mean_model) -> dict:
-    before = {"mtimes": _mtimes(restored) if os.path.isdir(restored) else {},
-              "tree": [p for p in tree(out) if p not in RUN_FILES] if os.path.isdir(out) else []}
+    before = {
+        "mtimes": _mtimes(restored) if os.path.isdir(restored) else {},
+        "tree": [p for p in tree(out) if p not in RUN_FILES] if os.path.isdir(out) else []
+    }
     time.sleep(0.05)  # Any rewrite would show in the nanosecond mtimes.
-    status = cloudfill("--images", str(root / "scenes" / "{date}" / "images" / "*.tif"),
-                       "--masks", str(root / "scenes" / "{date}" / "masks" / "{stem}.png"),
-                       "--date", DATE, "--output", out, "--model", model,
-                       "--config", "landsat8_l1", *extra)
-    return {"status": status, "summary": read_json(os.path.join(out, "summary.json")),
-            "manifest": read_json(os.path.join(out, "manifest.json")), "before": before,
-            "mtimes": _mtimes(restored), "tags": _tags(restored),
-            "tree": [p for p in tree(out) if p not in RUN_FILES]}
+    status = cloudfill("--images", str(root / "scenes" / "{date}" / "images" / "*.tif"), "--masks",
+                       str(root / "scenes" / "{date}" / "masks" / "{stem}.png"), "--date", DATE, "--output", out,
+                       "--model", model, "--config", "landsat8_l1", *extra)
+    return {
+        "status": status,
+        "summary": read_json(os.path.join(out, "summary.json")),
+        "manifest": read_json(os.path.join(out, "manifest.json")),
+        "before": before,
+        "mtimes": _mtimes(restored),
+        "tags": _tags(restored),
+        "tree": [p for p in tree(out) if p not in RUN_FILES]
+    }
 
   result = {"first": night()}
   result["again"] = night()
@@ -112,8 +118,7 @@ def test_a_touched_input_and_a_truncated_output_are_redone_alone(nights):
   n = nights["changed"]
   assert n["touched"] != n["broken"]
   assert n["summary"]["counts"] == {"restored": 2, "skipped": 2, "failed": 0}
-  assert sorted(os.path.basename(r["path"]) for r in n["manifest"]["restored"]) == sorted(
-      [n["touched"], n["broken"]])
+  assert sorted(os.path.basename(r["path"]) for r in n["manifest"]["restored"]) == sorted([n["touched"], n["broken"]])
   # The touched input's tile was rewritten; the others kept (the broken one was
   # rewritten by the test itself, so only its content says it was redone).
   changed = [k for k in n["mtimes"] if n["mtimes"][k] != n["before"]["mtimes"][k]]

@@ -35,8 +35,7 @@ N_TILES = {"gs": 3, "s3": 2}  # Each S3 call costs a new boto3 client in Beam: k
 RATE = {"gs": 0.15, "s3": 0.2}
 SEED = 20261126
 STALE = ("metrics/beam-temp-metrics-20261125T023000Z-aaaaaa-0123/part-0",
-         "failed/beam-temp-dead-letters-20261125T023000Z-aaaaaa-4567/part-0",
-         ".work/some_scene/0_0.npz")
+         "failed/beam-temp-dead-letters-20261125T023000Z-aaaaaa-4567/part-0", ".work/some_scene/0_0.npz")
 
 
 def _inputs(n: int) -> dict[str, bytes]:
@@ -84,15 +83,24 @@ def _moto_server():
   port = servers.free_port()
   exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
   proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
   try:
     servers.wait_for_port(port)
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield {"endpoint": endpoint, "beam_args": [
-        f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing",
-        "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]}
+    boto3.client("s3",
+                 endpoint_url=endpoint,
+                 aws_access_key_id="testing",
+                 aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield {
+        "endpoint":
+            endpoint,
+        "beam_args": [
+            f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing", "--s3_secret_access_key=testing",
+            "--s3_region_name=us-east-1"
+        ]
+    }
   finally:
     proc.terminate()
     try:
@@ -105,8 +113,11 @@ def _moto_server():
 def _s3():
   import boto3  # pylint: disable=import-outside-toplevel
   with _moto_server() as s3:
-    client = boto3.client("s3", endpoint_url=s3["endpoint"], aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
+    client = boto3.client("s3",
+                          endpoint_url=s3["endpoint"],
+                          aws_access_key_id="testing",
+                          aws_secret_access_key="testing",
+                          region_name="us-east-1")
 
     def put(key, data):
       client.put_object(Bucket=BUCKET, Key=key, Body=data)
@@ -129,19 +140,16 @@ def faulty_run(request, mean_model):
       put(key, data)
     for stale in STALE:  # What an interrupted earlier run would have left.
       put(f"out/{stale}", b"stale")
-    with FaultProxy(upstream, rate=RATE[scheme], seed=SEED,
-                    fail_first=("GET", "HEAD", "POST", "PUT")) as proxy:
+    with FaultProxy(upstream, rate=RATE[scheme], seed=SEED, fail_first=("GET", "HEAD", "POST", "PUT")) as proxy:
       beam_args = through(proxy.url)
-      status = cloudfill("--images", f"{scheme}://{BUCKET}/in/images/*.tif",
-                         "--masks", f"{scheme}://{BUCKET}/in/masks/{{stem}}.png",
-                         "--output", f"{scheme}://{BUCKET}/out", "--model", mean_model,
-                         "--config", "landsat8_l1", *beam_args)
+      status = cloudfill("--images", f"{scheme}://{BUCKET}/in/images/*.tif", "--masks",
+                         f"{scheme}://{BUCKET}/in/masks/{{stem}}.png", "--output", f"{scheme}://{BUCKET}/out",
+                         "--model", mean_model, "--config", "landsat8_l1", *beam_args)
     through(upstream)  # Back to the server itself, without faults,
     contents = list_all()  # to read what was written.
   print(f"\n{scheme}: FaultProxy injected {dict(proxy.injected)} faults "
         f"({proxy.total_injected} in all) over {proxy.forwarded} forwarded requests")
-  return {"scheme": scheme, "status": status, "proxy": proxy, "contents": contents,
-          "n": N_TILES[scheme]}
+  return {"scheme": scheme, "status": status, "proxy": proxy, "contents": contents, "n": N_TILES[scheme]}
 
 
 def _kind(scheme: str, method: str, path: str) -> str:
@@ -184,7 +192,9 @@ def test_every_tile_restored_once_and_complete_despite_faults(faulty_run):
   assert summary["counts_add_up"]
   manifest = json.loads(contents[f"{out}/manifest.json"])
   assert sorted(r["output"] for r in manifest["restored"]) == restored
-  metrics = [json.loads(line) for p in contents if p.startswith(f"{out}/metrics/")
-             for line in contents[p].decode().splitlines() if line.strip()]
+  metrics = [
+      json.loads(line) for p in contents if p.startswith(f"{out}/metrics/")
+      for line in contents[p].decode().splitlines() if line.strip()
+  ]
   assert sorted(m["stem"] for m in metrics) == sorted(SAMPLE_STEMS[:n])  # Once each.
   assert not [p for p in contents if p.startswith(f"{out}/failed/")]  # Nothing dead-lettered.

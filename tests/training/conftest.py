@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
@@ -32,8 +31,14 @@ def tiny_generator():
 def tiny_card():
   from model_loader.contract import ModelCard
   from model_loader.contract import ALL_INPUTS
-  return ModelCard(name="tiny", version="test", bands=3, window=64,
-                   overlap=8, inputs=ALL_INPUTS, guided=True, context="push_pull")
+  return ModelCard(name="tiny",
+                   version="test",
+                   bands=3,
+                   window=64,
+                   overlap=8,
+                   inputs=ALL_INPUTS,
+                   guided=True,
+                   context="push_pull")
 
 
 @pytest.fixture(scope="session")
@@ -54,20 +59,21 @@ def make_inputs(n, w, c, seed=0, guided=True):
   yy, xx = np.mgrid[0:w, 0:w] / float(w)
   out = {k: [] for k in ("image", "mask", "context", "guide", "guide_mask", "target")}
   for i in range(n):
-    t = np.stack([0.5 + 0.3 * np.sin(3 * yy + i + b) * np.cos(2 * xx - b)
-                  + 0.02 * rng.standard_normal((w, w)) for b in range(c)], -1).astype(np.float32)
+    t = np.stack([
+        0.5 + 0.3 * np.sin(3 * yy + i + b) * np.cos(2 * xx - b) + 0.02 * rng.standard_normal((w, w)) for b in range(c)
+    ], -1).astype(np.float32)
     m = np.zeros((w, w), np.float32)
     m[w // 4:w // 2 + i, w // 3:w // 2 + 5] = 1
     valid = 1.0 - m
     if guided:
       g = np.clip(t * 0.8 + 0.05, 0, 1)
       gm = np.zeros((w, w), np.float32)
-      gm[: w // 8] = 1
+      gm[:w // 8] = 1
       f = guided_fill(t, valid, g, 1.0 - gm)
       context, mapped = f.fill, f.mapped
     else:
       gm, context, mapped = np.ones((w, w), np.float32), push_pull(t, valid), np.zeros_like(t)
-    for k, v in (("image", t * valid[..., None]), ("mask", m[..., None]), ("context", context),
-                 ("guide", mapped), ("guide_mask", gm[..., None]), ("target", t)):
+    for k, v in (("image", t * valid[..., None]), ("mask", m[..., None]), ("context", context), ("guide", mapped),
+                 ("guide_mask", gm[..., None]), ("target", t)):
       out[k].append(v.astype(np.float32))
   return {k: np.stack(v) for k, v in out.items()}

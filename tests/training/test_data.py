@@ -14,23 +14,22 @@ from training.scenes import Scene
 def _scene(path, seed, shape=(300, 300, 4)):
   rng = np.random.default_rng(seed)
   yy, xx = np.mgrid[0:shape[0], 0:shape[1]] / 50.0
-  img = np.stack([0.5 + 0.3 * np.sin(yy + b) * np.cos(xx * (1 + 0.1 * seed))
-                  for b in range(shape[2])], -1)
+  img = np.stack([0.5 + 0.3 * np.sin(yy + b) * np.cos(xx * (1 + 0.1 * seed)) for b in range(shape[2])], -1)
   img += 0.01 * rng.standard_normal(img.shape)
   return Scene(path, np.clip(img, 0, 1).astype(np.float32), np.ones(shape[:2], bool))
 
 
 @pytest.fixture()
 def sampler():
-  places = data.group_places([_scene("naip/m_1_2009.tif", 0), _scene("naip/m_1_2012.tif", 1),
-                              _scene("solo/x.tif", 2)])
+  places = data.group_places([_scene("naip/m_1_2009.tif", 0), _scene("naip/m_1_2012.tif", 1), _scene("solo/x.tif", 2)])
   return data.Sampler(places, 64, MaskGenerator(), "train", region=128, p_guide=0.5)
 
 
 def test_places_group_dates():
-  places = data.group_places([_scene("naip/m_1_20090818.tif", 0),
-                              _scene("naip/m_1_20120731.tif", 1, (299, 300, 4)),
-                              _scene("other/y.tif", 2)])
+  places = data.group_places(
+      [_scene("naip/m_1_20090818.tif", 0),
+       _scene("naip/m_1_20120731.tif", 1, (299, 300, 4)),
+       _scene("other/y.tif", 2)])
   assert sorted(len(p.scenes) for p in places) == [1, 2]
   two = [p for p in places if len(p.scenes) == 2][0]
   assert {s.image.shape for s in two.scenes} == {(299, 300, 4)}

@@ -10,8 +10,7 @@ from model_loader import contract
 from model_loader.contract import ModelCard
 from tests.training.conftest import make_inputs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INPUTS = contract.ALL_INPUTS
 
 
@@ -20,13 +19,14 @@ def _feature(values):
 
 
 def _example(inputs, i, keys=INPUTS):
-  return tf.train.Example(features=tf.train.Features(feature={
-      k: _feature(inputs[k][i]) for k in keys})).SerializeToString()
+  return tf.train.Example(features=tf.train.Features(
+      feature={k: _feature(inputs[k][i]) for k in keys})).SerializeToString()
 
 
 def _restore(m, inputs):
-  return m.signatures[contract.SIGNATURE_RESTORE](
-      **{k: tf.constant(inputs[k]) for k in INPUTS})[contract.OUTPUT_RESTORED].numpy()
+  return m.signatures[contract.SIGNATURE_RESTORE](**{
+      k: tf.constant(inputs[k]) for k in INPUTS
+  })[contract.OUTPUT_RESTORED].numpy()
 
 
 def test_both_signatures(exported, tiny_card, tiny_generator):
@@ -36,8 +36,7 @@ def test_both_signatures(exported, tiny_card, tiny_generator):
   inputs = make_inputs(2, w, c)
   restored = _restore(m, inputs)
   assert restored.shape == inputs["image"].shape and restored.dtype == np.float32
-  np.testing.assert_allclose(
-      restored, tiny_generator({k: inputs[k] for k in INPUTS}).numpy(), atol=1e-5)
+  np.testing.assert_allclose(restored, tiny_generator({k: inputs[k] for k in INPUTS}).numpy(), atol=1e-5)
   serialized = tf.constant([_example(inputs, i) for i in range(2)])
   out2 = m.signatures[contract.SIGNATURE_SERVING](examples=serialized)
   np.testing.assert_allclose(out2[contract.OUTPUT_RESTORED].numpy(), restored, atol=1e-5)
@@ -83,8 +82,7 @@ def test_tfx_bsl_run_inference(exported, tiny_card):
   from tfx_bsl.public.proto import model_spec_pb2
 
   spec = model_spec_pb2.InferenceSpecType(
-      saved_model_spec=model_spec_pb2.SavedModelSpec(
-          model_path=exported, signature_name=[contract.SIGNATURE_SERVING]))
+      saved_model_spec=model_spec_pb2.SavedModelSpec(model_path=exported, signature_name=[contract.SIGNATURE_SERVING]))
   inputs = make_inputs(3, tiny_card.window, tiny_card.bands, seed=1)
   expected = _restore(tf.saved_model.load(exported), inputs)
 
@@ -99,10 +97,8 @@ def test_tfx_bsl_run_inference(exported, tiny_card):
       np.testing.assert_allclose(g.reshape(e.shape), e, atol=1e-4)
 
   with TestPipeline() as p:
-    out = (p
-           | beam.Create([_example(inputs, i) for i in range(3)])
-           | RunInference(CreateModelHandler(spec))
-           | beam.Map(to_array))
+    out = (p | beam.Create([_example(inputs, i) for i in range(3)]) | RunInference(CreateModelHandler(spec)) |
+           beam.Map(to_array))
     assert_that(out, check)
 
 

@@ -50,8 +50,9 @@ def test_export_writes_the_hash_into_the_card(tmp_path):
   card = contract.ModelCard.from_json((out / "assets" / contract.ASSET_NAME).read_text())
   assert len(card.weights_sha256) == 64 and card.version == "w" + card.weights_sha256[:12]
   assert export.main(["--untrained", "--out", str(out)]) == 2  # Now it exists.
-  assert export.main(["--untrained", "--out", str(out), "--overwrite", "--version", "2.0",
-                      "--window", "64", "--overlap", "8"]) == 0
+  assert export.main(
+      ["--untrained", "--out",
+       str(out), "--overwrite", "--version", "2.0", "--window", "64", "--overlap", "8"]) == 0
   card2 = json.loads((out / "assets" / contract.ASSET_NAME).read_text())
   assert card2["version"] == "2.0" and card2["weights_sha256"] != card.weights_sha256
 
@@ -62,8 +63,15 @@ def test_incremental_check_compares_the_weights_hash(tmp_path):
   from transforms.raster_io import encode_raster, write_bytes_atomic
   from transforms.records import TilePair
   pair = TilePair(image_path=str(tmp_path / "in" / "a.tif"), stem="a", mask_path=None, mtime=100.0)
-  profile = {"ext": ".tif", "dtype": "uint16", "nodata": None, "crs": None, "transform": None,
-             "descriptions": [None] * 3, "tags": {}}
+  profile = {
+      "ext": ".tif",
+      "dtype": "uint16",
+      "nodata": None,
+      "crs": None,
+      "transform": None,
+      "descriptions": [None] * 3,
+      "tags": {}
+  }
   tags = provenance_tags(pair, "1.0", "a" * 64)
   assert tags[TAG_WEIGHTS] == "a" * 64
   write_bytes_atomic(output_path(str(tmp_path / "out"), pair.image_path),

@@ -5,8 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from training.masks import (KINDS, MaskGenerator, cloud_mask_files,
-                            fit_coverage)
+from training.masks import (KINDS, MaskGenerator, cloud_mask_files, fit_coverage)
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,8 @@ def _reference(x, valid, kernel, bias, stride):
   oh, ow = -(-h // stride), -(-w // stride)
   ph = max((oh - 1) * stride + kh - h, 0)
   pw = max((ow - 1) * stride + kw - w, 0)
-  xp = np.pad(x * valid, ((0, 0), (ph // 2, ph - ph // 2),
-                          (pw // 2, pw - pw // 2), (0, 0)))
-  vp = np.pad(valid, ((0, 0), (ph // 2, ph - ph // 2),
-                      (pw // 2, pw - pw // 2), (0, 0)))
+  xp = np.pad(x * valid, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+  vp = np.pad(valid, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
   y = np.zeros((n, oh, ow, cout))
   m = np.zeros((n, oh, ow, 1))
   for b in range(n):
@@ -42,8 +40,7 @@ def test_matches_numpy_reference(stride, k):
   valid[1, :6, :] = 0  # a large hole: windows with no valid pixel
   layer = PartialConv2D(4, k, stride, bias_initializer="random_normal")
   y, m = layer((tf.constant(x), tf.constant(valid)))
-  ry, rm = _reference(x, valid, layer.kernel.numpy(), layer.bias.numpy(),
-                      stride)
+  ry, rm = _reference(x, valid, layer.kernel.numpy(), layer.bias.numpy(), stride)
   np.testing.assert_allclose(m.numpy(), rm)
   np.testing.assert_allclose(y.numpy(), ry, rtol=1e-4, atol=1e-4)
   assert (rm == 0).any() and (rm == 1).any()
@@ -57,8 +54,8 @@ def test_holes_output_zero_and_mask_propagates():
   y, m = layer((tf.constant(x), tf.constant(valid)))
   y, m = y.numpy(), m.numpy()
   assert m[0, 4, 4, 0] == 0 and np.all(y[0, 4, 4] == 0)  # saw no valid pixel
-  assert m[0, 2, 2, 0] == 1                             # sees a corner pixel
-  assert m.sum() > valid.sum()                          # the hole shrank
+  assert m[0, 2, 2, 0] == 1  # sees a corner pixel
+  assert m.sum() > valid.sum()  # the hole shrank
 
 
 def test_constant_input_is_rescaled_exactly():

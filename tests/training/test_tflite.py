@@ -15,8 +15,7 @@ def _run(path, inputs):
 
 
 def test_fp16_and_int8(tmp_path, tiny_generator):
-  card = ModelCard(name="tiny", version="test", bands=3, window=32, inputs=ALL_INPUTS,
-                   guided=True, context="push_pull")
+  card = ModelCard(name="tiny", version="test", bands=3, window=32, inputs=ALL_INPUTS, guided=True, context="push_pull")
   reps = [{k: v[i:i + 1] for k, v in make_inputs(3, 32, 3, seed=5).items()} for i in range(3)]
   paths = export_tflite(tiny_generator, card, str(tmp_path), reps)
   assert set(paths) == {"fp16", "int8"}

@@ -21,14 +21,19 @@ def _jax(code: str, tmp_path, timeout=600) -> str:
   """Runs ``code`` in a fresh interpreter under the JAX backend."""
   pytest.importorskip("jax")
   env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=str(tmp_path), env=env,
-                     capture_output=True, text=True, timeout=timeout)
+  r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                     cwd=str(tmp_path),
+                     env=env,
+                     capture_output=True,
+                     text=True,
+                     timeout=timeout)
   assert r.returncode == 0, r.stderr[-3000:]
   return r.stdout
 
 
 def test_jax_steps_reduce_l1(tmp_path):
-  out = _jax("""
+  out = _jax(
+      """
     import numpy as np
     from tests.training.conftest import make_inputs
     from training.generator import build_generator
@@ -49,7 +54,8 @@ def test_jax_steps_reduce_l1(tmp_path):
 
 
 def test_gan_step_updates_discriminator(tmp_path):
-  out = _jax("""
+  out = _jax(
+      """
     import numpy as np
     from tests.training.conftest import make_inputs
     from training.discriminator import MultiScaleDiscriminator
@@ -72,7 +78,8 @@ def test_gan_step_updates_discriminator(tmp_path):
 def test_jax_weights_load_into_tensorflow_model(tmp_path):
   """One model definition, two backends: weights saved under JAX reproduce
   the JAX outputs under TensorFlow within 1e-4."""
-  _jax("""
+  _jax(
+      """
     import numpy as np
     from tests.training.conftest import make_inputs
     from training.generator import build_generator
@@ -104,18 +111,21 @@ def test_jax_weights_load_into_tensorflow_model(tmp_path):
 def test_train_cli_runs_and_exports(tmp_path, data_dir):
   """``cloudfill train`` (JAX) on a bundle, then ``cloudfill export`` (TF)."""
   from training.bundle import pack
-  files = [os.path.join(data_dir, "aerial_5m", "rgbn.tif"),
-           os.path.join(data_dir, "rmnp", "rmnp-rgb.tif")]
+  files = [os.path.join(data_dir, "aerial_5m", "rgbn.tif"), os.path.join(data_dir, "rmnp", "rmnp-rgb.tif")]
   bundle = str(tmp_path / "b.npz")
   info = pack(data_dir, bundle, files)
   assert info["files"] == ["aerial_5m/rgbn.tif", "rmnp/rmnp-rgb.tif"]
   out = tmp_path / "run"
   env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-  r = subprocess.run([sys.executable, "-m", "training.train", "--data", bundle, "--out", str(out),
-                      "--steps", "3", "--batch", "2", "--crop", "64", "--val-size", "64",
-                      "--val-tiles", "2", "--workers", "0", "--stem", "8", "--widths",
-                      "8,16,16,16", "--gan", "hinge", "--log-every", "1"],
-                     env=env, capture_output=True, text=True, timeout=900)
+  r = subprocess.run([
+      sys.executable, "-m", "training.train", "--data", bundle, "--out",
+      str(out), "--steps", "3", "--batch", "2", "--crop", "64", "--val-size", "64", "--val-tiles", "2", "--workers",
+      "0", "--stem", "8", "--widths", "8,16,16,16", "--gan", "hinge", "--log-every", "1"
+  ],
+                     env=env,
+                     capture_output=True,
+                     text=True,
+                     timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
   metrics = json.loads((out / "metrics.json").read_text())
   assert metrics["steps"] == 3 and np.isfinite(metrics["best"]["unguided_hole_psnr_db"])

@@ -1,0 +1,74 @@
+"""Scoring the whole-scene benchmark (:mod:`benchmarks.scenes`): the scene's
+stretch, hole figures, flat patches, and the before / cloudfill / GDAL / truth panel."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from transforms import metrics
+
+
+def scene_scale(truth: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-band ``(lo, hi)``: 0.1 and 99.9 percentiles of the valid truth pixels."""
+  v = truth[valid].astype(np.float64)
+  return np.percentile(v, 0.1, axis=0), np.percentile(v, 99.9, axis=0)
+
+
+def flat_pixels(img: np.ndarray, hole: np.ndarray, size: int = 15) -> int:
+  """Hole pixels at the centre of a ``size``² patch of hole pixels with every band constant."""
+  inside = ndimage.minimum_filter(hole.astype(np.uint8), size=size) > 0
+  flat = inside.copy()
+  for c in range(img.shape[-1]):
+    band = img[..., c].astype(np.float32)
+    flat &= ndimage.maximum_filter(band, size=size) == ndimage.minimum_filter(band, size=size)
+  return int(flat.sum())
+
+
+def score(out: np.ndarray, truth: np.ndarray, given: np.ndarray, hole: np.ndarray, valid: np.ndarray, lo: np.ndarray,
+          hi: np.ndarray, vrange: tuple[float, float], window: tuple[int, int]) -> dict:
+  """The figures of one method's output (``[H, W, C]`` in the input's dtype)."""
+  unit = ((out.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+  unit_t = ((truth.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
+  q = metrics.quality(unit, unit_t, hole)
+  d = (out[hole].astype(np.float64) - truth[hole]) / (vrange[1] - vrange[0])
+  mse_v = float(np.mean(d**2))
+  keep = ~hole & valid
+  nodata = ~valid
+  return {
+      "hole_psnr": q["psnr"],
+      "hole_ssim": q["ssim"],
+      "hole_mae": q["mae"],
+      "hole_psnr_value_range": float(10 * np.log10(1 / mse_v)) if mse_v > 0 else float("inf"),
+      "block": metrics.block_score(unit, hole, *window),
+      "seam": metrics.seam_score(unit, hole),
+      "hole_zero_pixels": int((out[hole] == 0).all(-1).sum()),
+      "hole_flat15_pixels": flat_pixels(out, hole),
+      "hole_left_as_cloud": int((out[hole] == given[hole]).all(-1).sum()),
+      "known_identical": bool(np.array_equal(out[keep], given[keep])),
+      "nodata_identical": bool(np.array_equal(out[nodata], given[nodata])),
+      "nodata_changed_pixels": int((out[nodata] != given[nodata]).any(-1).sum()),
+  }
+
+
+def panel(path: str, given, filled, gdal, truth, clouds, valid, lo, hi, bgr: bool = False, width: int = 640) -> None:
+  """before (clouds white) | cloudfill | GDAL FillNodata | truth, each ``width`` px wide.
+
+  ``bgr``: the first three bands are blue, green, red (Landsat 8 B2, B3, B4).
+  """
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  rows = []
+  for label, img in (("before", given), ("cloudfill", filled), ("GDAL FillNodata", gdal), ("truth", truth)):
+    u = np.clip((img[..., :3].astype(np.float64) - lo[:3]) / (hi[:3] - lo[:3]), 0, 1)
+    u = np.ascontiguousarray(u)
+    if bgr:
+      u = u[..., ::-1]
+    if label == "before":
+      u[clouds & valid] = 1.0
+    u[~valid] = 0.0
+    im = Image.fromarray((u * 255).astype(np.uint8))
+    im = im.resize((width, int(round(width * img.shape[0] / img.shape[1]))), Image.BILINEAR)
+    ImageDraw.Draw(im).text((6, 4), label, fill=(255, 255, 0))
+    rows.append(np.asarray(im))
+  sep = np.full((rows[0].shape[0], 6, 3), 255, np.uint8)
+  Image.fromarray(np.concatenate([rows[0], sep, rows[1], sep, rows[2], sep, rows[3]], 1)).save(path)
