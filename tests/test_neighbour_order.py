@@ -11,30 +11,20 @@ import os
 
 import numpy as np
 import rasterio
-from PIL import Image
-from rasterio.transform import from_origin
 
+from tests.helpers import write_geotiff, write_png
 from transforms import neighbours as nb
 from transforms.masks import MaskSpec
 
 
 def _tile(folder, name, x0, values, cloud):
-  path = os.path.join(folder, name + ".tif")
-  h, w, c = values.shape
-  with rasterio.open(path,
-                     "w",
-                     driver="GTiff",
-                     height=h,
-                     width=w,
-                     count=c,
-                     dtype="uint16",
-                     crs="EPSG:32633",
-                     transform=from_origin(500000 + 30 * x0, 4000000, 30, 30)) as dst:
-    dst.write(np.moveaxis(values, -1, 0))
-  mask_path = os.path.join(folder, name + "_mask.png")
-  Image.fromarray(cloud.astype(np.uint8) * 255).save(mask_path)
+  path = write_geotiff(os.path.join(folder, name + ".tif"),
+                       values,
+                       crs="EPSG:32633",
+                       transform=(30.0, 0.0, 500000.0 + 30 * x0, 0.0, -30.0, 4000000.0))
+  mask_path = write_png(os.path.join(folder, name + "_mask.png"), cloud.astype(np.uint8) * 255)
   with rasterio.open(path) as src:
-    return nb.TileHeader(path, mask_path, src.crs.to_wkt(), tuple(src.transform)[:6], h, w)
+    return nb.TileHeader(path, mask_path, src.crs.to_wkt(), tuple(src.transform)[:6], *values.shape[:2])
 
 
 def test_overlapping_neighbours_give_one_context_in_any_order(tmp_path):
