@@ -217,8 +217,14 @@ def decode_pil(data: bytes, ext: str, palette: str = "rgb") -> tuple[np.ndarray,
     arr = arr.astype(np.uint16)
   if arr.ndim == 2:
     arr = arr[:, :, None]
-  profile = {
-      "driver": fmt or ext.lstrip(".").upper(),
+  return np.ascontiguousarray(arr), plain_profile(fmt or ext.lstrip(".").upper(), arr, ext)
+
+
+def plain_profile(driver: str, arr: np.ndarray, ext: str) -> dict:
+  """The profile of a raster without georeferencing, no-data, band descriptions or tags
+  (PNG and other Pillow formats), for ``arr [H, W, C]`` read from a ``ext`` file."""
+  return {
+      "driver": driver,
       "dtype": str(arr.dtype),
       "nodata": None,
       "crs": None,
@@ -227,7 +233,6 @@ def decode_pil(data: bytes, ext: str, palette: str = "rgb") -> tuple[np.ndarray,
       "ext": ext,
       "tags": {}
   }
-  return np.ascontiguousarray(arr), profile
 
 
 def encode_raster(image: np.ndarray, profile: dict[str, Any], tags: Optional[dict[str, str]] = None) -> bytes:

@@ -30,7 +30,8 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, split_ext, tiff_profile)
+from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, plain_profile, split_ext,
+                                  tiff_profile)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_EXTS = (".jpg", ".jpeg")
@@ -192,17 +193,7 @@ def _decode_png16(src, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   except rasterio.errors.RasterioError as e:
     raise DecodeError(f"not a readable 16-bit PNG: {e}") from e
   arr = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-  profile = {
-      "driver": "PNG",
-      "dtype": str(arr.dtype),
-      "nodata": None,
-      "crs": None,
-      "transform": None,
-      "descriptions": [None] * arr.shape[2],
-      "ext": ext,
-      "tags": {}
-  }
-  return arr, profile
+  return arr, plain_profile("PNG", arr, ext)
 
 
 class OpenTiff:
