@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from typing import Optional
 
 import numpy as np
@@ -75,15 +73,11 @@ def bench_large(size: int, work: str, model: Optional[str], methods: list[str]) 
     shutil.rmtree(out, ignore_errors=True)
     rss = os.path.join(folder, f"maxrss_{method}.txt")
     argv = [
-        "/usr/bin/time", "-f", "%M", "-o", rss, sys.executable, "-m", "pipeline.cli", "run", "--images", path,
-        "--masks", "{dir}/{stem}_mask.png", "--output", out, "--value-range", "0,65535", "--no-report", "--overwrite",
-        "-q", "--extra-bands", method
+        sys.executable, "-m", "pipeline.cli", "run", "--images", path, "--masks", "{dir}/{stem}_mask.png", "--output",
+        out, "--value-range", "0,65535", "--no-report", "--overwrite", "-q", "--extra-bands", method
     ] + (["--model", model] if model else [])
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
-    wall = time.perf_counter() - start
-    with open(rss, encoding="utf-8") as f:
-      peak = int([line for line in f.read().split() if line.isdigit()][-1]) / 1024
+    run = common.run_measured(argv, rss, capture_output=True, text=True, cwd=ROOT)
+    proc, wall, peak = run["proc"], run["wall_seconds"], run["peak_rss_mib"]
     row = {
         "size": size,
         "bands": 4,

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -230,3 +231,35 @@ def write_json(path: str, data: dict[str, Any]) -> str:
 def log(msg: str) -> None:
   print(msg, flush=True)
   sys.stdout.flush()
+
+
+def run_measured(argv: list[str], rss_file: str, **kwargs) -> dict[str, Any]:
+  """Runs ``argv`` (``subprocess.run`` with ``kwargs``) and measures its own peak memory.
+
+  The peak is GNU time's ``%M`` of this run when ``/usr/bin/time`` exists
+  (``getrusage(RUSAGE_CHILDREN)`` only gives the largest child so far, which
+  may be an earlier run's), else that.
+
+  Returns:
+    ``{"proc", "wall_seconds", "cpu_seconds", "peak_rss_mib", "peak_rss_source"}``.
+  """
+  gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+  cmd = [gnu_time, "-f", "%M", "-o", rss_file, *argv] if gnu_time else list(argv)
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  start = time.perf_counter()
+  proc = subprocess.run(cmd, check=False, **kwargs)
+  wall = time.perf_counter() - start
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  peak_kib, source = after.ru_maxrss, "getrusage(RUSAGE_CHILDREN): largest child so far"
+  if gnu_time and os.path.exists(rss_file):
+    with open(rss_file, encoding="utf-8") as f:
+      digits = [line.strip() for line in f if line.strip().isdigit()]
+    if digits:
+      peak_kib, source = int(digits[-1]), "/usr/bin/time %M of this run"
+  return {
+      "proc": proc,
+      "wall_seconds": wall,
+      "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+      "peak_rss_mib": peak_kib / 1024,
+      "peak_rss_source": source
+  }

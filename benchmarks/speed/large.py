@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -107,40 +106,25 @@ def bench_large(sizes: Sequence[int],
     ]
     common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
                "cloudfill run ...")
-    # Each run's own peak: GNU time's %M when present (getrusage(RUSAGE_CHILDREN)
-    # only gives the largest child so far, which may be an earlier size's).
-    gnu_time = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
     rss_file = os.path.join(work, f"maxrss_{size}.txt")
-    if gnu_time:
-      cmd = [gnu_time, "-f", "%M", "-o", rss_file, *cmd]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t1 = time.perf_counter()
     with open(os.path.join(work, f"log_large_{size}.txt"), "w", encoding="utf-8") as log:
-      proc = subprocess.run(cmd,
-                            cwd=base.ROOT,
-                            stdout=log,
-                            stderr=subprocess.STDOUT,
-                            timeout=timeout,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                            check=False)
-    wall = time.perf_counter() - t1
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    peak_kib = after.ru_maxrss
-    peak_source = "getrusage(RUSAGE_CHILDREN): largest child so far"
-    if gnu_time and os.path.exists(rss_file):
-      with open(rss_file, encoding="utf-8") as f:
-        digits = [l.strip() for l in f if l.strip().isdigit()]
-      if digits:
-        peak_kib, peak_source = int(digits[-1]), "/usr/bin/time %M of this run"
+      run = common.run_measured(cmd,
+                                rss_file,
+                                cwd=base.ROOT,
+                                stdout=log,
+                                stderr=subprocess.STDOUT,
+                                timeout=timeout,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    proc = run["proc"]
     row: dict[str, Any] = {
         "size": size,
         "pixels": size * size,
         "coverage": meta["coverage"],
         "exit": proc.returncode,
-        "process_wall_seconds": wall,
-        "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        "peak_rss_mib": peak_kib / 1024,
-        "peak_rss_source": peak_source,
+        "process_wall_seconds": run["wall_seconds"],
+        "cpu_seconds": run["cpu_seconds"],
+        "peak_rss_mib": run["peak_rss_mib"],
+        "peak_rss_source": run["peak_rss_source"],
         "input_mib": size * size * 3 * 2 / 2**20,
         "loadavg_after": common.loadavg(),
         # GeoTIFFs above --scene-pixels are streamed by rows (transforms/scenes.py).
@@ -159,7 +143,7 @@ def bench_large(sizes: Sequence[int],
       if row.get("pipeline_wall_seconds") and row["windows"]:
         row["windows_per_s"] = row["windows"] / row["pipeline_wall_seconds"]
     rows.append(row)
-    common.log(f"  large {size}x{size} [{row['path']}]: exit {proc.returncode}, {wall:.1f} s process "
+    common.log(f"  large {size}x{size} [{row['path']}]: exit {proc.returncode}, {run['wall_seconds']:.1f} s process "
                f"({row.get('pipeline_wall_seconds')} s pipeline), peak RSS {row['peak_rss_mib']:.0f} MiB "
                f"(input {row['input_mib']:.0f} MiB), {row.get('windows')} windows, "
                f"stages {row.get('seconds_per_tile')}")
