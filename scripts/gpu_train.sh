@@ -6,6 +6,10 @@
 #   bash scripts/gpu_train.sh train OUT [L1_MIN] [GAN_MIN]
 #                                                   # on a GPU machine with JAX but no TensorFlow and
 #                                                   # no network: L1 stage, then a GAN fine-tune
+#   bash scripts/gpu_train.sh sweep OUT MINUTES NAME:KEY=VALUE,... [NAME:...]
+#                                                   # there: several variants trained together on the
+#                                                   # same batches (cloudfill train --variant), written
+#                                                   # straight into OUT/sweep/NAME as they improve
 #
 # runs/bundle is self-contained (about 40 MiB): carry it (with this repository) to the GPU
 # machine. OUT receives l1.tar.gz and gan.tar.gz (weights, generator.json, metrics.json,
@@ -14,6 +18,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd=${1:-}
+setup() {  # on the GPU machine: Keras from the carried wheels, the JAX backend
+  mkdir -p "$1" /tmp/cloudfill-run
+  [ -n "${SKIP_WHEELS:-}" ] || "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/cloudfill-site runs/bundle/wheels/*.whl
+  export PYTHONPATH=/tmp/cloudfill-site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+}
 case "$cmd" in
 pack)
   DATA=${2:-../shared/data}
@@ -33,11 +44,7 @@ train)
   BATCH=${BATCH:-32}
   EXTRA=${EXTRA:-}
   PY=${PYTHON:-python3}
-  mkdir -p "$OUT" /tmp/cloudfill-run
-  [ -n "${SKIP_WHEELS:-}" ] || "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/cloudfill-site runs/bundle/wheels/*.whl
-  export PYTHONPATH=/tmp/cloudfill-site:$PWD KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  setup "$OUT"
   "$PY" -m training.train --data runs/bundle/data.npz --out /tmp/cloudfill-run/l1 \
     --minutes "$L1_MIN" --batch "$BATCH" --crop 128 --lr 1e-3 --val-every 45 --log-every 200 $EXTRA \
     2>&1 | tee -a "$OUT/train.log"
@@ -50,6 +57,21 @@ train)
     tar -C /tmp/cloudfill-run -czf "$OUT/gan.tar.gz" gan
   fi
   ;;
+sweep)
+  OUT=${2:?usage: gpu_train.sh sweep OUT MINUTES NAME:KEY=VALUE,...}
+  MIN=${3:?usage: gpu_train.sh sweep OUT MINUTES NAME:KEY=VALUE,...}
+  shift 3
+  [ $# -gt 0 ] || { echo "gpu_train.sh sweep: give at least one NAME:KEY=VALUE,... variant" >&2; exit 2; }
+  BATCH=${BATCH:-32}
+  EXTRA=${EXTRA:-}
+  PY=${PYTHON:-python3}
+  setup "$OUT"
+  variants=()
+  for v in "$@"; do variants+=(--variant "$v"); done
+  "$PY" -m training.train --data runs/bundle/data.npz --out "$OUT/sweep" --minutes "$MIN" --batch "$BATCH" \
+    --crop 128 --crops-per-region 4 --val-every 40 --log-every 200 "${variants[@]}" $EXTRA \
+    2>&1 | tee -a "$OUT/train.log"
+  ;;
 *)
-  sed -n '2,14p' "$0"; exit 2 ;;
+  sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -224,8 +224,8 @@ def _init_worker(factory, args):
 
 
 def _draw(job):
-  seed, start, n = job
-  return _WORKER["sampler"].batch(seed, start, n)
+  seed, start, n, k = job
+  return _WORKER["sampler"].batch(seed, start, n, crops_per_region=k)
 
 
 def batches(factory,
@@ -234,7 +234,8 @@ def batches(factory,
             seed: int = 0,
             start: int = 0,
             workers: int = 0,
-            prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
+            prefetch: int = 8,
+            crops_per_region: int = 2) -> Iterator[dict[str, np.ndarray]]:
   """An endless stream of batches, drawn in ``workers`` processes.
 
   Args:
@@ -246,12 +247,13 @@ def batches(factory,
     start: First batch number (resume).
     workers: Processes; 0 draws in this process.
     prefetch: Batches in flight.
+    crops_per_region: Elements cut from each region's context (the costly part).
   """
   if workers <= 0:
     sampler = factory(*args)
     i = start
     while True:
-      yield sampler.batch(seed, i * batch, batch)
+      yield sampler.batch(seed, i * batch, batch, crops_per_region)
       i += 1
   import multiprocessing as mp  # pylint: disable=import-outside-toplevel
   pool = mp.get_context("spawn").Pool(workers, _init_worker, (factory, args))
@@ -260,7 +262,7 @@ def batches(factory,
     i = start
     while True:
       while len(pending) < max(prefetch, workers):
-        pending.append(pool.apply_async(_draw, ((seed, i * batch, batch),)))
+        pending.append(pool.apply_async(_draw, ((seed, i * batch, batch, crops_per_region),)))
         i += 1
       yield pending.popleft().get()
   finally:

@@ -19,3 +19,7 @@ ADVERSARIAL = ("hinge", "lsgan")
 def default_data_dir() -> str:
   """``$CLOUDFILL_SHARED_DATA`` or ``<repo>/../shared/data`` (normalised)."""
   return os.environ.get("CLOUDFILL_SHARED_DATA") or os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data"))
+
+
+# The hole reconstruction losses `cloudfill train --loss` offers (training.losses).
+RECONSTRUCTION = ("l1", "mse")

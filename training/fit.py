@@ -14,6 +14,8 @@ The losses and steps are :class:`training.trainer.Trainer`'s.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import time
@@ -89,6 +91,7 @@ class TrainingRun:
     self.best = -1.0
     self.budget = args.minutes * 60.0
     self.start = time.time()
+    self.state = trainer.init_state()
 
   def done(self, step: int) -> bool:
     """``--steps`` reached, or (without ``--steps``) ``--minutes`` spent."""
@@ -112,73 +115,63 @@ class TrainingRun:
       self.best = score(figures)
       self.trainer.write_back(state)
       self.trainer.gen.save_weights(os.path.join(self.args.out, "generator.weights.h5"))
-    print(json.dumps(figures), flush=True)
+    print(json.dumps(dict(figures, run=self.name)), flush=True)
+
+  @property
+  def name(self) -> str:
+    return getattr(self.args, "variant", "") or os.path.basename(os.path.normpath(self.args.out))
 
   def log(self, step: int, crops: int, t_data: float, logs: dict) -> None:
     logs = {k: float(v) for k, v in logs.items()}
     self.writer.scalars(step, {f"train/{k}": v for k, v in logs.items()})
     el = time.time() - self.start
-    print(f"step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s " +
+    print(f"{self.name} step {step} {el:.0f}s {crops / el:.0f} crops/s data-wait {t_data:.0f}s " +
           " ".join(f"{k}={v:.4f}" for k, v in logs.items()),
           flush=True)
 
 
-def fit(args: argparse.Namespace) -> int:
-  """Trains as ``args`` say and writes the run's files into ``args.out``; returns 0."""
-  workers = (os.cpu_count() or 2) - 1 if args.workers < 0 else args.workers
-  # Worker processes start before JAX does (spawn, so JAX's threads are safe either way).
-  stream = D.batches(sampler, (args.data, args.bands, args.crop, args.region, "train"),
-                     args.batch,
-                     seed=args.seed,
-                     workers=workers)
-  batch = next(stream)
-  val_sets = validation_sets(args)
-  train_files = sampler(args.data, args.bands, args.crop, args.region, "train").files
+def variant_args(args: argparse.Namespace) -> list[argparse.Namespace]:
+  """One namespace per trained model: ``args`` itself, or with ``--variant``s,
+  a copy per variant with its overrides and ``out`` = ``args.out/NAME``."""
+  if not getattr(args, "variants", None):
+    return [args]
+  out = []
+  for name, overrides in args.variants:
+    v = copy.copy(args)
+    for k, value in overrides.items():
+      setattr(v, k, value)
+    v.out, v.variant = os.path.join(args.out, name), name
+    out.append(v)
+  return out
 
-  import jax  # pylint: disable=import-outside-toplevel  (after the data workers started)
-  gpu = any(d.platform == "gpu" for d in jax.devices())
-  mp = {"auto": "mixed_bfloat16" if gpu else None, "bf16": "mixed_bfloat16", "off": None}
-  gen, disc = build_models(args, mp[args.mixed_precision])
-  trainer = Trainer(
-      gen, disc,
-      TrainSpec(lr=args.lr,
-                tv_weight=args.tv_weight,
-                gan=args.gan,
-                adv_weight=args.adv_weight,
-                fm_weight=args.fm_weight))
-  state = trainer.init_state()
+
+def start_run(args: argparse.Namespace, val_sets: dict, train_files: list[str],
+              mixed_precision: Optional[str]) -> TrainingRun:
+  """Builds one model's :class:`Trainer` and :class:`TrainingRun`; writes its
+  ``generator.json`` and ``trained_on.json``."""
+  gen, disc = build_models(args, mixed_precision)
+  spec = TrainSpec(lr=args.lr,
+                   tv_weight=args.tv_weight,
+                   gan=args.gan,
+                   adv_weight=args.adv_weight,
+                   fm_weight=args.fm_weight,
+                   loss=args.loss,
+                   ema=args.ema,
+                   clipnorm=args.clipnorm)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "generator.json"), "w", encoding="utf-8") as f:
     json.dump(gen.get_config(), f, indent=2)
   with open(os.path.join(args.out, "trained_on.json"), "w", encoding="utf-8") as f:
     json.dump(sorted(set(train_files)), f, indent=2)
-  run = TrainingRun(args, trainer, val_sets)
+  return TrainingRun(args, Trainer(gen, disc, spec), val_sets)
 
-  last_val = run.start
-  step, crops, compile_s, t_data = 0, 0, None, 0.0
-  run.validate(state, step)
-  while not run.done(step):
-    frac = run.fraction(step)
-    adversarial = disc is not None and frac >= args.gan_after
-    state = trainer.set_lr(state, cosine_lr(args.lr, frac))
-    t0 = time.time()
-    state, logs = trainer.train_step(state, batch, adversarial=adversarial)
-    if compile_s is None:
-      jax.block_until_ready(state["g_tv"])
-      compile_s = time.time() - t0
-    step += 1
-    crops += args.batch
-    t1 = time.time()
-    batch = next(stream)
-    t_data += time.time() - t1
-    if step % args.log_every == 0:
-      run.log(step, crops, t_data, logs)
-    if time.time() - last_val >= args.val_every:
-      run.validate(state, step)
-      last_val = time.time()
-  run.validate(state, step)
-  trainer.write_back(state)
-  gen.save_weights(os.path.join(args.out, "last.weights.h5"))
+
+def finish_run(run: TrainingRun, step: int, crops: int, timing: dict, device: dict) -> dict:
+  """Final validation, ``last.weights.h5`` and ``metrics.json``; returns the best figures."""
+  args, trainer = run.args, run.trainer
+  run.validate(run.state, step)
+  trainer.write_back(run.state)
+  trainer.gen.save_weights(os.path.join(args.out, "last.weights.h5"))
   elapsed = time.time() - run.start
   best_fig = max(run.history, key=score)
   metrics = {
@@ -187,14 +180,12 @@ def fit(args: argparse.Namespace) -> int:
       "crop": args.crop,
       "seconds": round(elapsed, 1),
       "crops_per_s": round(crops / max(elapsed, 1e-9), 1),
-      "compile_s": round(compile_s or 0, 1),
-      "data_wait_s": round(t_data, 1),
-      "device": str(jax.devices()[0]),
-      "gpu": gpu,
-      "mixed_precision": mp[args.mixed_precision] or "float32",
-      "gan": args.gan,
+      **timing,
+      **device,
+      "models_trained_together": len(getattr(args, "variants", None) or [None]),
+      "spec": dataclasses.asdict(trainer.spec),
       "gan_after": args.gan_after,
-      "params": int(gen.count_params()),
+      "params": int(trainer.gen.count_params()),
       "val_tiles": args.val_tiles,
       "val_size": args.val_size,
       "best": best_fig,
@@ -204,5 +195,63 @@ def fit(args: argparse.Namespace) -> int:
   with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
     json.dump(metrics, f, indent=2)
   run.writer.close()
-  print(f"done: {step} steps in {elapsed:.0f}s; best {json.dumps(best_fig)}")
+  print(f"done {run.name}: {step} steps in {elapsed:.0f}s; best {json.dumps(best_fig)}")
+  return best_fig
+
+
+def fit(args: argparse.Namespace) -> int:
+  """Trains as ``args`` say and writes the run's files into ``args.out``
+  (with ``--variant``s: several models on the same batches, one folder each
+  under ``args.out``); returns 0."""
+  workers = (os.cpu_count() or 2) - 1 if args.workers < 0 else args.workers
+  # Worker processes start before JAX does (spawn, so JAX's threads are safe either way).
+  stream = D.batches(sampler, (args.data, args.bands, args.crop, args.region, "train"),
+                     args.batch,
+                     seed=args.seed,
+                     workers=workers,
+                     crops_per_region=args.crops_per_region)
+  batch = next(stream)
+  val_sets = validation_sets(args)
+  train_files = sampler(args.data, args.bands, args.crop, args.region, "train").files
+
+  import jax  # pylint: disable=import-outside-toplevel  (after the data workers started)
+  gpu = any(d.platform == "gpu" for d in jax.devices())
+  mp = {"auto": "mixed_bfloat16" if gpu else None, "bf16": "mixed_bfloat16", "off": None}[args.mixed_precision]
+  runs = [start_run(v, val_sets, train_files, mp) for v in variant_args(args)]
+  for run in runs:
+    run.validate(run.state, 0)
+  clock = runs[0]  # One wall-time budget for all: they train on the same batches.
+  for run in runs:
+    run.start = clock.start = time.time()
+
+  last_val = clock.start
+  step, crops, compile_s, t_data = 0, 0, None, 0.0
+  while not clock.done(step):
+    frac = clock.fraction(step)
+    t0 = time.time()
+    logs = []
+    for run in runs:
+      adversarial = run.trainer.disc is not None and frac >= run.args.gan_after
+      run.state = run.trainer.set_lr(run.state, cosine_lr(run.args.lr, frac))
+      run.state, run_logs = run.trainer.train_step(run.state, batch, adversarial=adversarial)
+      logs.append(run_logs)
+    if compile_s is None:
+      jax.block_until_ready(runs[-1].state["g_tv"])
+      compile_s = time.time() - t0
+    step += 1
+    crops += args.batch
+    if step % args.log_every == 0:
+      for run, run_logs in zip(runs, logs):
+        run.log(step, crops, t_data, run_logs)
+    t1 = time.time()
+    batch = next(stream)
+    t_data += time.time() - t1
+    if time.time() - last_val >= args.val_every:
+      for run in runs:
+        run.validate(run.state, step)
+      last_val = time.time()
+  timing = {"compile_s": round(compile_s or 0, 1), "data_wait_s": round(t_data, 1)}
+  device = {"device": str(jax.devices()[0]), "gpu": gpu, "mixed_precision": mp or "float32"}
+  for run in runs:
+    finish_run(run, step, crops, timing, device)
   return 0

@@ -33,6 +33,17 @@ def l1_hole_valid(target, output, mask, hole_weight=6.0, valid_weight=1.0):
   return hole_weight * hole + valid_weight * valid, hole, valid
 
 
+def hole_reconstruction(kind: str, target, output, mask):
+  """Mean absolute (``"l1"``) or squared (``"mse"``) error on the holes,
+  averaged over all pixels (so a batch with more holes weighs more)."""
+  d = target - output
+  if kind == "l1":
+    return ops.mean(ops.abs(d) * mask)
+  if kind == "mse":
+    return ops.mean(ops.square(d) * mask)
+  raise ValueError(f"unknown reconstruction loss {kind!r}")
+
+
 def tv_hole_boundary(target, output, mask):
   """Total variation of the composite on the holes dilated by one pixel."""
   comp = composite(target, output, mask)

@@ -27,9 +27,47 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-from training.defaults import ADVERSARIAL, DEFAULT_TRAIN_MINUTES, default_data_dir
+from training.defaults import ADVERSARIAL, DEFAULT_TRAIN_MINUTES, RECONSTRUCTION, default_data_dir
 
 FIT_MODULE = "training.fit"  # Loaded once Keras's backend is chosen (see main).
+
+# What a --variant may override, and how its value is read.
+VARIANT_KEYS = {
+    "lr": float,
+    "loss": str,
+    "ema": float,
+    "clipnorm": float,
+    "tv_weight": float,
+    "widths": lambda v: v.replace("/", ","),
+    "stem": int,
+    "gan": str,
+    "adv_weight": float,
+    "fm_weight": float,
+    "seed": int,
+}
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+  """``"NAME:KEY=VALUE,..."`` -> ``(NAME, {key: value})`` (keys as in
+  :data:`VARIANT_KEYS`, dashes or underscores)."""
+  name, _, rest = text.partition(":")
+  if not name or not name.replace("_", "").replace("-", "").isalnum():
+    raise ValueError(f"--variant {text!r}: NAME must be letters, digits, - or _")
+  overrides = {}
+  for item in filter(None, rest.split(",")):
+    key, eq, value = item.partition("=")
+    key = key.strip().replace("-", "_")
+    if not eq or key not in VARIANT_KEYS:
+      raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE with KEY in {', '.join(VARIANT_KEYS)}")
+    try:
+      overrides[key] = VARIANT_KEYS[key](value.strip())
+    except ValueError as e:
+      raise ValueError(f"--variant {text!r}: {item!r}: {e}") from None
+  if overrides.get("loss", "l1") not in RECONSTRUCTION:
+    raise ValueError(f"--variant {text!r}: loss must be one of {', '.join(RECONSTRUCTION)}")
+  if overrides.get("gan", "none") not in ("none",) + ADVERSARIAL:
+    raise ValueError(f"--variant {text!r}: gan must be none or one of {', '.join(ADVERSARIAL)}")
+  return name, overrides
 
 
 def _parse(argv):
@@ -56,6 +94,16 @@ def _parse(argv):
     "given either)")
   a("--lr", type=float, default=1e-3)
   a("--tv-weight", type=float, default=0.01)
+  a("--loss", choices=RECONSTRUCTION, default="l1", help="hole reconstruction loss (mse: what hole PSNR measures)")
+  a("--ema", type=float, default=0.0, help="decay of a moving average of the weights, validated and saved (0: none)")
+  a("--clipnorm", type=float, default=0.0, help="global gradient-norm clip (0: none)")
+  a("--crops-per-region", type=int, default=2, help="training crops cut from each context region")
+  a("--variant",
+    action="append",
+    default=[],
+    metavar="NAME:KEY=VALUE,...",
+    help="train several models on the same batches, one folder each under --out; KEY is one of "
+    f"{', '.join(VARIANT_KEYS)} (widths as 24/48/96/128); may be given more than once")
   a("--gan", choices=("none",) + ADVERSARIAL, default="none")
   a("--adv-weight", type=float, default=0.01)
   a("--fm-weight", type=float, default=1.0)
@@ -69,6 +117,12 @@ def _parse(argv):
   a("--val-every", type=float, default=60.0, help="seconds between validations")
   a("--log-every", type=int, default=50)
   args = p.parse_args(argv)
+  try:
+    args.variants = [parse_variant(v) for v in args.variant]
+  except ValueError as e:
+    p.error(str(e))
+  if len({n for n, _ in args.variants}) != len(args.variants):
+    p.error("--variant names must differ")
   args.data = args.data or default_data_dir()
   if args.minutes is None:  # Never train forever by default.
     args.minutes = 0.0 if args.steps else DEFAULT_TRAIN_MINUTES

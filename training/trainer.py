@@ -22,7 +22,7 @@ from typing import Any, Optional
 import numpy as np
 
 from training import losses as L
-from training.defaults import ADVERSARIAL
+from training.defaults import ADVERSARIAL, RECONSTRUCTION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,11 @@ class TrainSpec:
     gan: ``"none"``, ``"hinge"`` or ``"lsgan"``.
     adv_weight: Adversarial weight (after ``warmup`` generator steps).
     fm_weight: Feature-matching weight (with the adversarial term).
+    loss: Hole reconstruction loss: ``"l1"`` or ``"mse"`` (what hole PSNR
+      measures).
+    ema: Decay of an exponential moving average of the generator's weights
+      (0: none). With it, validation and the saved weights are the average's.
+    clipnorm: Global gradient-norm clip of the generator (0: none).
   """
 
   lr: float = 1e-3
@@ -44,12 +49,21 @@ class TrainSpec:
   gan: str = "none"
   adv_weight: float = 0.01
   fm_weight: float = 1.0
+  loss: str = "l1"
+  ema: float = 0.0
+  clipnorm: float = 0.0
 
   def __post_init__(self):
     if self.gan not in ("none",) + ADVERSARIAL:
       raise ValueError(f"gan must be none or one of {ADVERSARIAL}, got {self.gan!r}")
     if self.lr <= 0:
       raise ValueError("lr must be positive")
+    if self.loss not in RECONSTRUCTION:
+      raise ValueError(f"loss must be one of {RECONSTRUCTION}, got {self.loss!r}")
+    if not 0.0 <= self.ema < 1.0:
+      raise ValueError("ema must be in [0, 1)")
+    if self.clipnorm < 0:
+      raise ValueError("clipnorm must be >= 0")
 
 
 def _inputs(batch: dict) -> dict:
@@ -73,7 +87,7 @@ class Trainer:
       raise RuntimeError("the trainer runs under the JAX backend: set KERAS_BACKEND=jax")
     self.gen, self.disc, self.spec = generator, discriminator, spec
     beta_1 = 0.9 if spec.gan == "none" else 0.5
-    self.g_opt = keras.optimizers.Adam(spec.lr, beta_1=beta_1, beta_2=0.999)
+    self.g_opt = keras.optimizers.Adam(spec.lr, beta_1=beta_1, beta_2=0.999, global_clipnorm=spec.clipnorm or None)
     self.g_opt.build(generator.trainable_variables)
     self.d_opt = None
     if discriminator is not None:
@@ -87,12 +101,16 @@ class Trainer:
   # --- state ------------------------------------------------------------------
 
   def init_state(self) -> dict[str, list]:
-    """The variables of models and optimisers as arrays."""
+    """The variables of models and optimisers as arrays (and, with ``spec.ema``,
+    ``g_ema``: the moving average of the generator's trainable weights)."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     s = {
         "g_tv": [v.value for v in self.gen.trainable_variables],
         "g_ntv": [v.value for v in self.gen.non_trainable_variables],
         "g_opt": [v.value for v in self.g_opt.variables]
     }
+    if self.spec.ema:
+      s["g_ema"] = [jnp.array(v.value, copy=True) for v in self.gen.trainable_variables]
     if self.disc is not None:
       s.update(d_tv=[v.value for v in self.disc.trainable_variables],
                d_ntv=[v.value for v in self.disc.non_trainable_variables],
@@ -110,9 +128,16 @@ class Trainer:
         out[key] = opt
     return out
 
+  @staticmethod
+  def generator_weights(state: dict) -> list:
+    """The generator weights that are validated and saved: the moving average
+    when there is one, else the trained weights."""
+    return state.get("g_ema", state["g_tv"])
+
   def write_back(self, state: dict) -> None:
-    """Copies ``state`` into the Keras models (before saving weights)."""
-    for v, a in zip(self.gen.trainable_variables, state["g_tv"]):
+    """Copies ``state`` into the Keras models (before saving weights); the
+    generator gets :meth:`generator_weights`."""
+    for v, a in zip(self.gen.trainable_variables, self.generator_weights(state)):
       v.assign(a)
     for v, a in zip(self.gen.non_trainable_variables, state["g_ntv"]):
       v.assign(a)
@@ -129,10 +154,10 @@ class Trainer:
     out, g_ntv = self.gen.stateless_call(g_tv, g_ntv, _inputs(batch), training=True)
     target, mask = batch["target"], batch["mask"]
     comp = L.composite(target, out, mask)
-    _, hole, _ = L.l1_hole_valid(target, out, mask, s.hole_weight, 0.0)
+    hole = L.hole_reconstruction(s.loss, target, out, mask)
     tv = L.tv_hole_boundary(target, out, mask)
     loss = s.hole_weight * hole + s.tv_weight * tv
-    logs = {"l1_hole": hole, "tv": tv}
+    logs = {f"{s.loss}_hole": hole, "tv": tv}
     if adversarial:
       (fake_logits, fake_feats), _ = self.disc.stateless_call(d_tv, d_ntv, (comp, mask))
       (_, real_feats), _ = self.disc.stateless_call(d_tv, d_ntv, (target, mask))
@@ -149,7 +174,11 @@ class Trainer:
     (_, (g_ntv, logs)), grads = grad_fn(state["g_tv"], state["g_ntv"], state.get("d_tv"), state.get("d_ntv"), batch,
                                         adversarial)
     g_tv, g_opt = self.g_opt.stateless_apply(state["g_opt"], grads, state["g_tv"])
-    return dict(state, g_tv=g_tv, g_ntv=g_ntv, g_opt=g_opt), logs
+    new = dict(state, g_tv=g_tv, g_ntv=g_ntv, g_opt=g_opt)
+    if self.spec.ema:
+      d = self.spec.ema
+      new["g_ema"] = [d * e + (1.0 - d) * w for e, w in zip(state["g_ema"], g_tv)]
+    return new, logs
 
   def _discriminator_loss(self, d_tv, d_ntv, real, fake, mask):
     (real_logits, _), d_ntv = self.disc.stateless_call(d_tv, d_ntv, (real, mask), training=True)
@@ -187,7 +216,7 @@ class Trainer:
     n = len(inputs["image"])
     for i in range(0, n, batch):
       part = {k: v[i:i + batch] for k, v in _inputs(inputs).items()}
-      outs.append(np.asarray(self._predict(state["g_tv"], state["g_ntv"], part), np.float32))
+      outs.append(np.asarray(self._predict(self.generator_weights(state), state["g_ntv"], part), np.float32))
     return np.concatenate(outs)
 
   def validate(self, state, sets: dict[str, dict]) -> dict[str, float]:
