@@ -8,8 +8,8 @@
 #                                                   # no network: L1 stage, then a GAN fine-tune
 #   bash scripts/gpu_train.sh sweep OUT MINUTES NAME:KEY=VALUE,... [NAME:...]
 #                                                   # there: several variants trained together on the
-#                                                   # same batches (cloudfill train --variant), written
-#                                                   # straight into OUT/sweep/NAME as they improve
+#                                                   # same batches (cloudfill train --variant); OUT gets
+#                                                   # sweep.tar.gz (one folder per NAME) and train.log
 #
 # runs/bundle is self-contained (about 40 MiB): carry it (with this repository) to the GPU
 # machine. OUT receives l1.tar.gz and gan.tar.gz (weights, generator.json, metrics.json,
@@ -68,9 +68,11 @@ sweep)
   setup "$OUT"
   variants=()
   for v in "$@"; do variants+=(--variant "$v"); done
-  "$PY" -m training.train --data runs/bundle/data.npz --out "$OUT/sweep" --minutes "$MIN" --batch "$BATCH" \
-    --crop 128 --crops-per-region 4 --val-every 40 --log-every 200 "${variants[@]}" $EXTRA \
-    2>&1 | tee -a "$OUT/train.log"
+  # One archive, not 4 files per variant: a device run brings back only a few files from OUT.
+  "$PY" -m training.train --data runs/bundle/data.npz --out /tmp/cloudfill-run/sweep --minutes "$MIN" \
+    --batch "$BATCH" --crop 128 --crops-per-region 4 --val-every 40 --log-every 200 "${variants[@]}" $EXTRA \
+    2>&1 | grep --line-buffered -v cuda_timer | tee -a "$OUT/train.log"
+  tar -C /tmp/cloudfill-run -czf "$OUT/sweep.tar.gz" sweep
   ;;
 *)
   sed -n '2,18p' "$0"; exit 2 ;;

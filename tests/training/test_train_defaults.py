@@ -22,3 +22,35 @@ def test_train_stops_by_default_and_data_is_relative(monkeypatch, capsys):
     pass
   text = " ".join(capsys.readouterr().out.split())
   assert "../shared/data" in text and f"default {DEFAULT_TRAIN_MINUTES:g} when --steps" in text
+
+
+def test_variant_parsing():
+  assert train.parse_variant("a:lr=3e-4,loss=mse,ema=0.999,widths=24/48/96/128,tv-weight=0") == ("a", {
+      "lr": 3e-4,
+      "loss": "mse",
+      "ema": 0.999,
+      "widths": "24,48,96,128",
+      "tv_weight": 0.0
+  })
+  assert train.parse_variant("plain") == ("plain", {})
+  for bad in ("a:lr", "a:speed=3", "a:lr=fast", "a:loss=huber", "a:gan=wgan", ":lr=1", "a b:lr=1"):
+    try:
+      train.parse_variant(bad)
+    except ValueError as e:
+      assert "--variant" in str(e)
+    else:
+      raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_bad_variant_is_a_usage_error(capsys):
+  for argv in (["--variant", "a:lr=x"], ["--variant", "a:lr=1e-3", "--variant", "a:lr=1e-4"]):
+    try:
+      train._parse(argv)
+    except SystemExit as e:
+      assert e.code == 2
+    else:
+      raise AssertionError(f"{argv} was accepted")
+  err = capsys.readouterr().err
+  assert "is not KEY=VALUE" not in err and "could not convert" in err and "names must differ" in err
+  args = train._parse(["--variant", "a:loss=mse", "--variant", "b:ema=0.99"])
+  assert args.variants == [("a", {"loss": "mse"}), ("b", {"ema": 0.99})]

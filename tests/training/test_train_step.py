@@ -53,6 +53,43 @@ def test_jax_steps_reduce_l1(tmp_path):
   assert last < 0.9 * first, (first, last)
 
 
+def test_mse_steps_learn_and_ema_averages(tmp_path):
+  """--loss mse lowers the hole MSE; --ema keeps d * previous + (1 - d) *
+  trained weights, and that average is what is validated."""
+  out = _jax(
+      """
+    import numpy as np
+    from tests.training.conftest import make_inputs
+    from training.generator import build_generator
+    from training.trainer import Trainer, TrainSpec
+    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16))
+    t = Trainer(gen, None, TrainSpec(lr=2e-3, loss="mse", ema=0.5, clipnorm=1.0))
+    batch = make_inputs(4, 64, 3, guided=False)
+    state = t.init_state()
+    init = [np.array(v) for v in state["g_ema"]]
+    state, logs = t.train_step(state, batch)
+    gap = max(float(np.abs(np.array(e) - (0.5 * a + 0.5 * np.array(w))).max())
+              for e, a, w in zip(state["g_ema"], init, state["g_tv"]))
+    moved = max(float(np.abs(np.array(e) - a).max()) for e, a in zip(state["g_ema"], init))
+    losses = [float(logs["mse_hole"])]
+    for _ in range(30):
+      state, logs = t.train_step(state, batch)
+      losses.append(float(logs["mse_hole"]))
+    ema_out = t.predict(state, batch)
+    t.write_back(state)
+    same = float(np.abs(np.asarray(gen({k: batch[k] for k in ("image", "mask", "context", "guide", "guide_mask")}))
+                        - ema_out).max())
+    raw = dict(state)
+    raw.pop("g_ema")
+    differs = float(np.abs(t.predict(raw, batch) - ema_out).max())
+    print(gap, moved, losses[0], np.mean(losses[-5:]), same, differs)
+  """, tmp_path)
+  gap, moved, first, last, same, differs = map(float, out.split())
+  assert gap < 1e-6 and moved > 0
+  assert last < 0.9 * first, (first, last)
+  assert same < 1e-5 and differs > 1e-6  # validated and saved: the average, not the raw weights
+
+
 def test_gan_step_updates_discriminator(tmp_path):
   out = _jax(
       """
@@ -106,6 +143,34 @@ def test_jax_weights_load_into_tensorflow_model(tmp_path):
   want = np.load(tmp_path / "out.npy")
   assert np.abs(want - fixed["context"]).max() > 1e-3  # trained: not the bare context
   np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_train_variants_share_batches_and_export(tmp_path, data_dir):
+  """``--variant``: two models trained together, one folder each, each exportable."""
+  from training.bundle import pack
+  bundle = str(tmp_path / "b.npz")
+  pack(data_dir, bundle, [os.path.join(data_dir, "aerial_5m", "rgbn.tif")])
+  out = tmp_path / "sweep"
+  env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  r = subprocess.run([
+      sys.executable, "-m", "training.train", "--data", bundle, "--out",
+      str(out), "--steps", "2", "--batch", "2", "--crop", "64", "--val-size", "64", "--val-tiles", "2", "--workers",
+      "0", "--stem", "8", "--widths", "8,16,16,16", "--crops-per-region", "4", "--variant",
+      "m:loss=mse,ema=0.9,lr=1e-4", "--variant", "s:widths=8/8/8/8,stem=4"
+  ],
+                     env=env,
+                     capture_output=True,
+                     text=True,
+                     timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  m = json.loads((out / "m" / "metrics.json").read_text())
+  s = json.loads((out / "s" / "metrics.json").read_text())
+  assert m["steps"] == s["steps"] == 2 and m["models_trained_together"] == 2
+  assert (m["spec"]["loss"], m["spec"]["ema"], m["spec"]["lr"]) == ("mse", 0.9, 1e-4)
+  assert s["spec"]["loss"] == "l1" and s["params"] < m["params"]
+  assert json.loads((out / "s" / "generator.json").read_text())["widths"] == [8, 8, 8, 8]
+  from training.export import main as export_main
+  assert export_main(["--run", str(out / "s"), "--out", str(tmp_path / "model")]) == 0
 
 
 def test_train_cli_runs_and_exports(tmp_path, data_dir):
