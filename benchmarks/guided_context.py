@@ -4,9 +4,11 @@ Scores, on two-date 256² windows of the held-out strips of the training
 bundle under held-out real cloud masks, the hole PSNR (dB, 0…1 scale of the
 bundle's per-scene stretch) of: no guide (push-pull), the guide copied in, a
 global per-band linear fit, that fit plus its interpolated residual, and the
-local per-band (guided-filter) fit plus residual, and the local multivariate
-regression (every band from all guide bands) plus residual at several radii —
-the choices behind ``transforms.regression.guided_fill`` and ``GUIDE_RADIUS``.
+local per-band (guided-filter) fit plus residual, the local multivariate
+regression (every band from all guide bands) plus residual at several radii,
+and that regression fitted per spectral class of the guide — the choices
+behind ``transforms.regression.guided_fill``, ``GUIDE_RADIUS`` and
+``GUIDE_CLASSES``.
 ``--split train`` scores windows of the training strips instead (where the
 radius was chosen).
 
@@ -83,7 +85,10 @@ def main(argv=None) -> int:
   methods["per-band local fit r=32 + residual"] = per_band_fill
   for r in (16, 32, 64, 96, 128):
     methods[f"local regression r={r} + residual"] = (
-        lambda t, v, g, r=r: regression.guided_fill(t, v, g, ones(v), radius=r).fill)
+        lambda t, v, g, r=r: regression.guided_fill(t, v, g, ones(v), radius=r, classes=0).fill)
+  for k in (4, 8, 16):
+    methods[f"class-wise local regression r=64, {k} classes + residual"] = (
+        lambda t, v, g, k=k: regression.guided_fill(t, v, g, ones(v), radius=64, classes=k).fill)
   print(f"{len(items)} two-date windows ({a.split} split)")
   print("| method | hole PSNR dB | seconds |\n|---|---|---|")
   for name, fn in methods.items():

@@ -194,7 +194,13 @@ def guided_extra(extra: np.ndarray,
   out = np.array(extra, np.float32, copy=True)
   for e in range(extra.shape[2]):  # One band at a time: memory follows one band.
     synthetic = apply_global(coef[e:e + 1], model)
-    g = regression.guided_fill(extra[:, :, e:e + 1], valid, synthetic, guide_valid, unguided=zeros, radius=radius)
+    g = regression.guided_fill(extra[:, :, e:e + 1],
+                               valid,
+                               synthetic,
+                               guide_valid,
+                               unguided=zeros,
+                               radius=radius,
+                               classes=0)
     out[:, :, e] = np.where(hole, g.fill[:, :, 0], extra[:, :, e])
   return out
 

@@ -1,0 +1,48 @@
+"""The class-wise guided fill (transforms.regression.class_mapping): land covers
+that changed differently between the dates are mapped differently."""
+
+import numpy as np
+
+from transforms import regression
+
+
+def _fields(seed=0, size=96):
+  """A guide of three land covers in 8 px fields, and a target whose change is
+  not linear in the guide (the middle cover got brighter, the bright one darker)."""
+  rng = np.random.default_rng(seed)
+  cover = np.kron(rng.integers(0, 3, (size // 8, size // 8)), np.ones((8, 8), np.int64))
+  guide = np.array([0.2, 0.5, 0.8], np.float32)[cover] + rng.normal(0, 0.01, cover.shape).astype(np.float32)
+  target = np.array([0.3, 0.7, 0.2], np.float32)[cover] + rng.normal(0, 0.01, cover.shape).astype(np.float32)
+  valid = np.ones(cover.shape, np.float32)
+  valid[24:72, 24:72] = 0.0
+  return target[..., None], valid, guide[..., None]
+
+
+def _hole_rmse(out, target, valid):
+  hole = valid < 1
+  return float(np.sqrt(((out - target)[hole]**2).mean()))
+
+
+def test_classes_follow_a_change_one_regression_cannot():
+  target, valid, guide = _fields()
+  ones = np.ones_like(valid)
+  one = regression.guided_fill(target, valid, guide, ones, radius=32, classes=0).fill
+  per_class = regression.guided_fill(target, valid, guide, ones, radius=32, classes=3).fill
+  assert _hole_rmse(per_class, target, valid) < 0.03 < 0.5 * _hole_rmse(one, target, valid)
+  known = valid >= 1
+  assert np.array_equal(per_class[known], target[known])  # known pixels untouched
+
+
+def test_class_mapping_is_deterministic_and_degrades_gracefully():
+  target, valid, guide = _fields(seed=1)
+  both = valid >= 1
+  usable = np.ones_like(both)
+  base = np.full(target.shape, 0.5, np.float32)
+  a = regression.class_mapping(target, guide, both, usable, 32, 3, base)
+  b = regression.class_mapping(target, guide, both, usable, 32, 3, base)
+  assert np.array_equal(a, b)
+  flat = np.full_like(guide, 0.4)  # one value: no classes to find, the base mapping comes back
+  assert regression.class_mapping(target, flat, both, usable, 32, 8, base) is base
+  none = np.zeros_like(both)  # no usable guide pixel
+  assert regression.class_mapping(target, guide, both, none, 32, 8, base) is base
+  assert len(regression.spectral_centroids(guide, usable, 5)) == 5
