@@ -81,10 +81,16 @@ def test_shared_context_with_nodata_and_a_broken_neighbour(tmp_path):
   _check(headers, nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file")), mes=others)
 
 
-def test_overlapping_tiles_or_dilated_masks_are_left_to_extended_context(tmp_path):
+def test_dilated_masks_are_shared_only_where_whole_neighbours_are_read(tmp_path):
+  headers = _grid(tmp_path, 3, 3, 64, seed=2)
+  # A margin of whole tiles: every neighbour is read whole, dilated as a whole.
+  _check(headers, nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file", dilate=2)))
+  # A margin that cuts neighbours: extended_context dilates each cut part on its own.
+  _check(headers, nb.NeighbourSpec(margin=32, mask=MaskSpec(source="file", dilate=2)), expect_shared=False)
+
+
+def test_overlapping_tiles_are_left_to_extended_context(tmp_path):
   headers = _grid(tmp_path, 2, 2, 64)
-  spec = nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file", dilate=2))
-  _check(headers, spec, expect_shared=False)
   shifted = nb.TileHeader(headers[0].path, headers[0].mask_path, headers[0].crs,
                           (30.0, 0.0, headers[0].transform[2] + 30 * 32, 0.0, -30.0, headers[0].transform[5]), 64, 64)
   me = headers[1]

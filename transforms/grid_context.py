@@ -19,9 +19,10 @@ the tile only, as before: the result is bit-identical to
 own pixels as given, neighbours read from their files).
 
 Where that would not hold, the tile's context is computed as before: tiles
-that overlap (random crops), offsets or sizes not multiples of 2, masks
-dilated (``--dilate``: a neighbour's mask is dilated within the part each
-tile reads, so different tiles see different masks of it).
+that overlap (random crops), offsets or sizes not multiples of 2, and with
+``--dilate``, a margin that cuts through a neighbour (extended_context
+dilates the mask of the part it reads, so different tiles see different
+masks of that neighbour).
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ from transforms import neighbours
 from transforms.context import fill_windows, level_shape, levels_for, pull, pyramid
 from transforms.scaling import to_unit
 
-# Tiles' own pyramids (levels 1…k), least recently used first out: ~0.35 MB
+# Tiles' own pyramids (levels 0…k), least recently used first out: ~1.4 MB
 # for a 256² tile of 3 bands.
-CACHE_BYTES = 96 << 20
+CACHE_BYTES = 128 << 20
 _CACHE: "collections.OrderedDict[tuple, Optional[tuple]]" = collections.OrderedDict()
 _LOCK = threading.Lock()
 _cache_bytes = 0
@@ -56,7 +57,7 @@ def _level0(vals: np.ndarray, kn: np.ndarray, lo: float, hi: float) -> tuple[np.
 
 
 def _tile_pyramid(o: neighbours.TileHeader, spec, c: int, lo: float, hi: float, k: int) -> Optional[tuple]:
-  """``(xs[1:k + 1], ws[1:k + 1])`` of neighbour ``o`` alone, or None when it cannot be read."""
+  """``(xs, ws)``, levels 0…k, of neighbour ``o`` alone, or None when it cannot be read."""
   key = (o.path, o.mask_path, _stamp(o.path), _stamp(o.mask_path), spec, c, lo, hi, k)
   with _LOCK:
     if key in _CACHE:
@@ -70,7 +71,7 @@ def _tile_pyramid(o: neighbours.TileHeader, spec, c: int, lo: float, hi: float, 
   if part is not None:
     x0, w0 = _level0(*part, lo, hi)
     xs, ws = pyramid([x0], [w0], k)
-    value = (xs[1:], ws[1:])
+    value = (xs, ws)
   global _cache_bytes  # pylint: disable=global-statement
   with _LOCK:
     if key not in _CACHE:
@@ -109,8 +110,6 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
   this tile cannot use them (the caller computes its context as before)."""
   m = spec.margin
   h, w, c = unit.shape
-  if spec.mask.dilate:
-    return False, None
   hh, ww = h + 2 * m, w + 2 * m
   levels = levels_for((hh, ww))
   mine = (m, m + h, m, m + w)
@@ -127,6 +126,9 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
       continue
     if _overlap(rect, mine) or any(_overlap(rect, p[2]) for p in parts):
       return False, None  # Overlapping tiles: extended_context's rules decide pixel by pixel.
+    if spec.mask.dilate and rect != (oy, oy + o.height, ox, ox + o.width):
+      # extended_context dilates the mask of the part it reads: only whole neighbours match.
+      return False, None
     parts.append((o, (oy, ox), rect))
     numbers += [oy, ox, o.height, o.width, *rect]
   if not parts:
@@ -148,29 +150,11 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
     y0, y1, x0_, x1 = (0, shapes[lvl][0], 0, shapes[lvl][1]) if lvl == k else win[lvl]
     xl = np.zeros((y1 - y0, x1 - x0_, c), np.float32)
     wl = np.zeros((y1 - y0, x1 - x0_), np.float32)
-    _paste(xl, wl, (y0, x0_), lvl, mx, (m, m), mine, 0)
+    _paste(xl, wl, (y0, x0_), lvl, mx, (m, m), mine)
     for (o, corner, rect), pyr in zip(parts, pyrs):
       if pyr is None:
         continue
-      if lvl == 0:
-        r = _clip(rect, (y0, y1, x0_, x1))
-        if r is None:
-          continue
-        part = neighbours._read_part(
-            o,
-            r[0] - corner[0],
-            r[1] - corner[0],
-            r[2] - corner[1],
-            r[3] - corner[1],
-            spec,  # pylint: disable=protected-access
-            c)
-        if part is None:
-          return False, None
-        a, b = _level0(*part, lo, hi)
-        xl[r[0] - y0:r[1] - y0, r[2] - x0_:r[3] - x0_] = a
-        wl[r[0] - y0:r[1] - y0, r[2] - x0_:r[3] - x0_] = b
-      else:
-        _paste(xl, wl, (y0, x0_), lvl, pyr, corner, rect, 1)
+      _paste(xl, wl, (y0, x0_), lvl, pyr, corner, rect)
     xs.append(xl)
     ws.append(wl)
     offsets.append((y0, x0_))
@@ -179,14 +163,9 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
   return True, pull(xs, ws, crop, unit, w0, shapes=shapes, offsets=offsets)
 
 
-def _clip(rect, window) -> Optional[tuple[int, int, int, int]]:
-  r = (max(rect[0], window[0]), min(rect[1], window[1]), max(rect[2], window[2]), min(rect[3], window[3]))
-  return r if r[0] < r[1] and r[2] < r[3] else None
-
-
-def _paste(xl, wl, origin, lvl, pyr, corner, rect, first) -> None:
-  """Pastes level ``lvl`` of a tile's pyramid (``pyr``: (xs, ws) from level
-  ``first``), cut to ``rect`` (region pixels), into ``xl``/``wl`` (cells from ``origin``)."""
+def _paste(xl, wl, origin, lvl, pyr, corner, rect) -> None:
+  """Pastes level ``lvl`` of a tile's pyramid (``pyr``: (xs, ws), its corner at
+  ``corner``), cut to ``rect`` (region pixels), into ``xl``/``wl`` (cells from ``origin``)."""
   s = 1 << lvl
   y0, y1, x0, x1 = rect[0] // s, rect[1] // s, rect[2] // s, rect[3] // s
   oy, ox = origin
@@ -195,6 +174,6 @@ def _paste(xl, wl, origin, lvl, pyr, corner, rect, first) -> None:
   if a0 >= a1 or b0 >= b1:
     return
   cy, cx = corner[0] // s, corner[1] // s
-  src_x, src_w = pyr[0][lvl - first], pyr[1][lvl - first]
+  src_x, src_w = pyr[0][lvl], pyr[1][lvl]
   xl[a0 - oy:a1 - oy, b0 - ox:b1 - ox] = src_x[a0 - cy:a1 - cy, b0 - cx:b1 - cx]
   wl[a0 - oy:a1 - oy, b0 - ox:b1 - ox] = src_w[a0 - cy:a1 - cy, b0 - cx:b1 - cx]
