@@ -81,6 +81,15 @@ def test_shared_context_with_nodata_and_a_broken_neighbour(tmp_path):
   _check(headers, nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file")), mes=others)
 
 
+def test_a_neighbour_whose_files_went_missing_is_left_out_as_by_extended_context(tmp_path):
+  headers = _grid(tmp_path, 3, 3, 64, seed=3)
+  os.remove(headers[1].mask_path)
+  os.remove(headers[5].path)
+  _check(headers,
+         nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file")),
+         mes=[h for i, h in enumerate(headers) if i not in (1, 5)])
+
+
 def test_dilated_masks_are_shared_only_where_whole_neighbours_are_read(tmp_path):
   headers = _grid(tmp_path, 3, 3, 64, seed=2)
   # A margin of whole tiles: every neighbour is read whole, dilated as a whole.

@@ -41,13 +41,13 @@ from transforms.scaling import to_unit
 # Tiles' own pyramids (levels 0…k), least recently used first out: ~1.4 MB
 # for a 256² tile of 3 bands.
 CACHE_BYTES = 128 << 20
-_CACHE: "collections.OrderedDict[tuple, Optional[tuple]]" = collections.OrderedDict()
+_CACHE: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
 _LOCK = threading.Lock()
 _cache_bytes = 0
 
 
 def _nbytes(value) -> int:
-  return 0 if value is None else sum(a.nbytes for level in value for a in level)
+  return sum(a.nbytes for level in value for a in level)
 
 
 def _level0(vals: np.ndarray, kn: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,10 @@ def _level0(vals: np.ndarray, kn: np.ndarray, lo: float, hi: float) -> tuple[np.
 
 def _tile_pyramid(o: neighbours.TileHeader, spec, c: int, lo: float, hi: float, k: int) -> Optional[tuple]:
   """``(xs, ws)``, levels 0…k, of neighbour ``o`` alone, or None when it cannot be read."""
-  key = (o.path, o.mask_path, _stamp(o.path), _stamp(o.mask_path), spec, c, lo, hi, k)
+  try:
+    key = (o.path, o.mask_path, _stamp(o.path), _stamp(o.mask_path), repr(spec), c, lo, hi, k)
+  except OSError:
+    return None  # As extended_context: a neighbour it cannot read is left out.
   with _LOCK:
     if key in _CACHE:
       _CACHE.move_to_end(key)
@@ -67,11 +70,10 @@ def _tile_pyramid(o: neighbours.TileHeader, spec, c: int, lo: float, hi: float, 
     part = neighbours._read_part(o, 0, o.height, 0, o.width, spec, c)  # pylint: disable=protected-access
   except Exception:  # pylint: disable=broad-except
     part = None  # As extended_context: a broken neighbour is left out.
-  value = None
-  if part is not None:
-    x0, w0 = _level0(*part, lo, hi)
-    xs, ws = pyramid([x0], [w0], k)
-    value = (xs, ws)
+  if part is None:
+    return None  # Not kept: it is read again next time, as extended_context would.
+  x0, w0 = _level0(*part, lo, hi)
+  value = pyramid([x0], [w0], k)
   global _cache_bytes  # pylint: disable=global-statement
   with _LOCK:
     if key not in _CACHE:
@@ -110,6 +112,8 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
   this tile cannot use them (the caller computes its context as before)."""
   m = spec.margin
   h, w, c = unit.shape
+  if h * w * c * 8 > neighbours.CACHE_ITEM_BYTES:
+    return False, None  # Large tiles: extended_context reads only their parts, and gains little here.
   hh, ww = h + 2 * m, w + 2 * m
   levels = levels_for((hh, ww))
   mine = (m, m + h, m, m + w)
@@ -126,6 +130,8 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
       continue
     if _overlap(rect, mine) or any(_overlap(rect, p[2]) for p in parts):
       return False, None  # Overlapping tiles: extended_context's rules decide pixel by pixel.
+    if o.height * o.width * c * 8 > neighbours.CACHE_ITEM_BYTES:
+      return False, None  # A large neighbour: extended_context reads only the part it needs.
     if spec.mask.dilate and rect != (oy, oy + o.height, ox, ox + o.width):
       # extended_context dilates the mask of the part it reads: only whole neighbours match.
       return False, None
