@@ -78,8 +78,8 @@ def levels_for(shape: tuple[int, int]) -> int:
   return n
 
 
-def _windows(shapes: list[tuple[int, int]], crop: tuple[int, int, int, int],
-             levels: int) -> list[tuple[int, int, int, int]]:
+def fill_windows(shapes: list[tuple[int, int]], crop: tuple[int, int, int, int],
+                 levels: int) -> list[tuple[int, int, int, int]]:
   """Per pyramid level, the ``(y0, y1, x0, x1)`` cells whose fill must be
   computed for the output to be exact on ``crop`` (level 0).
 
@@ -132,12 +132,55 @@ def push_pull(values: np.ndarray,
     levels = levels_for(values.shape[:2])
   # Level 0 holds the values themselves (0 where unknown): each level is a
   # weighted *mean*, weighted once (fractional weights, e.g. LowRes cells).
-  xs, ws = [np.where(w0[..., None] > 0, values, 0.0).astype(np.float32, copy=False)], [w0]
-  for _ in range(levels):
+  xs, ws = pyramid([np.where(w0[..., None] > 0, values, 0.0).astype(np.float32, copy=False)], [w0], levels)
+  h, w = values.shape[:2]
+  cy0, cy1, cx0, cx1 = (0, h, 0, w) if crop is None else crop
+  return pull(xs, ws, (cy0, cy1, cx0, cx1), values[cy0:cy1, cx0:cx1], w0[cy0:cy1, cx0:cx1], prior)
+
+
+def pyramid(xs: list[np.ndarray], ws: list[np.ndarray], levels: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """The push-pull pyramid: ``xs``/``ws`` (level 0 first: weighted-mean values
+  ``[h, w, C]`` and weights ``[h, w]``) extended by 2x2 pooling up to level
+  ``levels`` (new lists; the given levels are kept as they are).
+
+  Each cell depends only on the finer cells it pools, so a pyramid of a larger
+  array, cropped at cells aligned to ``2**level``, equals the pyramid of the
+  crop (:mod:`transforms.grid_context` shares one between tiles).
+  """
+  xs, ws = list(xs), list(ws)
+  while len(xs) <= levels:
     wp = _pool2(ws[-1])
     xp = _pool2(xs[-1] * ws[-1][..., None]) / np.maximum(wp, _EPS)[..., None]
     xs.append(xp)
     ws.append(wp)
+  return xs, ws
+
+
+def pull(xs: list[np.ndarray],
+         ws: list[np.ndarray],
+         crop: tuple[int, int, int, int],
+         values: np.ndarray,
+         w0: np.ndarray,
+         prior: Optional[np.ndarray] = None,
+         shapes: Optional[list[tuple[int, int]]] = None,
+         offsets: Optional[list[tuple[int, int]]] = None) -> np.ndarray:
+  """The fill of ``crop`` from a :func:`pyramid` (``len(xs) - 1`` levels):
+  the coarsest level's fill (``prior``, or the known pixels' mean), then each
+  finer level's upsampling and masked smoothing, computed only around the crop.
+
+  Args:
+    xs, ws: The pyramid, level 0 (the full array) first.
+    crop: ``(y0, y1, x0, x1)`` on level 0.
+    values: ``[y1 - y0, x1 - x0, C]`` float32 the input values on the crop.
+    w0: ``[y1 - y0, x1 - x0]`` float32 their validity (clipped to 0…1).
+    prior: As :func:`push_pull`'s.
+    shapes: Each level's whole shape, when ``xs`` hold only parts of the
+      finer levels (default: their shapes).
+    offsets: ``(y, x)`` of each ``xs[lvl]``'s first cell in its level
+      (default 0, 0): a level needs to cover only its
+      :func:`fill_windows` cell window; the coarsest is whole.
+  """
+  levels = len(xs) - 1
   top_w = ws[-1][..., None]
   if prior is not None:
     prior = np.asarray(prior, np.float32)
@@ -148,9 +191,9 @@ def push_pull(values: np.ndarray,
     total = float(ws[-1].sum())
     mean = ((xs[-1] * top_w).sum(axis=(0, 1)) / total) if total > _EPS else np.zeros(values.shape[2], np.float32)
     f = np.broadcast_to(mean.astype(np.float32), xs[-1].shape)
-  h, w = values.shape[:2]
-  crop = (0, h, 0, w) if crop is None else crop
-  win = _windows([x.shape[:2] for x in xs], crop, levels)
+  shapes = [x.shape[:2] for x in xs] if shapes is None else shapes
+  offsets = [(0, 0)] * len(xs) if offsets is None else offsets
+  win = fill_windows(shapes, crop, levels)
   for lvl in range(levels, -1, -1):
     y0, y1, x0, x1 = win[lvl]
     if lvl < levels:
@@ -160,8 +203,9 @@ def push_pull(values: np.ndarray,
       f = _box3(u[y0 - 2 * py0:y1 - 2 * py0, x0 - 2 * px0:x1 - 2 * px0])
     else:
       f = f[y0:y1, x0:x1]
-    wl = np.clip(ws[lvl][y0:y1, x0:x1], 0.0, 1.0)[..., None]
-    known = xs[lvl][y0:y1, x0:x1] * wl
+    oy, ox = offsets[lvl]
+    wl = np.clip(ws[lvl][y0 - oy:y1 - oy, x0 - ox:x1 - ox], 0.0, 1.0)[..., None]
+    known = xs[lvl][y0 - oy:y1 - oy, x0 - ox:x1 - ox] * wl
     rest = 1.0 - wl
     f = known + rest * f
     for _ in range(_sweeps(lvl)):
@@ -169,7 +213,7 @@ def push_pull(values: np.ndarray,
   cy0, cy1, cx0, cx1 = crop
   y0, _, x0, _ = win[0]
   f = f[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
-  out = np.where(w0[cy0:cy1, cx0:cx1, None] >= 1.0, values[cy0:cy1, cx0:cx1], f)
+  out = np.where(w0[..., None] >= 1.0, values, f)
   return out.astype(np.float32)
 
 

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import bands, counters, footprint, guide, neighbours, scene_context, scenes
+from transforms import bands, counters, footprint, grid_context, guide, neighbours, scene_context, scenes
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
 from transforms.scaling import to_unit, value_range
 
@@ -75,9 +75,12 @@ def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
   if me is None or (me.height, me.width) != tile.mask.shape:
     return tile
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
-  context = neighbours.extended_context(me, headers, to_unit(tile.image, lo, hi),
-                                        tile.known().astype(np.float32),
-                                        bands.for_model_bands(spec.neighbours, tile.layout), lo, hi)
+  args = (me, headers, to_unit(tile.image, lo, hi), tile.known().astype(np.float32),
+          bands.for_model_bands(spec.neighbours, tile.layout), lo, hi)
+  # Tiles of a regular grid share one pyramid per block of tiles (bit-identical).
+  shared, context = grid_context.shared_context(*args)
+  if not shared:
+    context = neighbours.extended_context(*args)
   if context is None:
     return tile
   counters.inc("context_with_neighbours")

@@ -10,7 +10,8 @@ three bands or more show the first three as RGB, fewer show the first as grey.
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -41,7 +42,6 @@ def downsample(a: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
 
 def to_png(values: np.ndarray, valid: Optional[np.ndarray] = None) -> bytes:
   """``[H, W, C]`` float values -> 8-bit PNG bytes, stretched 2–98 % per band over ``valid``."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
   v = np.asarray(values, np.float32)
   v = v[:, :, :3] if v.shape[2] >= 3 else v[:, :, :1]
   sel = np.ones(v.shape[:2], bool) if valid is None else np.asarray(valid, bool)
@@ -53,11 +53,28 @@ def to_png(values: np.ndarray, valid: Optional[np.ndarray] = None) -> bytes:
     lo, hi = np.percentile(band[sel], [2, 98])
     scale = 255.0 / (hi - lo) if hi > lo else 0.0
     out[:, :, b] = np.clip((band - lo) * scale, 0, 255).astype(np.uint8)
-  img = out[:, :, 0] if out.shape[2] == 1 else out
-  buf = io.BytesIO()
-  # zlib level 1: the same pixels, a 256² quicklook in 5 ms instead of 23 (files ~20 % larger).
-  Image.fromarray(img).save(buf, format="PNG", compress_level=1)
-  return buf.getvalue()
+  return encode_png(out[:, :, 0] if out.shape[2] == 1 else out)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(img: np.ndarray) -> bytes:
+  """``[H, W]`` (grey) or ``[H, W, 3]`` (RGB) uint8 as PNG bytes: every row
+  "Sub"-filtered, zlib level 1. The pixels Pillow would write, in half its
+  time (5.1 → 2.5 ms for a 256² quicklook; files about the same size)."""
+  img = np.ascontiguousarray(img, np.uint8)
+  h, w = img.shape[:2]
+  c = 1 if img.ndim == 2 else img.shape[2]
+  rows = img.reshape(h, w * c)
+  raw = np.empty((h, w * c + 1), np.uint8)
+  raw[:, 0] = 1  # Filter type 1 (Sub): each byte minus the one a pixel to its left, mod 256.
+  raw[:, 1:1 + c] = rows[:, :c]
+  np.subtract(rows[:, c:], rows[:, :-c], out=raw[:, 1 + c:])
+  header = struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 0, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 1)) +
+          _chunk(b"IEND", b""))
 
 
 def write_preview(output_dir: str, stem: str, values: np.ndarray, valid: Optional[np.ndarray] = None) -> str:

@@ -67,11 +67,13 @@ def outside_range(image: np.ndarray,
                   vrange: tuple[float, float],
                   nodata: Optional[float] = None) -> float:
   """Share of the known (unmasked, not no-data) pixel values outside ``vrange``."""
+  lo, hi = vrange
+  if image.dtype.kind in "iu" and lo <= np.iinfo(image.dtype).min and np.iinfo(image.dtype).max <= hi:
+    return 0.0  # No value of the dtype can be outside (e.g. uint16 on 0…65535).
   known = ~mask & ~provenance.nodata_pixels(image, nodata)
   values = image[known]
   if values.size == 0:
     return 0.0
-  lo, hi = vrange
   return float(np.mean((values < lo) | (values > hi)))
 
 

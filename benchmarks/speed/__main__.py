@@ -65,6 +65,10 @@ def _parse(argv: Optional[Sequence[str]]):
                  type=int,
                  default=None,
                  help="With --large: the pipeline's --scene-pixels (default: its own, 2048*2048).")
+  p.add_argument("--baseline",
+                 default=None,
+                 help="Another checkout (e.g. `git worktree add /tmp/base COMMIT`) whose pipeline is timed "
+                 "in the same run, before this one's: the same configurations and start-up probe.")
   p.add_argument("--timeout", type=float, default=1800, help="Seconds per pipeline run.")
   p.add_argument("--tag", default=None, help="Suffix of the JSON file name.")
   return p.parse_args(argv)
@@ -75,20 +79,21 @@ def _goal_lines(res: dict[str, Any]) -> list[str]:
   raw = res.get("raw", {}).get("tiles_per_s")
   gd = res.get("fillers", {})
   gdal = gd.get("by_filler", {}).get(gd.get("gdal_key") or "", {}).get("tiles_per_s")
-  for r in res.get("pipeline", {}).get("runs", []):
-    ratio = r["tiles_per_s"] / raw if raw else None
-    r["ratio_to_raw"] = ratio
-    r["goal_85pct_of_raw"] = None if ratio is None else ratio >= base.GOAL_RATIO
-    r["goal_ge_gdal_1core"] = None if gdal is None else r["tiles_per_s"] >= gdal
-    lines.append(f"  {r['mode']:16s} {r['backend']:6s} {r['tiles_per_s']:7.2f} tiles/s = " +
-                 (f"{100 * ratio:5.1f} % of raw ({'MET' if ratio >= base.GOAL_RATIO else 'NOT met'}: >= 85 %)"
-                  if ratio else "raw n/a") +
-                 (f"; GDAL {gdal:.2f} tiles/s: {'MET' if r['tiles_per_s'] >= gdal else 'NOT met'}" if gdal else ""))
-  st = res.get("pipeline", {}).get("startup")
-  if st and st.get("marginal_tiles_per_s") and raw:
-    st["marginal_ratio_to_raw"] = st["marginal_tiles_per_s"] / raw
-    lines.append(f"  marginal (start-up excluded) {st['mode']} {st['backend']}: "
-                 f"{st['marginal_tiles_per_s']:.2f} tiles/s = {100 * st['marginal_ratio_to_raw']:.1f} % of raw")
+  for key, label in (("pipeline_baseline", "baseline "), ("pipeline", "")):
+    for r in res.get(key, {}).get("runs", []):
+      ratio = r["tiles_per_s"] / raw if raw else None
+      r["ratio_to_raw"] = ratio
+      r["goal_85pct_of_raw"] = None if ratio is None else ratio >= base.GOAL_RATIO
+      r["goal_ge_gdal_1core"] = None if gdal is None else r["tiles_per_s"] >= gdal
+      lines.append(f"  {label}{r['mode']:16s} {r['backend']:6s} {r['tiles_per_s']:7.2f} tiles/s = " +
+                   (f"{100 * ratio:5.1f} % of raw ({'MET' if ratio >= base.GOAL_RATIO else 'NOT met'}: >= 85 %)"
+                    if ratio else "raw n/a") +
+                   (f"; GDAL {gdal:.2f} tiles/s: {'MET' if r['tiles_per_s'] >= gdal else 'NOT met'}" if gdal else ""))
+    st = res.get(key, {}).get("startup")
+    if st and st.get("marginal_tiles_per_s") and raw:
+      st["marginal_ratio_to_raw"] = st["marginal_tiles_per_s"] / raw
+      lines.append(f"  {label}marginal (start-up excluded) {st['mode']} {st['backend']}: "
+                   f"{st['marginal_tiles_per_s']:.2f} tiles/s = {100 * st['marginal_ratio_to_raw']:.1f} % of raw")
   return lines
 
 
@@ -148,6 +153,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         common.log("(b) pipeline (DirectRunner), seconds from run() to wait_until_finish()")
         configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
         probe = None if args.no_startup_probe else configs[0]
+        if args.baseline:
+          common.log(f"  baseline: {args.baseline}")
+          res["pipeline_baseline"] = runs.bench_pipeline(images,
+                                                         masks,
+                                                         len(tiles),
+                                                         work,
+                                                         batch,
+                                                         configs,
+                                                         args.workers,
+                                                         probe,
+                                                         args.timeout,
+                                                         probe_tiles=args.probe_tiles,
+                                                         root=os.path.abspath(args.baseline))
+          common.log("  this checkout:")
         res["pipeline"] = runs.bench_pipeline(images,
                                               masks,
                                               len(tiles),

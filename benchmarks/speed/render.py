@@ -38,10 +38,15 @@ def markdown(paths: Sequence[str]) -> str:
                    f"(first call {x['first_call_seconds']:.0f} s) |")
       out.append(f"| serving_default + Example (de)serialisation, batch {raw['batch_size']} | "
                  f"{raw['serving_default_tiles_per_s']:.2f} |\n")
-    if "pipeline" in r:
+    for key in ("pipeline_baseline", "pipeline"):
+      if key not in r:
+        continue
+      if key == "pipeline_baseline" or "pipeline_baseline" in r:
+        out.append(f"{'Baseline' if key == 'pipeline_baseline' else 'This checkout'}: "
+                   f"{r[key].get('commit') or r[key].get('root')}\n")
       out.append("| pipeline (DirectRunner) | backend | tiles/s | % of raw | goal 85 % | >= GDAL 1 core "
                  "| run() s | imports s | process s | batch mean |\n|---|---|---|---|---|---|---|---|---|---|")
-      for p in r["pipeline"]["runs"]:
+      for p in r[key]["runs"]:
         bm = p.get("beam_metrics", {}).get("BatchElements:batch_size", {})
         ratio = p.get("ratio_to_raw")
         out.append(f"| {p['mode']} x{p['workers']} | {p['backend']} | {p['tiles_per_s']:.2f} | "
@@ -51,7 +56,7 @@ def markdown(paths: Sequence[str]) -> str:
                    f"{p['import_seconds']:.1f} | {p['process_wall_seconds']:.1f} | "
                    f"{bm.get('mean', float('nan')):.1f} |")
       out.append("")
-      st = r["pipeline"].get("startup")
+      st = r[key].get("startup")
       if st:
         out.append(f"\nStart-up probe ({st['mode']}, {st['backend']}): {st['tiles']} tiles in "
                    f"{st['seconds']:.1f} s; marginal rate {st.get('marginal_tiles_per_s') or 0:.2f} tiles/s" +

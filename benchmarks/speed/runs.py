@@ -34,15 +34,19 @@ def pipeline_argv(images: str,
   return argv + list(extra)
 
 
-def run_worker(argv: Sequence[str], log_path: str, timeout: float, wrap: Sequence[str] = ()) -> dict[str, Any]:
-  """Runs :func:`worker` in a fresh interpreter; returns its JSON and wall seconds."""
+def run_worker(argv: Sequence[str],
+               log_path: str,
+               timeout: float,
+               wrap: Sequence[str] = (),
+               root: str = base.ROOT) -> dict[str, Any]:
+  """Runs :func:`worker` in a fresh interpreter in the checkout ``root``; returns its JSON and wall seconds."""
   cmd = [*wrap, sys.executable, "-m", "benchmarks.speed", "--worker", "--", *argv]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   with open(log_path, "w", encoding="utf-8") as log:
     proc = subprocess.run(cmd,
-                          cwd=base.ROOT,
+                          cwd=root,
                           env=env,
                           stdout=subprocess.PIPE,
                           stderr=log,
@@ -61,6 +65,21 @@ def run_worker(argv: Sequence[str], log_path: str, timeout: float, wrap: Sequenc
   return out
 
 
+def _commit(root: str) -> Optional[str]:
+  """The checkout's commit (``+`` when it has uncommitted changes), or None."""
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=root,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return head + ("+" if dirty else "")
+
+
 def bench_pipeline(images: str,
                    masks: str,
                    n_tiles: int,
@@ -70,15 +89,18 @@ def bench_pipeline(images: str,
                    workers: int,
                    startup_probe: Optional[tuple[str, str]],
                    timeout: float,
-                   probe_tiles: int = 2) -> dict[str, Any]:
-  """Restored tiles per second through ``pipeline.run.run`` for each (mode, backend)."""
-  out: dict[str, Any] = {"runs": []}
+                   probe_tiles: int = 2,
+                   root: str = base.ROOT) -> dict[str, Any]:
+  """Restored tiles per second through ``pipeline.run.run`` for each (mode, backend),
+  with the code of the checkout ``root`` (another one: ``--baseline``)."""
+  out: dict[str, Any] = {"runs": [], "root": root, "commit": _commit(root)}
+  tag = "" if root == base.ROOT else "baseline_"
   for mode, backend in configs:
-    output = os.path.join(work, f"out_{mode}_{backend}")
+    output = os.path.join(work, f"{tag}out_{mode}_{backend}")
     shutil.rmtree(output, ignore_errors=True)
     argv = pipeline_argv(images, masks, output, backend, mode, batch_size, workers)
     common.log(f"  pipeline {mode:16s} {backend:6s} ...")
-    r = run_worker(argv, os.path.join(work, f"log_{mode}_{backend}.txt"), timeout)
+    r = run_worker(argv, os.path.join(work, f"{tag}log_{mode}_{backend}.txt"), timeout, root=root)
     r.update(mode=mode,
              backend=backend,
              workers=workers if mode == "multi_processing" else 1,
@@ -98,10 +120,10 @@ def bench_pipeline(images: str,
     src = sorted(n for n in os.listdir(os.path.dirname(images)) if n.endswith(".tif"))[:probe_tiles]
     for name in src:
       shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
-    output = os.path.join(work, "out_probe")
+    output = os.path.join(work, f"{tag}out_probe")
     shutil.rmtree(output, ignore_errors=True)
     argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers)
-    r = run_worker(argv, os.path.join(work, "log_probe.txt"), timeout)
+    r = run_worker(argv, os.path.join(work, f"{tag}log_probe.txt"), timeout, root=root)
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
     marginal = ((full["restored"] - r["restored"]) /
                 (full["seconds"] - r["seconds"]) if full["seconds"] > r["seconds"] else None)

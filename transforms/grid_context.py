@@ -1,0 +1,185 @@
+"""Tiles of one grid share the pyramid of their neighbour context.
+
+:func:`transforms.neighbours.extended_context` computes each tile's context
+over the tile plus a margin of its neighbours: with 256-pixel tiles and a
+512-pixel margin, a 1280² region whose push-pull pyramid (pooling every
+level over the whole region) was most of the work, and each tile was pooled
+again inside each of the 25 regions that hold it.
+
+Here each tile's own pyramid (:func:`transforms.context.pyramid` of the tile
+alone, read as a neighbour) is kept per process, and a region's levels are
+pasted together from its tiles' levels. A pyramid cell depends only on the
+four finer cells it pools, so wherever every tile's corner, size and cut in
+the region is a multiple of ``2**k``, the region's levels ``1…k`` are exactly
+(bit for bit: the same float32 operations on the same values) its tiles'
+levels side by side, and 0 where no tile is. Coarser levels are pooled from
+level ``k``, and the fill (:func:`transforms.context.pull`) is computed around
+the tile only, as before: the result is bit-identical to
+:func:`extended_context`, whose reading order and rules it keeps (the tile's
+own pixels as given, neighbours read from their files).
+
+Where that would not hold, the tile's context is computed as before: tiles
+that overlap (random crops), offsets or sizes not multiples of 2, and with
+``--dilate``, a margin that cuts through a neighbour (extended_context
+dilates the mask of the part it reads, so different tiles see different
+masks of that neighbour).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+
+from transforms import neighbours
+from transforms.context import fill_windows, level_shape, levels_for, pull, pyramid
+from transforms.scaling import to_unit
+
+# Tiles' own pyramids (levels 0…k), least recently used first out: ~1.4 MB
+# for a 256² tile of 3 bands.
+CACHE_BYTES = 128 << 20
+_CACHE: "collections.OrderedDict[tuple, tuple]" = collections.OrderedDict()
+_LOCK = threading.Lock()
+_cache_bytes = 0
+
+
+def _nbytes(value) -> int:
+  return sum(a.nbytes for level in value for a in level)
+
+
+def _level0(vals: np.ndarray, kn: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+  """Level 0 of a neighbour's part, as extended_context pastes and push_pull weighs it."""
+  w0 = np.clip(kn.astype(np.float32), 0.0, 1.0)
+  return np.where(w0[..., None] > 0, to_unit(vals, lo, hi), 0.0).astype(np.float32, copy=False), w0
+
+
+def _tile_pyramid(o: neighbours.TileHeader, spec, c: int, lo: float, hi: float, k: int) -> Optional[tuple]:
+  """``(xs, ws)``, levels 0…k, of neighbour ``o`` alone, or None when it cannot be read."""
+  try:
+    key = (o.path, o.mask_path, _stamp(o.path), _stamp(o.mask_path), repr(spec), c, lo, hi, k)
+  except OSError:
+    return None  # As extended_context: a neighbour it cannot read is left out.
+  with _LOCK:
+    if key in _CACHE:
+      _CACHE.move_to_end(key)
+      return _CACHE[key]
+  try:
+    part = neighbours._read_part(o, 0, o.height, 0, o.width, spec, c)  # pylint: disable=protected-access
+  except Exception:  # pylint: disable=broad-except
+    part = None  # As extended_context: a broken neighbour is left out.
+  if part is None:
+    return None  # Not kept: it is read again next time, as extended_context would.
+  x0, w0 = _level0(*part, lo, hi)
+  value = pyramid([x0], [w0], k)
+  global _cache_bytes  # pylint: disable=global-statement
+  with _LOCK:
+    if key not in _CACHE:
+      _CACHE[key] = value
+      _cache_bytes += _nbytes(value)
+    while _cache_bytes > CACHE_BYTES and len(_CACHE) > 1:
+      _, old = _CACHE.popitem(last=False)
+      _cache_bytes -= _nbytes(old)
+  return value
+
+
+def _stamp(path: Optional[str]) -> tuple:
+  if not path:
+    return ()
+  st = os.stat(path)
+  return st.st_size, st.st_mtime_ns
+
+
+def _aligned(numbers: Sequence[int], levels: int) -> int:
+  """The largest ``k <= levels`` such that ``2**k`` divides every number."""
+  k = 0
+  while k < levels and all(n % (2 << k) == 0 for n in numbers):
+    k += 1
+  return k
+
+
+def _overlap(a, b) -> bool:
+  return max(a[0], b[0]) < min(a[1], b[1]) and max(a[2], b[2]) < min(a[3], b[3])
+
+
+def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHeader], unit: np.ndarray,
+                   known: np.ndarray, spec: neighbours.NeighbourSpec, lo: float,
+                   hi: float) -> tuple[bool, Optional[np.ndarray]]:
+  """``(True, context)`` bit-identical to :func:`transforms.neighbours.extended_context`
+  (the same arguments) from the tiles' kept pyramids; ``(False, None)`` where
+  this tile cannot use them (the caller computes its context as before)."""
+  m = spec.margin
+  h, w, c = unit.shape
+  if h * w * c * 8 > neighbours.CACHE_ITEM_BYTES:
+    return False, None  # Large tiles: extended_context reads only their parts, and gains little here.
+  hh, ww = h + 2 * m, w + 2 * m
+  levels = levels_for((hh, ww))
+  mine = (m, m + h, m, m + w)
+  parts, numbers = [], [m, h, w]
+  for o in sorted(others, key=lambda t: t.path):  # extended_context's order.
+    if o.path == me.path:
+      continue
+    off = neighbours.offset(me, o)
+    if off is None:
+      continue
+    oy, ox = off[0] + m, off[1] + m  # The neighbour's corner in the region.
+    rect = (max(0, oy), min(hh, oy + o.height), max(0, ox), min(ww, ox + o.width))
+    if rect[0] >= rect[1] or rect[2] >= rect[3]:
+      continue
+    if _overlap(rect, mine) or any(_overlap(rect, p[2]) for p in parts):
+      return False, None  # Overlapping tiles: extended_context's rules decide pixel by pixel.
+    if o.height * o.width * c * 8 > neighbours.CACHE_ITEM_BYTES:
+      return False, None  # A large neighbour: extended_context reads only the part it needs.
+    if spec.mask.dilate and rect != (oy, oy + o.height, ox, ox + o.width):
+      # extended_context dilates the mask of the part it reads: only whole neighbours match.
+      return False, None
+    parts.append((o, (oy, ox), rect))
+    numbers += [oy, ox, o.height, o.width, *rect]
+  if not parts:
+    return True, None
+  k = _aligned(numbers, levels)
+  if k < 1:
+    return False, None
+  pyrs = [_tile_pyramid(o, spec, c, lo, hi, k) for o, _, _ in parts]
+  if all(p is None for p in pyrs):
+    return True, None  # No neighbour could be read.
+  w0 = np.clip(known, 0.0, 1.0)  # The tile's own level 0 as given, as extended_context pastes it.
+  mx = pyramid([np.where(w0[..., None] > 0, unit, 0.0).astype(np.float32, copy=False)], [w0], k)
+  shapes = [level_shape((hh, ww), lvl) for lvl in range(levels + 1)]
+  crop = (m, m + h, m, m + w)
+  win = fill_windows(shapes, crop, levels)
+  xs, ws, offsets = [], [], []
+  for lvl in range(k + 1):
+    # Level k whole (the coarser ones are pooled from it); finer ones only where the fill reads them.
+    y0, y1, x0_, x1 = (0, shapes[lvl][0], 0, shapes[lvl][1]) if lvl == k else win[lvl]
+    xl = np.zeros((y1 - y0, x1 - x0_, c), np.float32)
+    wl = np.zeros((y1 - y0, x1 - x0_), np.float32)
+    _paste(xl, wl, (y0, x0_), lvl, mx, (m, m), mine)
+    for (o, corner, rect), pyr in zip(parts, pyrs):
+      if pyr is None:
+        continue
+      _paste(xl, wl, (y0, x0_), lvl, pyr, corner, rect)
+    xs.append(xl)
+    ws.append(wl)
+    offsets.append((y0, x0_))
+  xs, ws = pyramid(xs, ws, levels)
+  offsets += [(0, 0)] * (levels - k)
+  return True, pull(xs, ws, crop, unit, w0, shapes=shapes, offsets=offsets)
+
+
+def _paste(xl, wl, origin, lvl, pyr, corner, rect) -> None:
+  """Pastes level ``lvl`` of a tile's pyramid (``pyr``: (xs, ws), its corner at
+  ``corner``), cut to ``rect`` (region pixels), into ``xl``/``wl`` (cells from ``origin``)."""
+  s = 1 << lvl
+  y0, y1, x0, x1 = rect[0] // s, rect[1] // s, rect[2] // s, rect[3] // s
+  oy, ox = origin
+  hh, ww = xl.shape[:2]
+  a0, a1, b0, b1 = max(y0, oy), min(y1, oy + hh), max(x0, ox), min(x1, ox + ww)
+  if a0 >= a1 or b0 >= b1:
+    return
+  cy, cx = corner[0] // s, corner[1] // s
+  src_x, src_w = pyr[0][lvl], pyr[1][lvl]
+  xl[a0 - oy:a1 - oy, b0 - ox:b1 - ox] = src_x[a0 - cy:a1 - cy, b0 - cx:b1 - cx]
+  wl[a0 - oy:a1 - oy, b0 - ox:b1 - ox] = src_w[a0 - cy:a1 - cy, b0 - cx:b1 - cx]
