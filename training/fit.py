@@ -150,14 +150,8 @@ def start_run(args: argparse.Namespace, val_sets: dict, train_files: list[str],
   """Builds one model's :class:`Trainer` and :class:`TrainingRun`; writes its
   ``generator.json`` and ``trained_on.json``."""
   gen, disc = build_models(args, mixed_precision)
-  spec = TrainSpec(lr=args.lr,
-                   tv_weight=args.tv_weight,
-                   gan=args.gan,
-                   adv_weight=args.adv_weight,
-                   fm_weight=args.fm_weight,
-                   loss=args.loss,
-                   ema=args.ema,
-                   clipnorm=args.clipnorm)
+  # Every TrainSpec field that the command line sets (hole_weight is not one).
+  spec = TrainSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSpec) if hasattr(args, f.name)})
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "generator.json"), "w", encoding="utf-8") as f:
     json.dump(gen.get_config(), f, indent=2)

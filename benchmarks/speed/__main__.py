@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -153,30 +154,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         common.log("(b) pipeline (DirectRunner), seconds from run() to wait_until_finish()")
         configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
         probe = None if args.no_startup_probe else configs[0]
+        pipeline = functools.partial(runs.bench_pipeline,
+                                     images,
+                                     masks,
+                                     len(tiles),
+                                     work,
+                                     batch,
+                                     configs,
+                                     args.workers,
+                                     probe,
+                                     args.timeout,
+                                     probe_tiles=args.probe_tiles)
         if args.baseline:
           common.log(f"  baseline: {args.baseline}")
-          res["pipeline_baseline"] = runs.bench_pipeline(images,
-                                                         masks,
-                                                         len(tiles),
-                                                         work,
-                                                         batch,
-                                                         configs,
-                                                         args.workers,
-                                                         probe,
-                                                         args.timeout,
-                                                         probe_tiles=args.probe_tiles,
-                                                         root=os.path.abspath(args.baseline))
+          res["pipeline_baseline"] = pipeline(root=os.path.abspath(args.baseline))
           common.log("  this checkout:")
-        res["pipeline"] = runs.bench_pipeline(images,
-                                              masks,
-                                              len(tiles),
-                                              work,
-                                              batch,
-                                              configs,
-                                              args.workers,
-                                              probe,
-                                              args.timeout,
-                                              probe_tiles=args.probe_tiles)
+        res["pipeline"] = pipeline()
       if "fillers" in sections:
         common.log("(c) classical fillers, one thread")
         res["fillers"] = fillers.bench_fillers(tiles, slow_limit=3, budget_s=max(3.0, 3 * args.min_seconds))
