@@ -88,11 +88,15 @@ def _box3_copy(f: np.ndarray) -> np.ndarray:
   return _box3_into(f, np.empty_like(f), np.empty_like(f))
 
 
+# Below this side the loop's fewer numpy calls beat the in-place sums (10 vs 8 µs a sweep at 10²).
+_SMALL = 32
+
+
 def _smooth(f: np.ndarray, known: np.ndarray, rest: np.ndarray, sweeps: int) -> np.ndarray:
   """``sweeps`` times ``f = known + rest * _box3(f)``, bit-identical, on reused
   contiguous buffers; ``known`` and ``rest`` full ``[h, w, C]`` (a broadcast
   last axis of 1 runs numpy's inner loop a few elements at a time)."""
-  if (sweeps == 0 or min(f.shape[:2]) < 3 or
+  if (sweeps == 0 or min(f.shape[:2]) < _SMALL or
       any(a.dtype != np.float32 or a.shape != f.shape for a in (f, known, rest))):
     for _ in range(sweeps):
       f = known + rest * _box3(f)
