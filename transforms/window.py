@@ -39,6 +39,8 @@ def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.
     fill of the tile's known ground (:func:`regression.guided_fill` when the
     tile carries a guide), and the guide mapped to its radiometry.
   """
+  if tile.context is not None and tile.guide is None:
+    return tile.context, None  # Prepared with its neighbours: nothing to compute.
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
   unit = to_unit(tile.image, lo, hi)
   known = tile.known().astype(np.float32)

