@@ -27,35 +27,21 @@ def make_large(size: int, folder: str) -> tuple[str, float]:
   with rasterio.open(common.SCENE) as src:
     base = np.moveaxis(src.read(), 0, -1)[common.SCENE_CLEAN_ROW:]
     crs, transform = src.crs, src.transform
-  img = np.pad(base, ((0, max(0, size - base.shape[0])), (0, max(0, size - base.shape[1])), (0, 0)),
-               mode="symmetric")[:size, :size]
+  img = common.mirrored(base, size)
   fourth = img[::-1, ::-1, 2]
   masks = [
       np.asarray(Image.open(os.path.join(DATA, "cloud_masks", "ukis", n)).convert("L")) > 127
       for n in ("ukis_sentinel2.png", "ukis_landsat7.png", "ukis_landsat5.png")
   ]
-  mask = np.zeros((size, size), bool)
-  rng = np.random.default_rng(0)
-  for y in range(0, size, 1024):
-    for x in range(0, size, 1024):
-      m = masks[int(rng.integers(0, 3))]
-      m = np.rot90(np.asarray(Image.fromarray(m).resize((1024, 1024), Image.NEAREST)), int(rng.integers(0, 4)))
-      mask[y:y + 1024, x:x + 1024] = m[:min(1024, size - y), :min(1024, size - x)]
+  mask = common.tiled_mask(masks, size, 1024, np.random.default_rng(0))
   with rasterio.open(path,
                      "w",
-                     driver="GTiff",
                      height=size,
                      width=size,
                      count=4,
-                     dtype="uint16",
                      crs=crs,
                      transform=transform,
-                     nodata=0,
-                     compress="deflate",
-                     tiled=True,
-                     blockxsize=256,
-                     blockysize=256,
-                     BIGTIFF="IF_SAFER") as dst:
+                     **common.LARGE_SCENE_PROFILE) as dst:
     for b in range(3):
       dst.write(img[:, :, b], b + 1)
     dst.write(fourth, 4)

@@ -56,6 +56,38 @@ def real_masks() -> list[np.ndarray]:
   return out
 
 
+# The GeoTIFF profile of the large scenes the benchmarks build (uint16, no-data 0, tiled and
+# deflated as an archive scene is, BigTIFF when needed); add height, width, count, crs, transform.
+LARGE_SCENE_PROFILE = dict(driver="GTiff",
+                           dtype="uint16",
+                           nodata=0,
+                           compress="deflate",
+                           tiled=True,
+                           blockxsize=256,
+                           blockysize=256,
+                           BIGTIFF="IF_SAFER")
+
+
+def mirrored(base: np.ndarray, size: int) -> np.ndarray:
+  """``base [H, W, C]`` mirrored (symmetric padding) up to ``size`` x ``size`` and cropped to it."""
+  return np.pad(base, ((0, max(0, size - base.shape[0])), (0, max(0, size - base.shape[1])), (0, 0)),
+                mode="symmetric")[:size, :size]
+
+
+def tiled_mask(masks: list[np.ndarray], size: int, block: int, rng: np.random.Generator) -> np.ndarray:
+  """A ``size``² cloud mask (True = cloud) tiled from ``block``² blocks: each block one of
+  ``masks`` drawn by ``rng``, resized (nearest) and rotated by a random multiple of 90°."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  mask = np.zeros((size, size), bool)
+  for y in range(0, size, block):
+    for x in range(0, size, block):
+      m = masks[int(rng.integers(0, len(masks)))]
+      m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((block, block), Image.NEAREST)) > 127
+      m = np.rot90(m, int(rng.integers(0, 4)))
+      mask[y:y + block, x:x + block] = m[:min(block, size - y), :min(block, size - x)]
+  return mask
+
+
 def _resize_mask(m: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
   """A random square crop of ``m`` resized (nearest) to ``size``, flipped/rotated."""
   from PIL import Image  # pylint: disable=import-outside-toplevel

@@ -41,34 +41,19 @@ def make_scene(size: int, folder: str, seed: int = 0) -> tuple[str, str, dict[st
       base = np.moveaxis(src.read(), 0, -1)
       crs, transform, desc = src.crs, src.transform, src.descriptions
     source = "sample tile mirrored"
-  image = np.pad(base, ((0, max(0, size - base.shape[0])), (0, max(0, size - base.shape[1])), (0, 0)),
-                 mode="symmetric")[:size, :size]
+  image = common.mirrored(base, size)
   rng = np.random.default_rng(seed)
   masks = common.real_masks()
   big = [m for m in masks if min(m.shape) >= 256] or masks
-  block = 1024
-  mask = np.zeros((size, size), bool)
-  for y in range(0, size, block):
-    for x in range(0, size, block):
-      m = big[int(rng.integers(0, len(big)))]
-      m = np.asarray(Image.fromarray((m * 255).astype(np.uint8)).resize((block, block), Image.NEAREST)) > 127
-      m = np.rot90(m, int(rng.integers(0, 4)))
-      mask[y:y + block, x:x + block] = m[:min(block, size - y), :min(block, size - x)]
+  mask = common.tiled_mask(big, size, 1024, rng)
   with rasterio.open(img_path,
                      "w",
-                     driver="GTiff",
                      height=size,
                      width=size,
                      count=3,
-                     dtype="uint16",
                      crs=crs,
                      transform=transform,
-                     nodata=0,
-                     compress="deflate",
-                     tiled=True,
-                     blockxsize=256,
-                     blockysize=256,
-                     BIGTIFF="IF_SAFER") as dst:
+                     **common.LARGE_SCENE_PROFILE) as dst:
     dst.write(np.moveaxis(image, -1, 0))
     for i, d in enumerate(desc or [], start=1):
       if d:
