@@ -201,10 +201,7 @@ class CompositeTiles(beam.DoFn):
     for tile in groups["tile"]:  # Exactly one: keys are unique file names.
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         counters.inc("failed_infer")
-        yield beam.pvalue.TaggedOutput(
-            DEAD,
-            DeadLetter(tile.pair.image_path, failures[0].stage,
-                       f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter.of_failed_windows(tile.pair.image_path, failures))
         continue
       start = time.perf_counter()
       try:

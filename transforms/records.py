@@ -237,6 +237,11 @@ class DeadLetter:
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
+  @classmethod
+  def of_failed_windows(cls, path: str, failures: list[WindowFailure]) -> "DeadLetter":
+    """The dead letter of an input some of whose windows failed (the first failure's stage and reason)."""
+    return cls(path, failures[0].stage, f"{len(failures)} window(s) failed: {failures[0].reason}")
+
 
 @dataclasses.dataclass
 class TileResult:

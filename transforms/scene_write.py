@@ -60,10 +60,7 @@ class AssembleScenes(beam.DoFn):
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         self._cleanup(ref)
         counters.inc("failed_infer")
-        yield beam.pvalue.TaggedOutput(
-            DEAD,
-            DeadLetter(ref.pair.image_path, failures[0].stage,
-                       f"{len(failures)} window(s) failed: {failures[0].reason}"))
+        yield beam.pvalue.TaggedOutput(DEAD, DeadLetter.of_failed_windows(ref.pair.image_path, failures))
         continue
       try:
         yield self._assemble(ref, spills)
