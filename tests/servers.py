@@ -85,26 +85,32 @@ def _anonymous_gcp_credentials() -> None:
     auth._Credentials._credentials_init = True  # pylint: disable=protected-access
 
 
+def s3_bucket_options(port: int, bucket: str) -> dict:
+  """Creates ``bucket`` on the S3 server at ``port`` (moto's test credentials); returns its
+  ``endpoint`` and Beam's S3 options (``beam_args``)."""
+  import boto3  # pylint: disable=import-outside-toplevel
+  endpoint = f"http://127.0.0.1:{port}"
+  creds = dict(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+  boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
+  return {
+      "endpoint":
+          endpoint,
+      "beam_args": [
+          f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing", "--s3_secret_access_key=testing",
+          "--s3_region_name=us-east-1"
+      ]
+  }
+
+
 @contextlib.contextmanager
 def s3_server(bucket: str = "cloudfill-test") -> Iterator[dict]:
   """Starts moto's S3 server with ``bucket``; yields Beam's S3 options."""
-  import boto3  # pylint: disable=import-outside-toplevel
   from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
   port = free_port()
   server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
   server.start()
   try:
-    endpoint = f"http://127.0.0.1:{port}"
-    creds = dict(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-    boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket=bucket)
-    yield {
-        "endpoint":
-            endpoint,
-        "beam_args": [
-            f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing", "--s3_secret_access_key=testing",
-            "--s3_region_name=us-east-1"
-        ]
-    }
+    yield s3_bucket_options(port, bucket)
   finally:
     server.stop()
 

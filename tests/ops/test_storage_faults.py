@@ -79,7 +79,6 @@ def _gcs():
 def _moto_server():
   """moto's S3 server in a subprocess (tests.servers runs it in a thread of this
   process, where it competes with the pipeline for the GIL)."""
-  import boto3  # pylint: disable=import-outside-toplevel
   port = servers.free_port()
   exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
   proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
@@ -87,20 +86,7 @@ def _moto_server():
                           stderr=subprocess.DEVNULL)
   try:
     servers.wait_for_port(port)
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3",
-                 endpoint_url=endpoint,
-                 aws_access_key_id="testing",
-                 aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield {
-        "endpoint":
-            endpoint,
-        "beam_args": [
-            f"--s3_endpoint_url={endpoint}", "--s3_access_key_id=testing", "--s3_secret_access_key=testing",
-            "--s3_region_name=us-east-1"
-        ]
-    }
+    yield servers.s3_bucket_options(port, BUCKET)
   finally:
     proc.terminate()
     try:
