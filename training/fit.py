@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -160,6 +161,15 @@ def start_run(args: argparse.Namespace, val_sets: dict, train_files: list[str],
   return TrainingRun(args, Trainer(gen, disc, spec), val_sets)
 
 
+def init_weights_record(path: Optional[str]) -> Optional[dict]:
+  """What a run started from (``--init-weights``): the file's name and SHA-256, or None."""
+  if not path:
+    return None
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()
+  return {"file": os.path.basename(path), "sha256": digest}
+
+
 def finish_run(run: TrainingRun, step: int, crops: int, timing: dict, device: dict) -> dict:
   """Final validation, ``last.weights.h5`` and ``metrics.json``; returns the best figures."""
   args, trainer = run.args, run.trainer
@@ -185,6 +195,7 @@ def finish_run(run: TrainingRun, step: int, crops: int, timing: dict, device: di
       "best": best_fig,
       "history": run.history,
       "val_split": "right-hand column strip of each scene (by area), held-out cloud-mask files",
+      "init_weights": init_weights_record(args.init_weights),
   }
   with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
     json.dump(metrics, f, indent=2)

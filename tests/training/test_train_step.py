@@ -168,9 +168,23 @@ def test_train_variants_share_batches_and_export(tmp_path, data_dir):
   assert m["steps"] == s["steps"] == 2 and m["models_trained_together"] == 2
   assert (m["spec"]["loss"], m["spec"]["ema"], m["spec"]["lr"]) == ("mse", 0.9, 1e-4)
   assert s["spec"]["loss"] == "l1" and s["params"] < m["params"]
+  assert m["init_weights"] is None  # started from scratch
   assert json.loads((out / "s" / "generator.json").read_text())["widths"] == [8, 8, 8, 8]
   from training.export import main as export_main
   assert export_main(["--run", str(out / "s"), "--out", str(tmp_path / "model")]) == 0
+
+
+def test_init_weights_record_names_the_file_and_its_hash(tmp_path):
+  """A continued run's metrics.json says which weights it started from."""
+  import hashlib
+  from training.fit import init_weights_record
+  path = tmp_path / "start.weights.h5"
+  path.write_bytes(b"weights of the previous model")
+  assert init_weights_record(str(path)) == {
+      "file": "start.weights.h5",
+      "sha256": hashlib.sha256(b"weights of the previous model").hexdigest()
+  }
+  assert init_weights_record(None) is None and init_weights_record("") is None
 
 
 def test_train_cli_runs_and_exports(tmp_path, data_dir):
