@@ -46,3 +46,28 @@ def test_class_mapping_is_deterministic_and_degrades_gracefully():
   none = np.zeros_like(both)  # no usable guide pixel
   assert regression.class_mapping(target, guide, both, none, 32, 8, base) is base
   assert len(regression.spectral_centroids(guide, usable, 5)) == 5
+
+
+def test_block_moments_are_the_sums_over_each_block_and_class():
+  """block_moments (every class in one bincount pass) against plain loops over blocks and classes."""
+  rng = np.random.default_rng(3)
+  h, w, step, k = 13, 10, 4, 3  # sides not multiples of the step: partial blocks at the edges
+  target = rng.random((h, w, 2), dtype=np.float32)
+  guide = rng.random((h, w, 3), dtype=np.float32)
+  both = rng.random((h, w)) > 0.3
+  labels = rng.integers(0, k, (h, w))
+  got = regression.block_moments(target, guide, both, step, labels=labels, k=k)
+  assert got.shape == (4, 3, k, 1 + 3 + 2 + 6 + 6)
+  for by in range(4):
+    for bx in range(3):
+      for j in range(k):
+        sel = np.zeros((h, w), bool)
+        sel[by * step:(by + 1) * step, bx * step:(bx + 1) * step] = True
+        sel &= both & (labels == j)
+        g, t = guide[sel].astype(np.float64), target[sel].astype(np.float64)
+        want = [sel.sum()] + list(g.sum(0)) + list(t.sum(0))
+        want += [(g[:, a] * g[:, b]).sum() for a in range(3) for b in range(a, 3)]
+        want += [(g[:, a] * t[:, b]).sum() for a in range(3) for b in range(2)]
+        np.testing.assert_allclose(got[by, bx, j], want, rtol=1e-5, atol=1e-6)
+  # Without labels: one group, the sums of all classes.
+  np.testing.assert_allclose(regression.block_moments(target, guide, both, step)[:, :, 0], got.sum(2), rtol=1e-5)
