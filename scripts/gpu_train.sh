@@ -9,7 +9,8 @@
 #   bash scripts/gpu_train.sh sweep OUT MINUTES NAME:KEY=VALUE,... [NAME:...]
 #                                                   # there: several variants trained together on the
 #                                                   # same batches (cloudfill train --variant); OUT gets
-#                                                   # sweep.tar.gz (one folder per NAME) and train.log
+#                                                   # NAME.tar.gz per variant (best weights, records,
+#                                                   # TensorBoard logs) and train.log
 #
 # runs/bundle is self-contained (about 40 MiB): carry it (with this repository) to the GPU
 # machine. OUT receives l1.tar.gz and gan.tar.gz (weights, generator.json, metrics.json,
@@ -68,11 +69,15 @@ sweep)
   setup "$OUT"
   variants=()
   for v in "$@"; do variants+=(--variant "$v"); done
-  # One archive, not 4 files per variant: a device run brings back only a few files from OUT.
   "$PY" -m training.train --data runs/bundle/data.npz --out /tmp/cloudfill-run/sweep --minutes "$MIN" \
     --batch "$BATCH" --crop 128 --crops-per-region 4 --val-every 40 --log-every 200 "${variants[@]}" $EXTRA \
     2>&1 | grep --line-buffered -v cuda_timer | tee -a "$OUT/train.log"
-  tar -C /tmp/cloudfill-run -czf "$OUT/sweep.tar.gz" sweep
+  # A device run brings back only a few files, none over about 30 MB (one 61 MB archive of four
+  # variants did not come back): one small archive per variant, its best weights and records only.
+  for d in /tmp/cloudfill-run/sweep/*/; do
+    name=$(basename "$d")
+    tar -C /tmp/cloudfill-run/sweep -czf "$OUT/$name.tar.gz" --exclude=last.weights.h5 "$name"
+  done
   ;;
 *)
   sed -n '2,18p' "$0"; exit 2 ;;
