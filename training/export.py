@@ -100,7 +100,9 @@ def export_saved_model(generator: keras.Model, card: ModelCard, out_dir: str) ->
   """
   bands, window = int(card.bands), int(card.window)
   archive = keras.export.ExportArchive()
-  archive.track(generator)
+  # No archive.track(generator): the endpoints' variables are tracked by
+  # add_endpoint, and track() on the TF backend stores every weight a second
+  # time (keras-team/keras#23553: twice the size on disk and in every loader).
   archive.add_endpoint(name=contract.SIGNATURE_RESTORE,
                        fn=_restore_fn(generator),
                        input_signature=_restore_specs(bands))
@@ -154,7 +156,6 @@ def export_tflite(
   # function directly leaves READ_VARIABLE ops that INT8 calibration fails on.
   tmp = tempfile.mkdtemp(prefix="cloudfill_tflite_")
   archive = keras.export.ExportArchive()
-  archive.track(generator)
   archive.add_endpoint(name="serving_default", fn=_restore_fn(generator), input_signature=_restore_specs(c, 1, w))
   archive.write_out(tmp, verbose=False)
 

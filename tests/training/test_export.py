@@ -65,6 +65,22 @@ def test_untrained_generator_returns_its_context(tiny_card):
   np.testing.assert_allclose(out, inputs["context"], atol=1e-4)
 
 
+def test_every_weight_is_stored_once(exported, tiny_generator):
+  """The checkpoint holds the generator's parameters once (keras-team/keras#23553:
+  ExportArchive.track() stored every weight twice)."""
+  stored = tf.train.list_variables(os.path.join(exported, "variables", "variables"))
+  n = sum(int(np.prod(shape)) for name, shape in stored if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+  assert n == tiny_generator.count_params()
+
+
+def test_the_shipped_model_stores_every_weight_once():
+  from model_loader.locate import read_card
+  path = os.path.join(ROOT, "model_loader", "default_model")
+  stored = tf.train.list_variables(os.path.join(path, "variables", "variables"))
+  n = sum(int(np.prod(shape)) for name, shape in stored if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+  assert n == read_card(path).metrics["params"] == 2065635
+
+
 def test_card_asset(exported, tiny_card):
   with open(os.path.join(exported, "assets", contract.ASSET_NAME)) as f:
     card = ModelCard.from_json(f.read())
