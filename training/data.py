@@ -208,10 +208,47 @@ class Sampler:
     items = [it for i in range(-(-n // k)) for it in self.samples(seed, start + i, crops=k)][:n]
     return {k: np.stack([it[k] for it in items]) for k in KEYS}
 
+  def batch_group(self,
+                  seed: int,
+                  start: int,
+                  n: int,
+                  crops_per_region: int = 2,
+                  reuse: int = 1) -> list[dict[str, np.ndarray]]:
+    """``reuse`` batches of ``n`` elements that share their regions' contexts.
+
+    The regions ``start …`` of :meth:`batch` each give ``reuse`` times as
+    many crops, and each batch takes ``crops_per_region`` from every region:
+    every batch has as many distinct regions as one :meth:`batch`, at
+    ``1 / reuse`` of the context cost per crop (the data stream of a GPU run
+    is bound by it). With ``reuse > 1`` each crop is also rotated and flipped
+    at random (all its arrays alike), so that crops of one region overlap
+    less often in the same orientation. ``reuse=1`` is ``[batch(...)]``.
+    """
+    if reuse <= 1:
+      return [self.batch(seed, start, n, crops_per_region)]
+    k = max(1, crops_per_region if self.region > self.crop else 1)
+    regions = [self.samples(seed, start + i, crops=k * reuse) for i in range(-(-n // k))]
+    rng = np.random.default_rng([seed, start, 1])
+    out = []
+    for r in range(reuse):
+      items = [_dihedral(it, int(rng.integers(8))) for crops in regions for it in crops[r * k:(r + 1) * k]][:n]
+      out.append({key: np.stack([it[key] for it in items]) for key in KEYS})
+    return out
+
   def fixed_set(self, n: int, seed: int, guided: Optional[bool] = None) -> dict[str, np.ndarray]:
     """``n`` reproducible elements stacked (validation)."""
     items = [self.sample(seed, i, guided=guided) for i in range(n)]
     return {k: np.stack([it[k] for it in items]) for k in KEYS}
+
+
+def _dihedral(item: dict[str, np.ndarray], t: int) -> dict[str, np.ndarray]:
+  """``item``'s arrays rotated by ``t % 4`` quarter turns, then mirrored if ``t >= 4``."""
+
+  def f(a: np.ndarray) -> np.ndarray:
+    a = np.rot90(a, t % 4)
+    return np.ascontiguousarray(a[:, ::-1] if t >= 4 else a)
+
+  return {key: f(v) for key, v in item.items()}
 
 
 # --- worker processes -------------------------------------------------------
@@ -224,8 +261,8 @@ def _init_worker(factory, args):
 
 
 def _draw(job):
-  seed, start, n, k = job
-  return _WORKER["sampler"].batch(seed, start, n, crops_per_region=k)
+  seed, start, n, k, reuse = job
+  return _WORKER["sampler"].batch_group(seed, start, n, crops_per_region=k, reuse=reuse)
 
 
 def batches(factory,
@@ -235,7 +272,8 @@ def batches(factory,
             start: int = 0,
             workers: int = 0,
             prefetch: int = 8,
-            crops_per_region: int = 2) -> Iterator[dict[str, np.ndarray]]:
+            crops_per_region: int = 2,
+            region_reuse: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """An endless stream of batches, drawn in ``workers`` processes.
 
   Args:
@@ -248,12 +286,16 @@ def batches(factory,
     workers: Processes; 0 draws in this process.
     prefetch: Batches in flight.
     crops_per_region: Elements cut from each region's context (the costly part).
+    region_reuse: Consecutive batches that share their regions' contexts
+      (:meth:`Sampler.batch_group`); 1: every batch has its own regions.
+      ``start`` then counts groups of that many batches.
   """
+  reuse = max(1, region_reuse)
   if workers <= 0:
     sampler = factory(*args)
     i = start
     while True:
-      yield sampler.batch(seed, i * batch, batch, crops_per_region)
+      yield from sampler.batch_group(seed, i * batch, batch, crops_per_region, reuse)
       i += 1
   import multiprocessing as mp  # pylint: disable=import-outside-toplevel
   pool = mp.get_context("spawn").Pool(workers, _init_worker, (factory, args))
@@ -261,9 +303,9 @@ def batches(factory,
     pending: collections.deque = collections.deque()
     i = start
     while True:
-      while len(pending) < max(prefetch, workers):
-        pending.append(pool.apply_async(_draw, ((seed, i * batch, batch, crops_per_region),)))
+      while len(pending) < max(-(-prefetch // reuse), workers):
+        pending.append(pool.apply_async(_draw, ((seed, i * batch, batch, crops_per_region, reuse),)))
         i += 1
-      yield pending.popleft().get()
+      yield from pending.popleft().get()
   finally:
     pool.terminate()

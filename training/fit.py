@@ -196,6 +196,8 @@ def finish_run(run: TrainingRun, step: int, crops: int, timing: dict, device: di
       "history": run.history,
       "val_split": "right-hand column strip of each scene (by area), held-out cloud-mask files",
       "init_weights": init_weights_record(args.init_weights),
+      "crops_per_region": args.crops_per_region,
+      "region_reuse": args.region_reuse,
   }
   with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
     json.dump(metrics, f, indent=2)
@@ -214,7 +216,8 @@ def fit(args: argparse.Namespace) -> int:
                      args.batch,
                      seed=args.seed,
                      workers=workers,
-                     crops_per_region=args.crops_per_region)
+                     crops_per_region=args.crops_per_region,
+                     region_reuse=args.region_reuse)
   batch = next(stream)
   val_sets = validation_sets(args)
   train_files = sampler(args.data, args.bands, args.crop, args.region, "train").files

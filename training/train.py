@@ -98,6 +98,11 @@ def _parse(argv):
   a("--ema", type=float, default=0.0, help="decay of a moving average of the weights, validated and saved (0: none)")
   a("--clipnorm", type=float, default=0.0, help="global gradient-norm clip (0: none)")
   a("--crops-per-region", type=int, default=2, help="training crops cut from each context region")
+  a("--region-reuse",
+    type=int,
+    default=1,
+    help="consecutive batches that share their regions' contexts (each batch takes its own crops, "
+    "rotated and flipped; the context's cost per crop falls by this factor)")
   a("--variant",
     action="append",
     default=[],
@@ -123,6 +128,8 @@ def _parse(argv):
     p.error(str(e))
   if len({n for n, _ in args.variants}) != len(args.variants):
     p.error("--variant names must differ")
+  if args.region_reuse < 1 or args.crops_per_region < 1:
+    p.error("--region-reuse and --crops-per-region must be 1 or more")
   args.data = args.data or default_data_dir()
   if args.minutes is None:  # Never train forever by default.
     args.minutes = 0.0 if args.steps else DEFAULT_TRAIN_MINUTES

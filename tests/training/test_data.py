@@ -69,6 +69,47 @@ def test_batches_from_worker_processes_equal_in_process(sampler):
     np.testing.assert_array_equal(first[k], pooled[k])
 
 
+def test_region_reuse_shares_contexts_across_batches(sampler, monkeypatch):
+  """--region-reuse R: R batches from one group of regions, each with as many
+  regions as a plain batch, a 1/R share of the context computations, every
+  crop still a consistent element (rotated and flipped as a whole)."""
+  plain = sampler.batch(5, 0, 8, crops_per_region=2)
+  same = sampler.batch_group(5, 0, 8, crops_per_region=2, reuse=1)
+  assert len(same) == 1 and all(np.array_equal(plain[k], same[0][k]) for k in data.KEYS)
+  calls = []
+  real = data.ctx.push_pull
+  monkeypatch.setattr(data.ctx, "push_pull", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+  monkeypatch.setattr(data.regression, "guided_fill", _counting(data.regression.guided_fill, calls))
+  group = sampler.batch_group(5, 0, 8, crops_per_region=2, reuse=3)
+  assert len(calls) == 4  # one context per region (8 crops / 2 a region), for all three batches
+  again = sampler.batch_group(5, 0, 8, crops_per_region=2, reuse=3)
+  assert len(group) == 3
+  for b, b2 in zip(group, again):
+    assert all(b[k].shape == plain[k].shape and np.array_equal(b[k], b2[k]) for k in data.KEYS)
+    known = b["mask"][..., 0] < 0.5
+    np.testing.assert_allclose(b["context"][known], b["target"][known], atol=1e-6)  # same rotation for all
+    np.testing.assert_array_equal(b["image"], b["target"] * (1.0 - b["mask"]))
+  assert not np.array_equal(group[0]["target"], group[1]["target"])  # other crops of the same regions
+
+
+def _counting(fn, calls):
+
+  def wrapped(*a, **kw):
+    calls.append(1)
+    return fn(*a, **kw)
+
+  return wrapped
+
+
+def test_stream_with_region_reuse_matches_its_groups():
+  stream = data.batches(_factory, (), 4, seed=2, workers=0, region_reuse=2)
+  got = [next(stream) for _ in range(4)]
+  want = _factory().batch_group(2, 0, 4, 2, 2) + _factory().batch_group(2, 4, 4, 2, 2)
+  for g, w in zip(got, want):
+    for k in data.KEYS:
+      np.testing.assert_array_equal(g[k], w[k])
+
+
 def _factory():
   places = data.group_places([_scene("naip/m_1_2009.tif", 0), _scene("naip/m_1_2012.tif", 1)])
   return data.Sampler(places, 64, MaskGenerator(), "train", region=128)

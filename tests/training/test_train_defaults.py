@@ -54,3 +54,15 @@ def test_bad_variant_is_a_usage_error(capsys):
   assert "is not KEY=VALUE" not in err and "could not convert" in err and "names must differ" in err
   args = train._parse(["--variant", "a:loss=mse", "--variant", "b:ema=0.99"])
   assert args.variants == [("a", {"loss": "mse"}), ("b", {"ema": 0.99})]
+
+
+def test_region_reuse_is_validated(capsys):
+  try:
+    train._parse(["--region-reuse", "0"])
+  except SystemExit as e:
+    assert e.code == 2
+  else:
+    raise AssertionError("--region-reuse 0 was accepted")
+  assert "--region-reuse and --crops-per-region must be 1 or more" in capsys.readouterr().err
+  assert train._parse(["--region-reuse", "4"]).region_reuse == 4
+  assert train._parse([]).region_reuse == 1
