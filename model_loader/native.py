@@ -67,6 +67,17 @@ class LoadedModel:
       outs.append(out[OUTPUT_RESTORED].numpy())
     return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
+  # Named methods for RunInference's ``--large-model`` sharing: the workers
+  # then hold a multiprocessing proxy, which forwards public methods only
+  # (neither ``__call__`` nor attributes such as ``input_names``).
+  def restore(self, images: np.ndarray, masks: np.ndarray, **extra: np.ndarray) -> np.ndarray:
+    """The same as calling the model."""
+    return self(images, masks, **extra)
+
+  def declared_inputs(self) -> tuple[str, ...]:
+    """``input_names``."""
+    return self.input_names
+
 
 def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = None) -> np.ndarray:
   """The value of an optional model input that a window does not have
@@ -202,10 +213,10 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
     inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask} for w in batch]
     extra = {
         name: np.stack([i[name] for i in inputs])
-        for name in model.input_names
+        for name in model.declared_inputs()
         if name not in ("image", "mask") and all(name in i for i in inputs)
     }
-    restored = model(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
+    restored = model.restore(np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), **extra)
     share = (time.perf_counter() - start) / len(batch)
     # Each window carries its share of the batch's time, on a copy: Beam's
     # elements are immutable (a shallow copy; the arrays are shared, not copied).

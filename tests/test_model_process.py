@@ -65,3 +65,25 @@ def test_a_fresh_worker_process_runs_the_model_on_its_budget():
   intra, inter, frozen = json.loads(out.strip().splitlines()[-1])
   assert (intra, inter) == (1, 1)
   assert frozen > 100_000  # TensorFlow's modules and the model.
+
+
+@pytest.mark.parametrize("large_model, expected", [(False, native.threads_per_worker(2)), (True, 0)])
+def test_worker_processes_split_the_cores_unless_they_share_one_model(large_model, expected):
+  import apache_beam as beam
+  from apache_beam.ml.inference.base import RunInference
+  from apache_beam.options.pipeline_options import PipelineOptions
+
+  from transforms.infer import Infer, InferSpec
+  p = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"]))
+  _ = p | beam.Create([]) | Infer(InferSpec(model_uri=None, large_model=large_model))
+  handlers = []
+
+  class Visitor(beam.pipeline.PipelineVisitor):
+
+    def enter_composite_transform(self, node):
+      if isinstance(node.transform, RunInference):
+        handlers.append(node.transform._model_handler)  # pylint: disable=protected-access
+
+  p.visit(Visitor())
+  assert len(handlers) == 1
+  assert handlers[0]._threads == expected  # pylint: disable=protected-access
