@@ -4,6 +4,7 @@ Real GDAL (rasterio.fill) and real rasters; the model-free parts only, so
 these run in seconds. The benchmarks' own figures come from running them.
 """
 
+import json
 import os
 
 import numpy as np
@@ -227,7 +228,51 @@ def test_speed_benchmark_package_renders_results_and_attributes_a_profile(tmp_pa
                        capture_output=True,
                        text=True,
                        check=True).stdout
-  assert "--probe-tiles" in out and "--markdown" in out
+  assert "--probe-tiles" in out and "--markdown" in out and "--probe-every" in out
+
+
+def test_speed_benchmark_compares_multi_and_in_process_on_both_rates(tmp_path):
+  from benchmarks.speed import render
+  from benchmarks.speed.__main__ import _goal_lines
+
+  def probe(mode, rate):
+    return {"mode": mode, "backend": "native", "tiles": 2, "seconds": 2.0, "marginal_tiles_per_s": rate}
+
+  pipeline = {
+      "runs": [{
+          "mode": "in_memory",
+          "backend": "native",
+          "tiles_per_s": 7.0,
+          "workers": 1
+      }, {
+          "mode": "multi_processing",
+          "backend": "native",
+          "tiles_per_s": 4.0,
+          "workers": 2
+      }],
+      "startups": [probe("in_memory", 9.0), probe("multi_processing", 10.0)]
+  }
+  lines = _goal_lines({"raw": {"tiles_per_s": 20.0}, "pipeline": pipeline})
+  text = "\n".join(lines)
+  assert "multi_processing / in_memory, end to end: 4.00 / 7.00 tiles/s (NOT met" in text
+  assert "multi_processing / in_memory, marginal: 10.00 / 9.00 tiles/s (MET" in text
+  assert pipeline["multi_ge_in_process_marginal"] and not pipeline["multi_ge_in_process_end_to_end"]
+  assert "marginal (start-up excluded) multi_processing native: 10.00 tiles/s = 50.0 % of raw" in text
+  for run in pipeline["runs"]:
+    run.update(seconds=1.0, import_seconds=0.0, process_wall_seconds=1.0)
+  machine = dict.fromkeys(("cpu_model", "cpus_usable", "memory_gib", "loadavg_start", "utc_start", "git_commit"), "x")
+  path = tmp_path / "result.json"
+  path.write_text(
+      json.dumps({
+          "machine": dict(machine, other_heavy_processes=[]),
+          "model": {
+              "name": "m",
+              "version": "1"
+          },
+          "pipeline": pipeline
+      }))
+  md = render.markdown([str(path)])
+  assert "Start-up probe (in_memory, native)" in md and "Start-up probe (multi_processing, native)" in md
 
 
 def test_multi_process_workers_share_the_cores():

@@ -96,6 +96,8 @@ def test_multiprocess_and_tfx_backend_match_single_process(sample_run, mean_mode
   outputs = {}
   for name, extra in {
       "multi": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+      # One model shared by the worker processes: they call it through a proxy.
+      "shared": ["--direct_running_mode=multi_processing", "--direct_num_workers=2", "--large-model"],
       "tfx": ["--backend", "tfx"]
   }.items():
     out = tmp_path / name
@@ -106,7 +108,7 @@ def test_multiprocess_and_tfx_backend_match_single_process(sample_run, mean_mode
     ref, _ = read_raster(os.path.join(sample_run, "restored", name))
     for label, out in outputs.items():
       got, _ = read_raster(os.path.join(out, "restored", name))
-      if label == "multi":
+      if label in ("multi", "shared"):
         np.testing.assert_array_equal(got, ref)
       else:  # Same model through serialized tf.Example: equal to float rounding.
         assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1

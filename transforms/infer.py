@@ -192,6 +192,8 @@ class Infer(beam.PTransform):
       s = dataclasses.replace(s, min_batch_size=s.max_batch_size)
     takes_context = "context" in s.model_inputs
     if s.backend == "native":
+      # Worker processes split the cores; one copy shared by them all (--large-model) takes them all.
+      threads = 0 if s.large_model else local_worker_threads(windows.pipeline)
       handler = native.NativeModelHandler(s.model_uri,
                                           min_batch_size=s.min_batch_size,
                                           max_batch_size=s.max_batch_size,
@@ -199,7 +201,7 @@ class Infer(beam.PTransform):
                                           large_model=s.large_model,
                                           model_copies=s.model_copies,
                                           accelerator=s.accelerator,
-                                          threads=local_worker_threads(windows.pipeline))
+                                          threads=threads)
       return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
     handler = tfx.create_handler(s.model_uri,
                                  min_batch_size=s.min_batch_size,

@@ -57,6 +57,10 @@ def _parse(argv: Optional[Sequence[str]]):
                  default=2,
                  help="Tiles of the probe run (default 2): the marginal rate is (tiles - probe tiles) / "
                  "(seconds - probe seconds), e.g. --tiles 960 --probe-tiles 192.")
+  p.add_argument("--probe-every",
+                 action="store_true",
+                 help="A start-up probe for every configuration, not only the first: the marginal "
+                 "rates of in_memory and multi_processing side by side.")
   p.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second.")
   p.add_argument("--gpu-batches", default="1,4,8,16,32,64,128")
   p.add_argument("--gpu-anyway", action="store_true", help="Run the GPU section on CPU (to test it).")
@@ -90,12 +94,30 @@ def _goal_lines(res: dict[str, Any]) -> list[str]:
                    (f"{100 * ratio:5.1f} % of raw ({'MET' if ratio >= base.GOAL_RATIO else 'NOT met'}: >= 85 %)"
                     if ratio else "raw n/a") +
                    (f"; GDAL {gdal:.2f} tiles/s: {'MET' if r['tiles_per_s'] >= gdal else 'NOT met'}" if gdal else ""))
-    st = res.get(key, {}).get("startup")
-    if st and st.get("marginal_tiles_per_s") and raw:
-      st["marginal_ratio_to_raw"] = st["marginal_tiles_per_s"] / raw
-      lines.append(f"  {label}marginal (start-up excluded) {st['mode']} {st['backend']}: "
-                   f"{st['marginal_tiles_per_s']:.2f} tiles/s = {100 * st['marginal_ratio_to_raw']:.1f} % of raw")
+    startups = res.get(key, {}).get("startups") or [s for s in [res.get(key, {}).get("startup")] if s]
+    for st in startups:
+      if st.get("marginal_tiles_per_s") and raw:
+        st["marginal_ratio_to_raw"] = st["marginal_tiles_per_s"] / raw
+        lines.append(f"  {label}marginal (start-up excluded) {st['mode']} {st['backend']}: "
+                     f"{st['marginal_tiles_per_s']:.2f} tiles/s = {100 * st['marginal_ratio_to_raw']:.1f} % of raw"
+                     f"; start-up {st['seconds']:.1f} s")
+    lines.extend(_multi_vs_in_process(res.get(key, {}), label))
   return lines
+
+
+def _multi_vs_in_process(pipeline: dict[str, Any], label: str) -> list[str]:
+  """The goal multi-process >= in-process (native backend), end to end and,
+  where both were probed, on the marginal rates."""
+  rate = {r["mode"]: r["tiles_per_s"] for r in pipeline.get("runs", []) if r["backend"] == "native"}
+  marginal = {s["mode"]: s.get("marginal_tiles_per_s") for s in pipeline.get("startups", []) if s["backend"] == "native"}
+  out = []
+  for what, rates in (("end to end", rate), ("marginal", marginal)):
+    multi, single = rates.get("multi_processing"), rates.get("in_memory")
+    if multi and single:
+      pipeline[f"multi_ge_in_process_{what.replace(' ', '_')}"] = multi >= single
+      out.append(f"  {label}multi_processing / in_memory, {what}: {multi:.2f} / {single:.2f} tiles/s "
+                 f"({'MET' if multi >= single else 'NOT met'}: >=)")
+  return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -153,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       if "pipeline" in sections:
         common.log("(b) pipeline (DirectRunner), seconds from run() to wait_until_finish()")
         configs = [tuple(c.split(":")) for c in args.configs.split(",") if c]
-        probe = None if args.no_startup_probe else configs[0]
+        probes = [] if args.no_startup_probe else configs if args.probe_every else configs[:1]
         pipeline = functools.partial(runs.bench_pipeline,
                                      images,
                                      masks,
@@ -162,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      batch,
                                      configs,
                                      args.workers,
-                                     probe,
+                                     probes,
                                      args.timeout,
                                      probe_tiles=args.probe_tiles)
         if args.baseline:

@@ -56,8 +56,7 @@ def markdown(paths: Sequence[str]) -> str:
                    f"{p['import_seconds']:.1f} | {p['process_wall_seconds']:.1f} | "
                    f"{bm.get('mean', float('nan')):.1f} |")
       out.append("")
-      st = r[key].get("startup")
-      if st:
+      for st in r[key].get("startups") or [s for s in [r[key].get("startup")] if s]:
         out.append(f"\nStart-up probe ({st['mode']}, {st['backend']}): {st['tiles']} tiles in "
                    f"{st['seconds']:.1f} s; marginal rate {st.get('marginal_tiles_per_s') or 0:.2f} tiles/s" +
                    (f" = {100 * st['marginal_ratio_to_raw']:.0f} % of raw" if st.get("marginal_ratio_to_raw") else "") +

@@ -80,6 +80,20 @@ def _commit(root: str) -> Optional[str]:
   return head + ("+" if dirty else "")
 
 
+def _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root):
+  """One run of the first ``probe_tiles`` tiles (the start-up cost)."""
+  small_dir = os.path.join(work, f"probe_tiles_{probe_tiles}")
+  probe_imgs = os.path.join(small_dir, "images")
+  os.makedirs(probe_imgs, exist_ok=True)
+  src = sorted(n for n in os.listdir(os.path.dirname(images)) if n.endswith(".tif"))[:probe_tiles]
+  for name in src:
+    shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
+  output = os.path.join(work, f"{tag}out_probe_{mode}_{backend}")
+  shutil.rmtree(output, ignore_errors=True)
+  argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers)
+  return run_worker(argv, os.path.join(work, f"{tag}log_probe_{mode}_{backend}.txt"), timeout, root=root)
+
+
 def bench_pipeline(images: str,
                    masks: str,
                    n_tiles: int,
@@ -87,12 +101,15 @@ def bench_pipeline(images: str,
                    batch_size: int,
                    configs: Sequence[tuple[str, str]],
                    workers: int,
-                   startup_probe: Optional[tuple[str, str]],
+                   probes: Sequence[tuple[str, str]],
                    timeout: float,
                    probe_tiles: int = 2,
                    root: str = base.ROOT) -> dict[str, Any]:
   """Restored tiles per second through ``pipeline.run.run`` for each (mode, backend),
-  with the code of the checkout ``root`` (another one: ``--baseline``)."""
+  with the code of the checkout ``root`` (another one: ``--baseline``).
+
+  Each of ``probes`` (configurations among ``configs``) runs again on
+  ``probe_tiles`` tiles: its start-up cost, and its marginal rate."""
   out: dict[str, Any] = {"runs": [], "root": root, "commit": _commit(root)}
   tag = "" if root == base.ROOT else "baseline_"
   for mode, backend in configs:
@@ -112,28 +129,20 @@ def bench_pipeline(images: str,
     common.log(f"  pipeline {mode:16s} {backend:6s}: {r['tiles_per_s']:7.2f} tiles/s "
                f"({r['restored']} tiles in {r['seconds']:.1f} s; + {r['import_seconds']:.1f} s imports, "
                f"process {r['process_wall_seconds']:.1f} s; load {r['loadavg_after']})")
-  if startup_probe:
-    mode, backend = startup_probe
-    small_dir = os.path.join(work, f"probe_tiles_{probe_tiles}")
-    probe_imgs = os.path.join(small_dir, "images")
-    os.makedirs(probe_imgs, exist_ok=True)
-    src = sorted(n for n in os.listdir(os.path.dirname(images)) if n.endswith(".tif"))[:probe_tiles]
-    for name in src:
-      shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
-    output = os.path.join(work, f"{tag}out_probe")
-    shutil.rmtree(output, ignore_errors=True)
-    argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers)
-    r = run_worker(argv, os.path.join(work, f"{tag}log_probe.txt"), timeout, root=root)
+  for mode, backend in probes:
+    r = _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root)
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
     marginal = ((full["restored"] - r["restored"]) /
                 (full["seconds"] - r["seconds"]) if full["seconds"] > r["seconds"] else None)
-    out["startup"] = {
+    out.setdefault("startups", []).append({
         "mode": mode,
         "backend": backend,
         "tiles": r["restored"],
         "seconds": r["seconds"],
         "marginal_tiles_per_s": marginal
-    }
+    })
     common.log(f"  start-up probe ({mode}, {backend}): {r['restored']} tiles in {r['seconds']:.1f} s; "
                f"marginal rate {base.fmt_rate(marginal)} tiles/s")
+  if probes:
+    out["startup"] = out["startups"][0]  # The first configuration's, as in the files before --probe-every.
   return out
