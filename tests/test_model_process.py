@@ -87,3 +87,28 @@ def test_worker_processes_split_the_cores_unless_they_share_one_model(large_mode
   p.visit(Visitor())
   assert len(handlers) == 1
   assert handlers[0]._threads == expected  # pylint: disable=protected-access
+
+
+def test_a_window_restores_the_same_whatever_batch_it_lands_in():
+  """The handler pads every model call to CALL_BATCH windows: a window's fill
+  does not depend on how many other windows the runner batched with it (the
+  CPU kernels round differently with a call's size; up to 2.4e-7 measured)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from transforms.records import Window  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(4)
+  s = 256
+
+  def window(i):
+    mask = (rng.random((s, s, 1)) > 0.6).astype(np.float32)
+    image = rng.random((s, s, 3), dtype=np.float32) * (1 - mask)
+    context = rng.random((s, s, 3), dtype=np.float32)
+    return Window(f"t{i}", 0, 0, image, mask, context=context)
+
+  windows = [window(i) for i in range(11)]
+  handler = native.NativeModelHandler(None)
+  model = handler.load_model()
+  alone = {w.tile_key: p.inference for w in windows[:3] for p in handler.run_inference([w], model)}
+  for batch in (windows, windows[:2], windows[1:6], windows[2:9]):
+    for p in handler.run_inference(batch, model):
+      if p.example.tile_key in alone:
+        np.testing.assert_array_equal(p.inference, alone[p.example.tile_key])
