@@ -1,4 +1,4 @@
-"""TFLite export: float16 and full-integer INT8 run in the interpreter."""
+"""TFLite export: float16, dynamic-range and full-integer INT8 run in the interpreter."""
 
 import numpy as np
 import tensorflow as tf
@@ -18,12 +18,19 @@ def test_fp16_and_int8(tmp_path, tiny_generator):
   card = ModelCard(name="tiny", version="test", bands=3, window=32, inputs=ALL_INPUTS, guided=True, context="push_pull")
   reps = [{k: v[i:i + 1] for k, v in make_inputs(3, 32, 3, seed=5).items()} for i in range(3)]
   paths = export_tflite(tiny_generator, card, str(tmp_path), reps)
-  assert set(paths) == {"fp16", "int8"}
+  assert set(paths) == {"fp16", "dynamic", "int8"}
   inputs = make_inputs(1, 32, 3, seed=9)
   ref = tiny_generator({k: inputs[k] for k in ALL_INPUTS}).numpy()
   out16 = _run(paths["fp16"], inputs)
   assert out16.shape == ref.shape
   np.testing.assert_allclose(out16, ref, atol=2e-2)
+  # Dynamic range: int8 weights, float activations.
+  it = tf.lite.Interpreter(model_path=paths["dynamic"])
+  weights = [d for d in it.get_tensor_details() if d["dtype"] == np.int8]
+  assert weights, "no int8 weights"
+  outd = _run(paths["dynamic"], inputs)
+  assert outd.shape == ref.shape
+  np.testing.assert_allclose(outd, ref, atol=2e-2)
   # Every op of the INT8 model is integer (float only at the edges).
   it = tf.lite.Interpreter(model_path=paths["int8"])
   ops = {d["op_name"] for d in it._get_ops_details()}
