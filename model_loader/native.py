@@ -160,11 +160,23 @@ def check_model(model: LoadedModel, size: int, bands: int) -> None:
     raise ValueError("the model returned non-finite values")
 
 
-def _with_seconds(window: Any, share: float) -> Any:
+def with_seconds(window: Any, share: float) -> Any:
   """``window`` with ``share`` seconds added (a new record; ``window`` is not modified)."""
   if dataclasses.is_dataclass(window) and hasattr(window, "seconds"):
     return dataclasses.replace(window, seconds=window.seconds + share)
   return window
+
+
+def stacked_inputs(batch: Sequence[Any], declared: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+  """A batch of windows as the model's arrays: ``(images [N, ...], masks [N, ...],
+  {other declared input: [N, ...]})``, an optional input only when every window has it."""
+  inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask} for w in batch]
+  extra = {
+      name: np.stack([i[name] for i in inputs])
+      for name in declared
+      if name not in ("image", "mask") and all(name in i for i in inputs)
+  }
+  return np.stack([i["image"] for i in inputs]), np.stack([i["mask"] for i in inputs]), extra
 
 
 def _padded(a: np.ndarray) -> np.ndarray:
@@ -225,19 +237,12 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
                     model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
     start = time.perf_counter()
-    inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask} for w in batch]
-    extra = {
-        name: np.stack([i[name] for i in inputs])
-        for name in model.declared_inputs()
-        if name not in ("image", "mask") and all(name in i for i in inputs)
-    }
-    n = len(inputs)
-    images, masks = _padded(np.stack([i["image"] for i in inputs])), _padded(np.stack([i["mask"] for i in inputs]))
-    restored = model.restore(images, masks, **{k: _padded(v) for k, v in extra.items()})[:n]
+    images, masks, extra = stacked_inputs(batch, model.declared_inputs())
+    restored = model.restore(_padded(images), _padded(masks), **{k: _padded(v) for k, v in extra.items()})[:len(batch)]
     share = (time.perf_counter() - start) / len(batch)
     # Each window carries its share of the batch's time, on a copy: Beam's
     # elements are immutable (a shallow copy; the arrays are shared, not copied).
-    return [PredictionResult(_with_seconds(w, share), r) for w, r in zip(batch, restored)]
+    return [PredictionResult(with_seconds(w, share), r) for w, r in zip(batch, restored)]
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(w.image.nbytes + w.mask.nbytes for w in batch)

@@ -160,7 +160,7 @@ def infer_spec(args: argparse.Namespace, card: ModelCard, model_uri: str) -> Inf
   return InferSpec(
       # None = the packaged default, resolved where the model loads (a worker's
       # install path differs from the launcher's). tfx-bsl needs a path now.
-      model_uri=args.model if args.backend == "native" else model_uri,
+      model_uri=args.model if args.backend in ("native", "tflite") else model_uri,
       backend=args.backend,
       overlap=card.overlap,
       min_batch_size=args.min_batch_size,

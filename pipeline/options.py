@@ -176,10 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="LO,HI mapped to the model's 0…1 (default: the dtype's range).")
   i = p.add_argument_group("inference")
   i.add_argument("--backend",
-                 choices=("native", "tfx"),
+                 choices=("native", "tfx", "tflite"),
                  default=None,
                  help="native: tf.saved_model.load on numpy batches (default); "
-                 "tfx: tfx-bsl on serialized tf.train.Example.")
+                 "tfx: tfx-bsl on serialized tf.train.Example; "
+                 "tflite: the model's dynamic-range TFLite file (assets/cloudfill_dynamic.tflite).")
   i.add_argument("--min-batch-size", type=int, default=None)
   i.add_argument("--max-batch-size", type=int, default=None)
   i.add_argument("--max-batch-duration-secs", type=int, default=None)
@@ -285,8 +286,8 @@ def _config_value(path: str, key: str, value: Any) -> Any:
   if key in _CONFIG_STRINGS:
     if not isinstance(value, str):
       raise UsageError(f"{where} must be a string, got {value!r}")
-    if key == "backend" and value not in ("native", "tfx"):
-      raise UsageError(f"{where} must be native or tfx, got {value!r}")
+    if key == "backend" and value not in ("native", "tfx", "tflite"):
+      raise UsageError(f"{where} must be native, tfx or tflite, got {value!r}")
     return value
   convert = _CONFIG_TYPES[key]
   if isinstance(value, bool) or (isinstance(value, dict) and key != "co"):

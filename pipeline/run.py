@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import (GoogleCloudOptions, PipelineOp
                                                   TestOptions)
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
-from model_loader import locate, native
+from model_loader import lite, locate, native
 from model_loader.contract import ModelCard
 from pipeline import config as run_config
 from pipeline import dryrun, preflight, report, runlock
@@ -46,18 +46,26 @@ def new_run_id() -> str:
   return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-def check_model_early(model_uri: str, card: ModelCard) -> tuple[str, ...]:
+def check_model_early(model_uri: str, card: ModelCard, backend: str = "native") -> tuple[str, ...]:
   """Loads the model once at launch and runs one window through it; returns
-  the inputs its ``restore`` signature declares.
+  the inputs its ``restore`` signature declares (with ``--backend tflite``:
+  its TFLite file's, which is checked too).
 
   Raises:
     ValueError or OSError: the model cannot serve; no tile has been written.
   """
+  local = locate.stage_locally(model_uri)
   try:
-    model = native.load(locate.stage_locally(model_uri))
+    model = native.load(local)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
   native.check_model(model, card.window, card.bands)
+  if backend == "tflite":
+    small = lite.LiteModel(lite.tflite_path(local), threads=1)
+    if small.window != card.window:
+      raise ValueError(f"the TFLite model at {lite.tflite_path(local)} takes {small.window}² windows, "
+                       f"the card says {card.window}")
+    native.check_model(small, card.window, card.bands)
   return model.input_names
 
 
@@ -102,7 +110,7 @@ def launch(args: argparse.Namespace,
     raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
   config = run_config.from_options(args, card, model_uri, new_run_id())
   check_output(config.output_dir)
-  config = config.with_model_inputs(check_model_early(model_uri, card))
+  config = config.with_model_inputs(check_model_early(model_uri, card, args.backend or "native"))
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)
   build(p, config)

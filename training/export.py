@@ -137,7 +137,7 @@ def export_tflite(
     card: ModelCard,
     out_dir: str,
     representative: Optional[Iterable] = None,
-) -> dict[str, str]:
+    kinds: Sequence[str] = ("fp16", "dynamic", "int8")) -> dict[str, str]:
   """Converts the generator to TFLite at a fixed ``[1, W, W, C]`` shape.
 
   Args:
@@ -147,6 +147,7 @@ def export_tflite(
       go.
     representative: Iterable of dicts of the five inputs, each ``[1, W, W, *]``
       (INT8 calibration); no INT8 file without it.
+    kinds: Which of ``fp16``, ``dynamic`` and ``int8`` to write.
 
   Returns:
     ``{"fp16": path, "dynamic": path, "int8": path}`` for the files written
@@ -166,24 +167,26 @@ def export_tflite(
   os.makedirs(out_dir, exist_ok=True)
   written = {}
 
-  conv = converter()
-  conv.optimizations = [tf.lite.Optimize.DEFAULT]
-  conv.target_spec.supported_types = [tf.float16]
-  path = os.path.join(out_dir, "cloudfill_fp16.tflite")
-  with open(path, "wb") as f:
-    f.write(conv.convert())
-  written["fp16"] = path
+  if "fp16" in kinds:
+    conv = converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    path = os.path.join(out_dir, "cloudfill_fp16.tflite")
+    with open(path, "wb") as f:
+      f.write(conv.convert())
+    written["fp16"] = path
 
-  # Dynamic range: int8 weights (a quarter of float32's size), float activations
-  # (full-integer INT8 loses dB as the learned correction grows; this does not).
-  conv = converter()
-  conv.optimizations = [tf.lite.Optimize.DEFAULT]
-  path = os.path.join(out_dir, "cloudfill_dynamic.tflite")
-  with open(path, "wb") as f:
-    f.write(conv.convert())
-  written["dynamic"] = path
+  if "dynamic" in kinds:
+    # Dynamic range: int8 weights (a quarter of float32's size), float activations
+    # (full-integer INT8 loses dB as the learned correction grows; this does not).
+    conv = converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    path = os.path.join(out_dir, "cloudfill_dynamic.tflite")
+    with open(path, "wb") as f:
+      f.write(conv.convert())
+    written["dynamic"] = path
 
-  if representative is not None:
+  if representative is not None and "int8" in kinds:
     reps = list(representative)
 
     def rep_gen():
@@ -263,7 +266,10 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--overlap", type=int, default=ModelCard.overlap)
   p.add_argument("--metrics", help="JSON file merged into card.metrics")
   p.add_argument("--trained-on", nargs="*", default=None, help="provenance; default: the run's trained_on.json")
-  p.add_argument("--tflite", metavar="DIR", help="also write float16 and INT8 TFLite models here")
+  p.add_argument("--tflite", metavar="DIR", help="also write float16, dynamic-range and INT8 TFLite models here")
+  p.add_argument("--tflite-asset",
+                 action="store_true",
+                 help="also write the dynamic-range TFLite model into OUT/assets (what --backend tflite runs)")
   p.add_argument("--data",
                  default=default_data_dir(),
                  help="training data for the INT8 representative set (default: "
@@ -328,6 +334,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    weights_sha256=digest)
   export_saved_model(gen, card, args.out)
   print(f"SavedModel written to {args.out} (version {card.version})")
+  if args.tflite_asset:
+    tmp = tempfile.mkdtemp(prefix="cloudfill_asset_")
+    path = export_tflite(gen, card, tmp, kinds=("dynamic",))["dynamic"]
+    shutil.move(path, os.path.join(args.out, "assets", os.path.basename(path)))
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"TFLite dynamic range: {os.path.join(args.out, 'assets', os.path.basename(path))}")
   if args.tflite:
     reps = representative_inputs(args.data, bands, args.window, args.rep_samples)
     for kind, path in export_tflite(gen, card, args.tflite, reps).items():

@@ -1,9 +1,11 @@
 """Stage 4: run windows through the generator with Beam's ``RunInference``.
 
-Two backends behind one option:
+Three backends behind one option:
 
 * ``native`` (default): :class:`model_loader.native.NativeModelHandler`, the
   SavedModel's ``restore`` signature on numpy batches.
+* ``tflite``: :class:`model_loader.lite.LiteModelHandler`, the model's
+  dynamic-range TFLite file, one window a call.
 * ``tfx``: tfx-bsl's ``CreateModelHandler`` on ``serving_default``, which
   takes serialized ``tf.train.Example`` (as TF Serving does).
 
@@ -20,12 +22,12 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from model_loader import native, tfx
+from model_loader import lite, native, tfx
 from transforms import counters, scenes
 from transforms.composite import window_result
 from transforms.records import Window, WindowFailure
 
-BACKENDS = ("native", "tfx")
+BACKENDS = ("native", "tfx", "tflite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,7 @@ class InferSpec:
   Attributes:
     model_uri: The SavedModel directory (local or object storage); None for
       the default model packaged with cloudfill (native backend).
-    backend: ``native`` or ``tfx``.
+    backend: ``native``, ``tfx`` or ``tflite``.
     overlap: The windows' overlap (for the blending weights).
     min_batch_size, max_batch_size, max_batch_duration_secs: Batching. The
       minimum defaults to the maximum: full batches (Beam's adaptive sizing
@@ -202,6 +204,15 @@ class Infer(beam.PTransform):
                                           model_copies=s.model_copies,
                                           accelerator=s.accelerator,
                                           threads=threads)
+      return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
+    if s.backend == "tflite":
+      handler = lite.LiteModelHandler(s.model_uri,
+                                      min_batch_size=s.min_batch_size,
+                                      max_batch_size=s.max_batch_size,
+                                      max_batch_duration_secs=s.max_batch_duration_secs,
+                                      large_model=s.large_model,
+                                      model_copies=s.model_copies,
+                                      threads=local_worker_threads(windows.pipeline))
       return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
     handler = tfx.create_handler(s.model_uri,
                                  min_batch_size=s.min_batch_size,
