@@ -143,4 +143,26 @@ def make_context_model(path: str,
                           SIGNATURE_RESTORE: module.restore.get_concrete_function(),
                           SIGNATURE_SERVING: module.serve.get_concrete_function()
                       })
+  _write_tflite(module, path, window, bands)
   return path
+
+
+def _write_tflite(module, path: str, window: int, bands: int) -> None:
+  """The same fill as a TFLite file at one ``[1, window, window, *]`` window,
+  where ``--backend tflite`` looks for it (``assets/cloudfill_dynamic.tflite``)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from model_loader.lite import tflite_path  # pylint: disable=import-outside-toplevel
+  fixed = tf.function(
+      module._restore,
+      input_signature=[  # pylint: disable=protected-access
+          tf.TensorSpec([1, window, window, c], tf.float32, name=n)
+          for n, c in zip(("image", "mask", "context", "guide", "guide_mask"), (bands, 1, bands, bands, 1))
+      ])
+
+  def restore(image, mask, context, guide, guide_mask):
+    return {OUTPUT_RESTORED: fixed(image, mask, context, guide, guide_mask)}
+
+  fn = tf.function(restore, input_signature=fixed.input_signature).get_concrete_function()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
+  with open(tflite_path(path), "wb") as f:
+    f.write(converter.convert())

@@ -168,7 +168,7 @@ def test_unresolvable_guide_template_exits_2_before_any_work(scene, mean_model, 
   assert len(err) == 1 and "guide template" in err[0]
 
 
-def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model):
+def test_context_model_inputs_native_tfx_and_tflite(tmp_path, context_model, mean_model):
   """Both backends feed the five inputs a context model declares, and only
   image/mask to an old one."""
   from model_loader import native
@@ -184,7 +184,7 @@ def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model
   np.testing.assert_allclose(out[0, 15, 15], 0.7)  # (context + guide) / 2 in the hole
   np.testing.assert_allclose(out[0, 0, 0], 0.2)  # known pixel as it was
   np.testing.assert_allclose(m(img, mask)[0, 15, 15], 0.2)  # neutral inputs: context = image
-  # tfx: the same tile through serving_default gives the same output.
+  # tfx (serving_default) and tflite (the model's TFLite file): the same tile, the same output.
   tmp = tmp_path
   img_t = target()
   mask_t = cloud_mask(H, W, seed=3, coverage=0.3)
@@ -192,8 +192,10 @@ def test_context_model_inputs_native_and_tfx(tmp_path, context_model, mean_model
   write_png(str(tmp / "mask" / "t.png"), mask_t.astype(np.uint8) * 255)
   write_guide_4326(str(tmp / "guide" / "t.tif"))
   outs = {}
-  for backend in ("native", "tfx"):
+  for backend in ("native", "tfx", "tflite"):
     code, out = _run(tmp, context_model, backend, "--backend", backend, "--guide", str(tmp / "guide" / "{stem}.tif"))
     assert code == 0
     outs[backend] = read_raster(str(out / "restored" / "t.tif"))[0].astype(int)
   assert np.abs(outs["native"] - outs["tfx"]).max() <= 1
+  assert np.abs(outs["native"] - outs["tflite"]).max() <= 1
+  assert not np.array_equal(outs["native"], img_t)  # the guide reached the fill on every backend
