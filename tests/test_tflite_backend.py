@@ -90,3 +90,14 @@ def test_the_sample_through_the_tflite_backend(tmp_path):
     mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=2)  # the config dilates by 2
     np.testing.assert_array_equal(got[~mask], src[~mask])
     assert not np.array_equal(got[mask], src[mask])
+
+
+def test_tflite_with_an_accelerator_is_a_usage_error(tmp_path, capsys):
+  code = cli.main([
+      "run", "--images",
+      os.path.join(SAMPLE, "images", "*.tif"), "--masks",
+      os.path.join(SAMPLE, "masks", "{stem}.png"), "--output",
+      str(tmp_path / "out"), "--backend", "tflite", "--accelerator", "type:nvidia-l4;count:1", "--no-report"
+  ])
+  err = capsys.readouterr().err
+  assert code == 2 and "runs on the CPU" in err and "Traceback" not in err

@@ -68,6 +68,8 @@ class InferSpec:
       raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
     if self.backend == "tfx" and not self.model_uri:
       raise ValueError("the tfx backend needs a model path")
+    if self.backend == "tflite" and self.accelerator:
+      raise ValueError("--backend tflite runs on the CPU: drop --accelerator, or use --backend native on a GPU")
 
 
 def _finish(win: Window, restored, overlap: int, takes_context: bool):
