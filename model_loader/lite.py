@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model_loader import locate
 from model_loader.contract import OUTPUT_RESTORED
-from model_loader.native import neutral_input, stacked_inputs, with_seconds
+from model_loader.native import NativeModelHandler, neutral_input
 
 TFLITE_ASSET = "cloudfill_dynamic.tflite"
 
@@ -76,42 +74,16 @@ class LiteModel:
     return self.input_names
 
 
-class LiteModelHandler(ModelHandler[Any, PredictionResult, LiteModel]):
+class LiteModelHandler(NativeModelHandler):
   """Runs windows through the model's TFLite file (``model_uri`` None: the
-  packaged default model's)."""
-
-  def __init__(self,
-               model_uri: Optional[str],
-               *,
-               min_batch_size: Optional[int] = None,
-               max_batch_size: Optional[int] = None,
-               max_batch_duration_secs: Optional[int] = None,
-               large_model: bool = False,
-               model_copies: Optional[int] = None,
-               threads: int = 0):
-    super().__init__(min_batch_size=min_batch_size,
-                     max_batch_size=max_batch_size,
-                     max_batch_duration_secs=max_batch_duration_secs,
-                     large_model=large_model,
-                     model_copies=model_copies)
-    self._uri = model_uri
-    self._threads = threads
+  packaged default model's); the rest is :class:`NativeModelHandler`'s."""
 
   def load_model(self) -> LiteModel:
     return LiteModel(tflite_path(locate.stage_locally(locate.resolve(self._uri))), self._threads)
 
-  def run_inference(self,
-                    batch: Sequence[Any],
-                    model: LiteModel,
-                    inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-    start = time.perf_counter()
-    images, masks, extra = stacked_inputs(batch, model.declared_inputs())
-    restored = model.restore(images, masks, **extra)
-    share = (time.perf_counter() - start) / len(batch)
-    return [PredictionResult(with_seconds(w, share), r) for w, r in zip(batch, restored)]
-
-  def get_num_bytes(self, batch: Sequence[Any]) -> int:
-    return sum(w.image.nbytes + w.mask.nbytes for w in batch)
+  def call_model(self, model: Any, images: np.ndarray, masks: np.ndarray, extra: dict) -> np.ndarray:
+    """One window a call already: no padding."""
+    return model.restore(images, masks, **extra)
 
   def get_metrics_namespace(self) -> str:
     return "cloudfill_tflite"

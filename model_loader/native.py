@@ -238,11 +238,16 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
     start = time.perf_counter()
     images, masks, extra = stacked_inputs(batch, model.declared_inputs())
-    restored = model.restore(_padded(images), _padded(masks), **{k: _padded(v) for k, v in extra.items()})[:len(batch)]
+    restored = self.call_model(model, images, masks, extra)
     share = (time.perf_counter() - start) / len(batch)
     # Each window carries its share of the batch's time, on a copy: Beam's
     # elements are immutable (a shallow copy; the arrays are shared, not copied).
     return [PredictionResult(with_seconds(w, share), r) for w, r in zip(batch, restored)]
+
+  def call_model(self, model: Any, images: np.ndarray, masks: np.ndarray, extra: dict) -> np.ndarray:
+    """The model on a batch's arrays, every call padded to :data:`CALL_BATCH` windows (:func:`_padded`)."""
+    n = len(images)
+    return model.restore(_padded(images), _padded(masks), **{k: _padded(v) for k, v in extra.items()})[:n]
 
   def get_num_bytes(self, batch: Sequence[Any]) -> int:
     return sum(w.image.nbytes + w.mask.nbytes for w in batch)

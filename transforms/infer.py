@@ -63,6 +63,14 @@ class InferSpec:
   accelerator: Optional[str] = None
   model_inputs: tuple[str, ...] = ("image", "mask")
 
+  def batching(self) -> dict:
+    """The options of Beam's ``ModelHandler`` (batch sizes, model sharing)."""
+    return dict(min_batch_size=self.min_batch_size,
+                max_batch_size=self.max_batch_size,
+                max_batch_duration_secs=self.max_batch_duration_secs,
+                large_model=self.large_model,
+                model_copies=self.model_copies)
+
   def __post_init__(self):
     if self.backend not in BACKENDS:
       raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
@@ -195,26 +203,11 @@ class Infer(beam.PTransform):
     if s.min_batch_size is None and s.max_batch_size:
       s = dataclasses.replace(s, min_batch_size=s.max_batch_size)
     takes_context = "context" in s.model_inputs
-    if s.backend == "native":
+    if s.backend in ("native", "tflite"):
       # Worker processes split the cores; one copy shared by them all (--large-model) takes them all.
       threads = 0 if s.large_model else local_worker_threads(windows.pipeline)
-      handler = native.NativeModelHandler(s.model_uri,
-                                          min_batch_size=s.min_batch_size,
-                                          max_batch_size=s.max_batch_size,
-                                          max_batch_duration_secs=s.max_batch_duration_secs,
-                                          large_model=s.large_model,
-                                          model_copies=s.model_copies,
-                                          accelerator=s.accelerator,
-                                          threads=threads)
-      return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
-    if s.backend == "tflite":
-      handler = lite.LiteModelHandler(s.model_uri,
-                                      min_batch_size=s.min_batch_size,
-                                      max_batch_size=s.max_batch_size,
-                                      max_batch_duration_secs=s.max_batch_duration_secs,
-                                      large_model=s.large_model,
-                                      model_copies=s.model_copies,
-                                      threads=local_worker_threads(windows.pipeline))
+      handler_class = native.NativeModelHandler if s.backend == "native" else lite.LiteModelHandler
+      handler = handler_class(s.model_uri, **s.batching(), accelerator=s.accelerator, threads=threads)
       return run_inference_safely(windows, RunInference(handler), _FromPrediction(s.overlap, takes_context))
     handler = tfx.create_handler(s.model_uri,
                                  min_batch_size=s.min_batch_size,
