@@ -41,6 +41,9 @@ INPUT_EXAMPLES = "examples"
 ALL_INPUTS = (INPUT_IMAGE, INPUT_MASK, INPUT_CONTEXT, INPUT_GUIDE, INPUT_GUIDE_MASK)
 OUTPUT_RESTORED = "restored"
 ASSET_NAME = "cloudfill.json"
+# The model's dynamic-range TFLite file beside the card (``cloudfill export
+# --tflite-asset``), what ``--backend tflite`` runs.
+TFLITE_ASSET = "cloudfill_dynamic.tflite"
 
 # Feature keys of the serialized tf.train.Example taken by ``serving_default``.
 # ``image``: float list of H*W*C values (row-major HWC, 0…1);

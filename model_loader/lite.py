@@ -20,10 +20,8 @@ from typing import Any
 import numpy as np
 
 from model_loader import locate
-from model_loader.contract import OUTPUT_RESTORED
-from model_loader.native import NativeModelHandler, neutral_input
-
-TFLITE_ASSET = "cloudfill_dynamic.tflite"
+from model_loader.contract import OUTPUT_RESTORED, TFLITE_ASSET
+from model_loader.native import NativeModelHandler, model_feed
 
 
 def tflite_path(local_dir: str) -> str:
@@ -56,10 +54,7 @@ class LiteModel:
     """``images [N, W, W, C]``, ``masks [N, W, W, 1]`` (and the optional
     inputs, as :meth:`model_loader.native.LoadedModel.__call__`): the
     restored ``[N, W, W, C]``, one window a call."""
-    feed = {"image": images, "mask": masks}
-    for name in self.input_names:
-      if name not in feed:
-        feed[name] = extra[name] if extra.get(name) is not None else neutral_input(name, images, masks)
+    feed = model_feed(self.input_names, images, masks, extra)
     outs = []
     with self._lock:
       for i in range(len(images)):

@@ -51,14 +51,7 @@ class LoadedModel:
     value: ``context`` = each window's own push-pull fill, ``guide`` = 0,
     ``guide_mask`` = 1 (no guide)."""
     tf = self._tf
-    feed = {INPUT_IMAGE: images, INPUT_MASK: masks}
-    for name in self.input_names:
-      if name in feed:
-        continue
-      if name in extra and extra[name] is not None:
-        feed[name] = extra[name]
-      else:
-        feed[name] = neutral_input(name, images, masks)
+    feed = model_feed(self.input_names, images, masks, extra)
     # At most CALL_BATCH windows per call: a batch's activations at full
     # resolution are the largest memory of a run (2.0: ~80 channels x 256² a window).
     outs = []
@@ -77,6 +70,17 @@ class LoadedModel:
   def declared_inputs(self) -> tuple[str, ...]:
     """``input_names``."""
     return self.input_names
+
+
+def model_feed(names: Sequence[str], images: np.ndarray, masks: np.ndarray, extra: dict) -> dict[str, np.ndarray]:
+  """The arrays for a signature declaring ``names``: image, mask, each other
+  declared input from ``extra`` where given (not None), else its
+  :func:`neutral_input`; inputs not declared are left out."""
+  feed = {INPUT_IMAGE: images, INPUT_MASK: masks}
+  for name in names:
+    if name not in feed:
+      feed[name] = extra[name] if extra.get(name) is not None else neutral_input(name, images, masks)
+  return feed
 
 
 def neutral_input(name: str, images: np.ndarray, masks: Optional[np.ndarray] = None) -> np.ndarray:
@@ -160,14 +164,14 @@ def check_model(model: LoadedModel, size: int, bands: int) -> None:
     raise ValueError("the model returned non-finite values")
 
 
-def with_seconds(window: Any, share: float) -> Any:
+def _with_seconds(window: Any, share: float) -> Any:
   """``window`` with ``share`` seconds added (a new record; ``window`` is not modified)."""
   if dataclasses.is_dataclass(window) and hasattr(window, "seconds"):
     return dataclasses.replace(window, seconds=window.seconds + share)
   return window
 
 
-def stacked_inputs(batch: Sequence[Any], declared: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+def _stacked_inputs(batch: Sequence[Any], declared: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict]:
   """A batch of windows as the model's arrays: ``(images [N, ...], masks [N, ...],
   {other declared input: [N, ...]})``, an optional input only when every window has it."""
   inputs = [w.model_inputs() if hasattr(w, "model_inputs") else {"image": w.image, "mask": w.mask} for w in batch]
@@ -237,12 +241,12 @@ class NativeModelHandler(ModelHandler[Any, PredictionResult, LoadedModel]):
                     model: LoadedModel,
                     inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
     start = time.perf_counter()
-    images, masks, extra = stacked_inputs(batch, model.declared_inputs())
+    images, masks, extra = _stacked_inputs(batch, model.declared_inputs())
     restored = self.call_model(model, images, masks, extra)
     share = (time.perf_counter() - start) / len(batch)
     # Each window carries its share of the batch's time, on a copy: Beam's
     # elements are immutable (a shallow copy; the arrays are shared, not copied).
-    return [PredictionResult(with_seconds(w, share), r) for w, r in zip(batch, restored)]
+    return [PredictionResult(_with_seconds(w, share), r) for w, r in zip(batch, restored)]
 
   def call_model(self, model: Any, images: np.ndarray, masks: np.ndarray, extra: dict) -> np.ndarray:
     """The model on a batch's arrays, every call padded to :data:`CALL_BATCH` windows (:func:`_padded`)."""

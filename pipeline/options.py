@@ -22,7 +22,7 @@ from pipeline.usage import OneLineParser, UsageError, check_beam_args
 from transforms import bands as bands_lib
 from transforms.decode import DecodeSpec
 from transforms.guide import GuideSpec
-from transforms.infer import InferSpec
+from transforms.infer import BACKENDS, InferSpec
 from transforms.masks import MaskSpec
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(configs.__file__))
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="LO,HI mapped to the model's 0…1 (default: the dtype's range).")
   i = p.add_argument_group("inference")
   i.add_argument("--backend",
-                 choices=("native", "tfx", "tflite"),
+                 choices=BACKENDS,
                  default=None,
                  help="native: tf.saved_model.load on numpy batches (default); "
                  "tfx: tfx-bsl on serialized tf.train.Example; "
@@ -286,8 +286,8 @@ def _config_value(path: str, key: str, value: Any) -> Any:
   if key in _CONFIG_STRINGS:
     if not isinstance(value, str):
       raise UsageError(f"{where} must be a string, got {value!r}")
-    if key == "backend" and value not in ("native", "tfx", "tflite"):
-      raise UsageError(f"{where} must be native, tfx or tflite, got {value!r}")
+    if key == "backend" and value not in BACKENDS:
+      raise UsageError(f"{where} must be one of {', '.join(BACKENDS)}, got {value!r}")
     return value
   convert = _CONFIG_TYPES[key]
   if isinstance(value, bool) or (isinstance(value, dict) and key != "co"):

@@ -61,10 +61,10 @@ def check_model_early(model_uri: str, card: ModelCard, backend: str = "native") 
     raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
   native.check_model(model, card.window, card.bands)
   if backend == "tflite":
-    small = lite.LiteModel(lite.tflite_path(local), threads=1)
+    path = lite.tflite_path(local)
+    small = lite.LiteModel(path, threads=1)
     if small.window != card.window:
-      raise ValueError(f"the TFLite model at {lite.tflite_path(local)} takes {small.window}² windows, "
-                       f"the card says {card.window}")
+      raise ValueError(f"the TFLite model at {path} takes {small.window}² windows, the card says {card.window}")
     native.check_model(small, card.window, card.bands)
   return model.input_names
 

@@ -204,9 +204,12 @@ class Sampler:
 
   def batch(self, seed: int, start: int, n: int, crops_per_region: int = 2) -> dict[str, np.ndarray]:
     """``n`` elements from regions ``start …`` (``crops_per_region`` each), stacked."""
-    k = max(1, crops_per_region if self.region > self.crop else 1)
-    items = [it for i in range(-(-n // k)) for it in self.samples(seed, start + i, crops=k)][:n]
-    return {k: np.stack([it[k] for it in items]) for k in KEYS}
+    k = self._per_region(crops_per_region)
+    return _stacked([it for i in range(-(-n // k)) for it in self.samples(seed, start + i, crops=k)][:n])
+
+  def _per_region(self, crops_per_region: int) -> int:
+    """Crops cut from one region's context (1 where the region is one crop)."""
+    return max(1, crops_per_region if self.region > self.crop else 1)
 
   def batch_group(self,
                   seed: int,
@@ -226,19 +229,24 @@ class Sampler:
     """
     if reuse <= 1:
       return [self.batch(seed, start, n, crops_per_region)]
-    k = max(1, crops_per_region if self.region > self.crop else 1)
+    k = self._per_region(crops_per_region)
     regions = [self.samples(seed, start + i, crops=k * reuse) for i in range(-(-n // k))]
     rng = np.random.default_rng([seed, start, 1])
-    out = []
-    for r in range(reuse):
-      items = [_dihedral(it, int(rng.integers(8))) for crops in regions for it in crops[r * k:(r + 1) * k]][:n]
-      out.append({key: np.stack([it[key] for it in items]) for key in KEYS})
-    return out
+    return [
+        _stacked([_dihedral(it, int(rng.integers(8)))
+                  for crops in regions
+                  for it in crops[r * k:(r + 1) * k]][:n])
+        for r in range(reuse)
+    ]
 
   def fixed_set(self, n: int, seed: int, guided: Optional[bool] = None) -> dict[str, np.ndarray]:
     """``n`` reproducible elements stacked (validation)."""
-    items = [self.sample(seed, i, guided=guided) for i in range(n)]
-    return {k: np.stack([it[k] for it in items]) for k in KEYS}
+    return _stacked([self.sample(seed, i, guided=guided) for i in range(n)])
+
+
+def _stacked(items: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  """Elements stacked into one batch, by key."""
+  return {k: np.stack([it[k] for it in items]) for k in KEYS}
 
 
 def _dihedral(item: dict[str, np.ndarray], t: int) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_loader import contract
-from model_loader.contract import ModelCard
+from model_loader.contract import TFLITE_ASSET, ModelCard
 from training.defaults import default_data_dir
 from training.generator import build_generator
 from training.sampling import sampler
@@ -167,24 +167,18 @@ def export_tflite(
   os.makedirs(out_dir, exist_ok=True)
   written = {}
 
-  if "fp16" in kinds:
-    conv = converter()
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_types = [tf.float16]
-    path = os.path.join(out_dir, "cloudfill_fp16.tflite")
-    with open(path, "wb") as f:
-      f.write(conv.convert())
-    written["fp16"] = path
-
-  if "dynamic" in kinds:
-    # Dynamic range: int8 weights (a quarter of float32's size), float activations
-    # (full-integer INT8 loses dB as the learned correction grows; this does not).
-    conv = converter()
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    path = os.path.join(out_dir, "cloudfill_dynamic.tflite")
-    with open(path, "wb") as f:
-      f.write(conv.convert())
-    written["dynamic"] = path
+  # float16 weights; dynamic range: int8 weights (a quarter of float32's size),
+  # float activations (full-integer INT8 loses dB as the learned correction
+  # grows; this does not).
+  for kind, name, types in (("fp16", "cloudfill_fp16.tflite", [tf.float16]), ("dynamic", TFLITE_ASSET, None)):
+    if kind in kinds:
+      conv = converter()
+      conv.optimizations = [tf.lite.Optimize.DEFAULT]
+      if types:
+        conv.target_spec.supported_types = types
+      written[kind] = os.path.join(out_dir, name)
+      with open(written[kind], "wb") as f:
+        f.write(conv.convert())
 
   if representative is not None and "int8" in kinds:
     reps = list(representative)
@@ -335,11 +329,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   export_saved_model(gen, card, args.out)
   print(f"SavedModel written to {args.out} (version {card.version})")
   if args.tflite_asset:
-    tmp = tempfile.mkdtemp(prefix="cloudfill_asset_")
-    path = export_tflite(gen, card, tmp, kinds=("dynamic",))["dynamic"]
-    shutil.move(path, os.path.join(args.out, "assets", os.path.basename(path)))
-    shutil.rmtree(tmp, ignore_errors=True)
-    print(f"TFLite dynamic range: {os.path.join(args.out, 'assets', os.path.basename(path))}")
+    path = export_tflite(gen, card, os.path.join(args.out, "assets"), kinds=("dynamic",))["dynamic"]
+    print(f"TFLite dynamic range: {path}")
   if args.tflite:
     reps = representative_inputs(args.data, bands, args.window, args.rep_samples)
     for kind, path in export_tflite(gen, card, args.tflite, reps).items():

@@ -23,6 +23,9 @@ from transforms.context import box_sum, push_pull
 # 64 scored 23.21 dB hole PSNR, the per-band fit at 32 22.58 dB (chosen on the
 # train split: 16/32/64/96/128 gave 23.50/23.67/23.75/23.66/23.55 dB).
 GUIDE_RADIUS = 64
+# Side of the blocks of the coarse grid the regression's coefficients are
+# computed on (local_regression).
+STEP = 4
 
 
 def linear_fit(target: np.ndarray,
@@ -62,7 +65,7 @@ def local_regression(target: np.ndarray,
                      radius: int = GUIDE_RADIUS,
                      eps: float = 1e-4,
                      min_support: float = 0.1,
-                     step: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                     step: int = STEP) -> tuple[np.ndarray, np.ndarray]:
   """Per-pixel multivariate linear regression of every target band on all guide bands.
 
   ``target[..., c] ≈ Σ_k guide[..., k] · A[..., k, c] + b[..., c]``, fitted
@@ -96,11 +99,25 @@ def local_regression(target: np.ndarray,
   """
   target = np.asarray(target, np.float32)
   guide = np.asarray(guide, np.float32)
-  moments = block_moments(target, guide, both, step)[:, :, 0]
-  coef = coefficients(moments, guide.shape[2], target.shape[2], radius, eps, min_support, step)
+  return fit_from_moments(
+      block_moments(target, guide, both, step)[:, :, 0], target, guide, both, radius, eps, min_support, step)
+
+
+def fit_from_moments(moments: np.ndarray,
+                     target: np.ndarray,
+                     guide: np.ndarray,
+                     both: np.ndarray,
+                     radius: int = GUIDE_RADIUS,
+                     eps: float = 1e-4,
+                     min_support: float = 0.1,
+                     step: int = STEP) -> tuple[np.ndarray, np.ndarray]:
+  """:func:`local_regression`'s ``(A, b)`` from the :func:`block_moments`
+  ``[hb, wb, M]`` of the pixels ``both`` (the rest as there)."""
+  cg, ct = guide.shape[2], target.shape[2]
+  coef = _coefficients(moments, cg, ct, radius, eps, min_support, step)
   if coef is None:
-    return fallback(target, guide, both)
-  return full_resolution(coef, target.shape[:2], guide.shape[2], target.shape[2], step)
+    return _fallback(target, guide, both)
+  return _full_resolution(coef, target.shape[:2], cg, ct, step)
 
 
 def block_moments(target: np.ndarray,
@@ -135,8 +152,8 @@ def block_moments(target: np.ndarray,
   return out.reshape(hb, wb, k, len(chans)).astype(np.float32)
 
 
-def coefficients(moments: np.ndarray, cg: int, ct: int, radius: int, eps: float, min_support: float,
-                 step: int) -> Optional[np.ndarray]:
+def _coefficients(moments: np.ndarray, cg: int, ct: int, radius: int, eps: float, min_support: float,
+                  step: int) -> Optional[np.ndarray]:
   """The coarse grid's regression coefficients from :func:`block_moments`
   ``[hb, wb, M]``: ``[hb, wb, Cg·Ct + Ct]`` (``A`` flattened, then ``b``),
   or None where no square has enough support."""
@@ -170,15 +187,15 @@ def coefficients(moments: np.ndarray, cg: int, ct: int, radius: int, eps: float,
   return box_sum(coef, r) / ones
 
 
-def full_resolution(coef: np.ndarray, shape: tuple[int, int], cg: int, ct: int,
-                    step: int) -> tuple[np.ndarray, np.ndarray]:
+def _full_resolution(coef: np.ndarray, shape: tuple[int, int], cg: int, ct: int,
+                     step: int) -> tuple[np.ndarray, np.ndarray]:
   """:func:`_coefficients` interpolated onto the pixels: ``(A [H, W, Cg, Ct], b [H, W, Ct])``."""
   h, w = shape
   coef = _upsample(coef, shape, step)
   return coef[..., :cg * ct].reshape(h, w, cg, ct), np.ascontiguousarray(coef[..., cg * ct:])
 
 
-def fallback(target: np.ndarray, guide: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fallback(target: np.ndarray, guide: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """No square with enough support: one global per-band fit (``Cg == Ct``) or the target's mean."""
   h, w, ct = target.shape
   cg = guide.shape[2]

@@ -26,8 +26,8 @@ from typing import Optional
 import numpy as np
 
 from transforms.context import box_sum, push_pull
-from transforms.local_fit import (GUIDE_RADIUS, apply_regression, block_moments, coefficients, fallback,
-                                  full_resolution, linear_fit, local_regression)
+from transforms.local_fit import (GUIDE_RADIUS, STEP, apply_regression, block_moments, fit_from_moments, linear_fit,
+                                  local_regression)
 
 # Spectral classes of the guide, each with its own local regression
 # (class_mapping): 8 raised the same held-out figure from 23.21 to 23.51 dB
@@ -184,18 +184,14 @@ def class_mapping(target: np.ndarray,
   lab = np.argmin(d, -1)
   del d
   target = np.asarray(target, np.float32)
-  cg, ct, step = g.shape[2], target.shape[2], 4
-  moments = block_moments(target, g, both, step, labels=lab, k=len(cents))  # every class in one pass
+  moments = block_moments(target, g, both, STEP, labels=lab, k=len(cents))  # every class in one pass
   out = np.zeros(base.shape, np.float32)
   for j in range(len(cents)):
-    has = bool(moments[:, :, j, 0].any())
-    coef = coefficients(moments[:, :, j], cg, ct, radius, 1e-4, 0.02, step) if has else None
-    if not has:  # no pixel of this class known in both
+    if not moments[:, :, j, 0].any():  # no pixel of this class known in both
       mj = base
-    elif coef is None:  # too few anywhere for a local fit
-      mj = apply_regression(g, *fallback(target, g, both & (lab == j)))
     else:
-      mj = apply_regression(g, *full_resolution(coef, target.shape[:2], cg, ct, step))
+      fit = fit_from_moments(moments[:, :, j], target, g, both & (lab == j), radius, min_support=0.02, step=STEP)
+      mj = apply_regression(g, *fit)
     out += p[..., j:j + 1] * mj
   return out
 
