@@ -171,7 +171,9 @@ def test_train_variants_share_batches_and_export(tmp_path, data_dir):
   assert m["init_weights"] is None  # started from scratch
   assert json.loads((out / "s" / "generator.json").read_text())["widths"] == [8, 8, 8, 8]
   from training.export import main as export_main
-  assert export_main(["--run", str(out / "s"), "--out", str(tmp_path / "model")]) == 0
+  assert export_main(["--run", str(out / "s"), "--out", str(tmp_path / "model"), "--tflite-asset"]) == 0
+  from model_loader.lite import LiteModel, tflite_path
+  assert LiteModel(tflite_path(str(tmp_path / "model"))).window == 256  # the card's window, for --backend tflite
 
 
 def test_init_weights_record_names_the_file_and_its_hash(tmp_path):
