@@ -34,7 +34,7 @@ import tensorflow as tf
 from model_loader import contract
 from model_loader.contract import TFLITE_ASSET, ModelCard
 from training.defaults import default_data_dir
-from training.generator import build_generator
+from training.generator import build_generator, load_weights
 from training.sampling import sampler
 
 V2_INPUTS = contract.ALL_INPUTS
@@ -206,7 +206,7 @@ def load_generator(config_path: str, weights_path: str) -> keras.Model:
     cfg = json.load(f)
   cfg.pop("name", None)
   g = build_generator(**cfg)
-  g.load_weights(weights_path)
+  load_weights(g, weights_path)
   return g
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from training import data as D
 from training import tb
 from training.discriminator import MultiScaleDiscriminator
-from training.generator import build_generator
+from training.generator import build_generator, load_weights
 from training.sampling import sampler
 from training.trainer import Trainer, TrainSpec, cosine_lr, set_mixed_precision
 
@@ -66,9 +66,11 @@ def build_models(args: argparse.Namespace, mixed_precision: Optional[str]):
     gkw["stem"] = args.stem
   if args.widths:
     gkw["widths"] = [int(v) for v in args.widths.split(",")]
+  if getattr(args, "attention", False):
+    gkw["attention"] = True
   gen = build_generator(args.bands, 64, **gkw)
   if args.init_weights:
-    gen.load_weights(args.init_weights)
+    load_weights(gen, args.init_weights)
   disc = None
   if args.gan != "none":
     disc = MultiScaleDiscriminator()

@@ -26,7 +26,9 @@ pixels back). Inside, in order:
    context and the two masks.
 4. A U-Net (stride-2 convolutions down, dilated convolutions at the
    bottleneck for a wide receptive field, nearest upsampling and skip
-   concatenation up), whose zero-initialised last layer predicts a
+   concatenation up; optionally contextual attention over known ground on
+   the first decoder level, :mod:`training.attention`), whose
+   zero-initialised last layer predicts a
    correction added to the standardised context: an untrained generator
    returns the context itself, never noise or a constant.
 5. Undo the standardisation and crop the padding.
@@ -43,6 +45,7 @@ from typing import Sequence
 import keras
 from keras import layers, ops
 
+from training.attention import KnownAttention
 from training.partial_conv import PartialConv2D
 
 INPUTS = ("image", "mask", "context", "guide", "guide_mask")
@@ -64,6 +67,9 @@ class CloudfillGenerator(keras.Model):
     stem: Channels of each stem branch (full resolution).
     widths: Channels of the stride-2 levels (1/2, 1/4, …).
     dilations: Dilation rates of the bottleneck convolutions.
+    attention: Contextual attention over known ground
+      (:class:`training.attention.KnownAttention`) on the first decoder
+      level (1/8 of the window for four levels); it starts as the identity.
   """
 
   def __init__(self,
@@ -71,12 +77,14 @@ class CloudfillGenerator(keras.Model):
                stem: int = DEFAULT_STEM,
                widths: Sequence[int] = DEFAULT_WIDTHS,
                dilations: Sequence[int] = DEFAULT_DILATIONS,
+               attention: bool = False,
                **kwargs):
     super().__init__(**kwargs)
     self.bands = int(bands)
     self.stem_channels = int(stem)
     self.widths = tuple(int(w) for w in widths)
     self.dilations = tuple(int(d) for d in dilations)
+    self.attention = bool(attention)
     self.multiple = 2**len(self.widths)
     conv = lambda c, name, **kw: layers.Conv2D(c, 3, padding="same", name=name, **kw)
     self.stem_obs = PartialConv2D(self.stem_channels, 5, 1, name="stem_pconv")
@@ -88,9 +96,17 @@ class CloudfillGenerator(keras.Model):
     self.up = [conv(w, f"up{i}") for i, w in enumerate(ups)]
     self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample")
     self.out_conv = layers.Conv2D(self.bands, 3, padding="same", name="out", kernel_initializer="zeros")
+    self.attend = KnownAttention(name="attention") if self.attention else None
 
   def get_config(self):
-    return dict(bands=self.bands, stem=self.stem_channels, widths=self.widths, dilations=self.dilations, name=self.name)
+    config = dict(bands=self.bands,
+                  stem=self.stem_channels,
+                  widths=self.widths,
+                  dilations=self.dilations,
+                  name=self.name)
+    if self.attention:  # Absent when off: cards and generator.json files of older models stay as they were.
+      config["attention"] = True
+    return config
 
   @staticmethod
   def _unpack(inputs):
@@ -128,9 +144,13 @@ class CloudfillGenerator(keras.Model):
     skips.pop()
     for layer in self.mid:
       f = f + _act(layer(f))
-    for layer in self.up:
+    for i, layer in enumerate(self.up):
       f = self.upsample(f)
       f = _act(layer(ops.concatenate([f, skips.pop()], -1)))
+      if i == 0 and self.attend is not None:
+        cell = self.multiple // 2
+        known = ops.average_pool(valid, pool_size=cell, strides=cell, padding="valid")
+        f = self.attend((f, known))
     correction = ops.cast(self.out_conv(f), "float32")
     out = (cs + correction) * std + mean
     return out[:, :h, :w, :]
@@ -155,3 +175,33 @@ def build_generator(bands: int = 3, size: int = 64, **kwargs) -> CloudfillGenera
   g = CloudfillGenerator(bands=bands, **kwargs)
   g(dummy_inputs(bands, size))
   return g
+
+
+def load_weights(gen: CloudfillGenerator, path: str) -> None:
+  """Loads a ``.weights.h5`` into ``gen``, also one saved without attention.
+
+  A generator with attention (``attention=True``) takes the weights of the
+  same generator without it: every other layer's weights are copied, and the
+  new layer keeps its identity start (:mod:`training.attention`), so the
+  model computes exactly what the loaded one did.
+
+  Raises:
+    ValueError: the file does not fit ``gen``, e.g. it holds attention
+      weights and ``gen`` has none (Keras alone would drop them silently).
+  """
+  import h5py  # pylint: disable=import-outside-toplevel  (Keras' own dependency)
+  with h5py.File(path, "r") as f:
+    has_attention = "attend" in f
+  if has_attention and not gen.attention:
+    raise ValueError(f"{path} holds contextual-attention weights: build the generator with attention=True "
+                     "(the run's generator.json says so)")
+  if has_attention or not gen.attention:
+    gen.load_weights(path)
+    return
+  config = gen.get_config()
+  config.pop("attention")
+  config.pop("name", None)
+  plain = build_generator(**config)
+  plain.load_weights(path)
+  for layer in plain.layers:
+    gen.get_layer(layer.name).set_weights(layer.get_weights())

@@ -31,7 +31,17 @@ from training.defaults import ADVERSARIAL, DEFAULT_TRAIN_MINUTES, RECONSTRUCTION
 
 FIT_MODULE = "training.fit"  # Loaded once Keras's backend is chosen (see main).
 
+
 # What a --variant may override, and how its value is read.
+def _flag(value: str) -> bool:
+  """``1``/``true`` or ``0``/``false``."""
+  if value.lower() in ("1", "true"):
+    return True
+  if value.lower() in ("0", "false"):
+    return False
+  raise ValueError("expected 1, 0, true or false")
+
+
 VARIANT_KEYS = {
     "lr": float,
     "loss": str,
@@ -44,6 +54,7 @@ VARIANT_KEYS = {
     "adv_weight": float,
     "fm_weight": float,
     "seed": int,
+    "attention": lambda v: _flag(v),
 }
 
 
@@ -115,6 +126,10 @@ def _parse(argv):
   a("--gan-after", type=float, default=0.0, help="fraction of the run that is L1-only before the adversarial terms")
   a("--stem", type=int, default=None, help="stem channels")
   a("--widths", default=None, help="comma-separated channels of the stride-2 levels")
+  a("--attention",
+    action="store_true",
+    help="contextual attention over known ground on the first decoder level (training/attention.py); "
+    "with --init-weights of a model without it, starts from that model's outputs")
   a("--init-weights", default=None, help="start from these generator weights")
   a("--mixed-precision", choices=("auto", "bf16", "off"), default="auto", help="auto: bf16 on a GPU, float32 on a CPU")
   a("--workers", type=int, default=-1, help="data processes (-1: cores - 1)")

@@ -38,7 +38,7 @@ def test_jax_steps_reduce_l1(tmp_path):
     from tests.training.conftest import make_inputs
     from training.generator import build_generator
     from training.trainer import Trainer, TrainSpec
-    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16))
+    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16), attention=%r)
     t = Trainer(gen, None, TrainSpec(lr=2e-3))
     batch = make_inputs(4, 64, 3, guided=False)
     state = t.init_state()
@@ -112,16 +112,17 @@ def test_gan_step_updates_discriminator(tmp_path):
   assert moved > 0 and np.isfinite([d_loss, g_adv, fm]).all()
 
 
-def test_jax_weights_load_into_tensorflow_model(tmp_path):
+@pytest.mark.parametrize("attention", [False, True])
+def test_jax_weights_load_into_tensorflow_model(tmp_path, attention):
   """One model definition, two backends: weights saved under JAX reproduce
-  the JAX outputs under TensorFlow within 1e-4."""
+  the JAX outputs under TensorFlow within 1e-4 (with contextual attention too)."""
   _jax(
       """
     import numpy as np
     from tests.training.conftest import make_inputs
     from training.generator import build_generator
     from training.trainer import Trainer, TrainSpec
-    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16))
+    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16), attention=%r)
     t = Trainer(gen, None, TrainSpec(lr=2e-3))
     state = t.init_state()
     batch = make_inputs(2, 64, 3, seed=3)
@@ -131,13 +132,15 @@ def test_jax_weights_load_into_tensorflow_model(tmp_path):
     gen.save_weights("g.weights.h5")
     fixed = make_inputs(2, 48, 3, seed=11)
     np.save("out.npy", np.asarray(gen({k: fixed[k] for k in %r})))
-  """ % (ALL_INPUTS,), tmp_path)
+  """ % (attention, ALL_INPUTS), tmp_path)
   import keras
   assert keras.backend.backend() == "tensorflow"
   from tests.training.conftest import make_inputs
   from training.generator import build_generator
-  gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16))
+  gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16), attention=attention)
   gen.load_weights(str(tmp_path / "g.weights.h5"))
+  if attention:  # trained: the attention's output projection moved off its zero start
+    assert np.abs(gen.get_layer("attention").get_weights()[3]).max() > 0
   fixed = make_inputs(2, 48, 3, seed=11)
   got = gen({k: fixed[k] for k in ALL_INPUTS}).numpy()
   want = np.load(tmp_path / "out.npy")
