@@ -298,3 +298,25 @@ def test_speed_grid_tiles_do_not_overlap():
   xs = sorted({c[0] for c in corners})
   assert all(abs((b - a) / px - 64) < 1e-6 for a, b in zip(xs, xs[1:]))
   assert all(t["image"].shape == (64, 64, 3) and t["mask"].any() for t in tiles)
+
+
+def test_headroom_oracles_recover_what_they_know_and_nothing_else():
+  """benchmarks.headroom: a per-window tone error is removed whole by the offset
+  oracle; a smooth residual almost whole by a wide smooth oracle, a fine one
+  far less; known pixels never change."""
+  from benchmarks import headroom
+  rng = np.random.default_rng(0)
+  truth = rng.random((2, 64, 64, 3))
+  holes = np.zeros((2, 64, 64), bool)
+  holes[:, 16:48, 10:50] = True
+  tone = truth + np.array([0.1, -0.05, 0.02])  # a tone error only
+  np.testing.assert_allclose(headroom.offset_oracle(tone, truth, holes)[holes], truth[holes], atol=1e-12)
+  yy, xx = np.mgrid[:64, :64]
+  smooth = truth + 0.1 * np.sin(xx / 20.0)[None, :, :, None]
+  fine = truth + 0.1 * np.sign(np.sin(xx * 1.5))[None, :, :, None]
+  for context in (smooth, fine):
+    for out in (headroom.offset_oracle(context, truth, holes), headroom.smooth_oracle(context, truth, holes, 4)):
+      np.testing.assert_array_equal(out[~holes], context[~holes])
+  gain = lambda c, s: headroom.hole_psnr(headroom.smooth_oracle(c, truth, holes, s), truth, holes) - headroom.hole_psnr(
+      c, truth, holes)
+  assert gain(smooth, 4) > 15 and gain(fine, 4) < 1
