@@ -39,6 +39,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common  # noqa: E402
+from model_loader.native import LoadedModel  # noqa: E402  (TensorFlow is imported on loading)
 from training.fit import VAL_SEED  # noqa: E402
 from training.sampling import sampler  # noqa: E402
 
@@ -76,7 +77,6 @@ def smooth_oracle(context: np.ndarray, truth: np.ndarray, holes: np.ndarray, sig
 
 def model_fill(model_dir: str, batch: dict[str, np.ndarray]) -> np.ndarray:
   """The model's output on the set (the ``restore`` signature, 8 windows a call)."""
-  from model_loader.native import LoadedModel  # pylint: disable=import-outside-toplevel  (TensorFlow)
   model = LoadedModel(model_dir)
   extra = {k: batch[k] for k in ("context", "guide", "guide_mask")}
   return model(batch["image"], batch["mask"], **extra)
