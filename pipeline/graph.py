@@ -3,7 +3,7 @@
 ::
 
   Match -> Incremental -> Decode -> Prepare -> Window -> Infer
-        -> TilePath  (in-memory tiles: join, composite, write)
+        -> TilePath  (in-memory tiles: join, or carried by their only window; composite, write)
         -> ScenePath (streamed scenes: join, assemble stripe by stripe)
         -> Outputs   (metrics, dead letters, summary, manifest)
 
@@ -25,7 +25,7 @@ from transforms.prepare import Prepare
 from transforms.records import DEAD
 from transforms.scene_path import ScenePath
 from transforms.tile_path import TilePath
-from transforms.window import FAILED_WINDOWS, WindowTiles
+from transforms.window import FAILED_WINDOWS, TILES, WindowTiles
 
 
 def build(p: beam.Pipeline, config: RunConfig) -> None:
@@ -38,7 +38,7 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
   cut = prepared.tiles | "Window" >> WindowTiles(c.window, c.output_dir, c.preview, c.prepare.guide)
   inferred = cut.windows | "Infer" >> Infer(c.infer)
   restored = (inferred, cut[FAILED_WINDOWS]) | "WithCutFailures" >> beam.Flatten()
-  tiles = (prepared.tiles, restored) | "TilePath" >> TilePath(c.value_range, c.write)
+  tiles = (cut[TILES], restored) | "TilePath" >> TilePath(c.value_range, c.write)
   scenes = (prepared.tiles, restored) | "ScenePath" >> ScenePath(c.scene_write)
   results = (tiles["results"], scenes["results"]) | "AllResults" >> beam.Flatten()
   dead = ((matched[DEAD], decoded[DEAD], prepared[DEAD], tiles[DEAD], scenes[DEAD]) | "AllDead" >> beam.Flatten())

@@ -24,8 +24,11 @@ from transforms.infer import _FromPrediction
 from transforms.masks import MaskSpec
 from transforms.match import mask_path_for
 from transforms.prepare import PrepareSpec, PrepareTiles
-from transforms.records import RestoredTile, Tile, TilePair, TileResult, Window, WindowResult
-from transforms.window import CutWindows, WindowSpec
+import dataclasses
+
+from transforms.records import RestoredTile, Solo, Tile, TilePair, TileResult, Window, WindowResult
+from transforms.tile_path import as_joined
+from transforms.window import TILES, CutWindows, WindowSpec
 from transforms.write import WriteSpec, WriteTiles
 
 from tests.conftest import SAMPLE
@@ -65,8 +68,11 @@ def _main(outputs):
   return outputs
 
 
-@pytest.mark.parametrize("stem", ["LC08_224078_20200518_r300_c200", "LC08_224078_20200518_r500_c1400"])
-def test_no_stage_modifies_its_input(tmp_path, context_model, stem):
+@pytest.mark.parametrize("stem,solo", [("LC08_224078_20200518_r300_c200", False),
+                                       ("LC08_224078_20200518_r500_c1400", False),
+                                       ("LC08_224078_20200518_r300_c200", True)])
+def test_no_stage_modifies_its_input(tmp_path, context_model, stem, solo):
+  """``solo``: the tile cropped to one window, which carries it through inference (no join)."""
   from model_loader import locate
   card = locate.read_card(context_model)
   path = os.path.join(SAMPLE, "images", stem + ".tif")
@@ -78,10 +84,22 @@ def test_no_stage_modifies_its_input(tmp_path, context_model, stem):
   (tile,) = _main(_run(decode.process, pair))
   assert isinstance(tile, Tile) and "decode" in tile.timings
 
+  if solo:
+    s = card.window
+    tile = dataclasses.replace(tile, image=tile.image[:s, :s].copy(), mask=tile.mask[:s, :s].copy())
+    assert tile.mask.any()
   (tile,) = _main(_run(PrepareTiles(PrepareSpec()).process, _frozen(tile)))
   cut = CutWindows(WindowSpec(size=card.window, overlap=card.overlap), out_dir)
-  windows = _main(_run(cut.process, _frozen(tile)))
+  outputs = _run(cut.process, _frozen(tile))
+  to_join = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+  windows = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
   assert windows and all(isinstance(w, Window) for w in windows)
+  if solo:  # The tile travels inside its only window, without its guide and context.
+    assert not to_join and len(windows) == 1 and windows[0].tile.key == tile.key
+    assert windows[0].tile.context is None
+  else:  # The tile goes to the join, keyed; no window carries it.
+    assert [(o.tag, o.value[0]) for o in to_join] == [(TILES, tile.key)] and to_join[0].value[1].context is None
+    assert len(windows) > 1 and all(w.tile is None for w in windows)
 
   handler = native.NativeModelHandler(context_model)
   model = handler.load_model()
@@ -91,15 +109,21 @@ def test_no_stage_modifies_its_input(tmp_path, context_model, stem):
   assert [pickle.dumps(w) for w in batch] == before, "run_inference modified its windows"
   # Each prediction's window carries its share of the batch's time (on a copy).
   assert all(p.example.seconds > w.seconds for p, w in zip(predictions, batch))
-  predictions += list(handler.run_inference([_frozen(w) for w in windows[5:]], model))
+  if windows[5:]:
+    predictions += list(handler.run_inference([_frozen(w) for w in windows[5:]], model))
 
   results = []
   for p in predictions:
     (kv,) = _main(_run(_FromPrediction(card.overlap, True).process, p))
-    assert isinstance(kv[1], WindowResult)
-    results.append(kv[1])
-
-  joined = (tile.key, {"tile": [tile], "windows": [_frozen(r) for r in results]})
+    results.append(kv)
+  if solo:
+    ((key, carried),) = results
+    assert isinstance(carried, Solo) and isinstance(carried.result, WindowResult)
+    joined = as_joined((key, _frozen(carried)))
+    assert joined[1]["tile"][0] is carried.tile
+  else:
+    assert all(isinstance(kv[1], WindowResult) for kv in results)
+    joined = (tile.key, {"tile": [tile], "windows": [_frozen(kv[1]) for kv in results]})
   (restored,) = _main(_run(CompositeTiles().process, joined))
   assert isinstance(restored, RestoredTile)
   assert set(restored.tile.timings) >= {"decode", "window_infer", "composite"}

@@ -9,9 +9,10 @@ Three backends behind one option:
 * ``tfx``: tfx-bsl's ``CreateModelHandler`` on ``serving_default``, which
   takes serialized ``tf.train.Example`` (as TF Serving does).
 
-Both end as ``(tile_key, WindowResult)``: the generated values at the
-window's missing pixels, ready to composite; windows of large scenes end as
-``(tile_key, SpillRef)`` once their values are spilled.
+All end as ``(tile_key, WindowResult)``: the generated values at the
+window's missing pixels, ready to composite; a tile's only window as
+``(tile_key, Solo)``, the tile and that result together; windows of large
+scenes as ``(tile_key, SpillRef)`` once their values are spilled.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from apache_beam.ml.inference.base import RunInference
 from model_loader import lite, native, tfx
 from transforms import counters, scenes
 from transforms.composite import window_result
-from transforms.records import Window, WindowFailure
+from transforms.records import Solo, Window, WindowFailure
 
 BACKENDS = ("native", "tfx", "tflite")
 
@@ -81,18 +82,22 @@ class InferSpec:
 
 
 def _finish(win: Window, restored, overlap: int, takes_context: bool):
-  """``(tile_key, WindowResult)``, or ``(tile_key, SpillRef)`` for scenes."""
+  """``(tile_key, WindowResult)``, ``(tile_key, Solo)`` for a tile's only
+  window, or ``(tile_key, SpillRef)`` for scenes."""
   counters.inc("windows_inferred")
   result = window_result(win, restored, overlap, takes_context)
   if win.spill_to:
     return win.tile_key, scenes.spill(result, win.spill_to)
+  if win.tile is not None:
+    return win.tile_key, Solo(win.tile, result)
   return win.tile_key, result
 
 
 def _failed(win: Window, reason: str):
-  """``(tile_key, WindowFailure)`` for a window whose inference failed."""
+  """``(tile_key, WindowFailure)`` (or a :class:`Solo` of it) for a window whose inference failed."""
   counters.inc("failed_infer_windows")
-  return win.tile_key, WindowFailure(y=win.y, x=win.x, reason=reason, scene=bool(win.spill_to))
+  failure = WindowFailure(y=win.y, x=win.x, reason=reason, scene=bool(win.spill_to))
+  return win.tile_key, (Solo(win.tile, failure) if win.tile is not None else failure)
 
 
 def _one_line(e) -> str:

@@ -140,6 +140,9 @@ class Window:
     guide_mask: ``[S, S, 1]`` float32, 1 = guide missing; with ``guide``.
     group: 0 for the model bands; ``g >= 1`` for the ``g``-th group of extra
       bands (``--extra-bands model``, :meth:`transforms.bands.BandLayout.groups`).
+    tile: The tile itself (without guide and context) when this is its only
+      window: it then leaves inference as a :class:`Solo`, composited with no
+      join of tile and windows. None otherwise.
   """
 
   tile_key: str
@@ -156,6 +159,7 @@ class Window:
   guide: Optional[np.ndarray] = None
   guide_mask: Optional[np.ndarray] = None
   group: int = 0
+  tile: Optional[Tile] = None
 
   def model_inputs(self) -> dict[str, np.ndarray]:
     """The arrays of the model's ``restore`` signature, by input name; a
@@ -215,6 +219,24 @@ class WindowFailure:
   reason: str
   scene: bool = False
   stage: str = "infer"
+
+
+@dataclasses.dataclass(frozen=True)
+class Solo:
+  """A tile's one and only window, inferred, travelling with the tile.
+
+  Most tiles of a pre-cut archive fit one window; joining each with its
+  window's result by key would ship the whole tile through a shuffle. Its
+  window carries it instead (:attr:`Window.tile`) and it comes out of
+  inference as this, ready to composite (:mod:`transforms.tile_path`).
+
+  Attributes:
+    tile: The tile, without guide and context (what the composite reads).
+    result: Its window's :class:`WindowResult`, or a :class:`WindowFailure`.
+  """
+
+  tile: Tile
+  result: Any
 
 
 @dataclasses.dataclass(frozen=True)

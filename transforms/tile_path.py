@@ -3,7 +3,9 @@
 Downstream of inference, tiles and streamed scenes part ways
 (:func:`transforms.scenes.is_scene` decides); this is the tiles' way::
 
-  (prepared tiles, restored windows) -> Join -> Composite -> Write -> results, dead
+  (tiles to join, restored windows) -> Join ----------------+
+                                                              +-> Composite -> Write -> results, dead
+  tiles carried by their only window (Solo) -> AsJoined -----+
 
 The scenes' way is :mod:`transforms.scene_path`.
 """
@@ -16,7 +18,7 @@ from typing import Optional
 import apache_beam as beam
 
 from transforms.composite import CompositeTiles
-from transforms.records import DEAD, Tile
+from transforms.records import DEAD, Solo
 from transforms.scenes import is_scene
 from transforms.write import WriteSpec, WriteTiles
 
@@ -26,18 +28,25 @@ def is_tile(element) -> bool:
   return not is_scene(element)
 
 
-def keyed_for_composite(tile: Tile) -> tuple[str, Tile]:
-  """``(key, tile)`` without the guide and context the composite does not need
-  (a new record: the input is not modified)."""
-  if tile.guide is not None or tile.context is not None:
-    tile = dataclasses.replace(tile, guide=None, context=None)
-  return tile.key, tile
+def is_solo(keyed) -> bool:
+  """``(key, Solo)``: a tile that travelled inside its only window."""
+  return isinstance(keyed[1], Solo)
+
+
+def as_joined(keyed: tuple[str, Solo]) -> tuple[str, dict]:
+  """``(key, Solo)`` in the shape of the join's output: ``(key, {"tile": [tile], "windows": [result]})``."""
+  key, solo = keyed
+  return key, {"tile": [solo.tile], "windows": [solo.result]}
 
 
 @dataclasses.dataclass
 class TilePath(beam.PTransform):
-  """``(prepared tiles and scenes, restored (key, window result) pairs)`` ->
+  """``((key, Tile) to join, restored (key, window result) pairs)`` ->
   ``{"results": TileResult, "dead": DeadLetter}`` for the in-memory tiles.
+
+  The tiles to join are those :class:`transforms.window.CutWindows` did not
+  send inside their only window; those come as ``(key, Solo)`` among the
+  restored windows and skip the join.
 
   Attributes:
     value_range: ``--value-range`` (LO, HI), or None for the dtype's range.
@@ -48,13 +57,14 @@ class TilePath(beam.PTransform):
   write: WriteSpec
 
   def expand(self, inputs):
-    prepared, restored = inputs
-    tiles = prepared | "Tiles" >> beam.Filter(is_tile) | "KeyTiles" >> beam.Map(keyed_for_composite)
+    tiles, restored = inputs
     windows = restored | "TileWindows" >> beam.Filter(lambda kv: is_tile(kv[1]))
-    composited = ({
+    joined = {
         "tile": tiles,
-        "windows": windows
-    } | "Join" >> beam.CoGroupByKey() |
+        "windows": windows | "Joined" >> beam.Filter(lambda kv: not is_solo(kv))
+    } | "Join" >> beam.CoGroupByKey()
+    solo = windows | "Solo" >> beam.Filter(is_solo) | "AsJoined" >> beam.Map(as_joined)
+    composited = ((joined, solo) | "AllTiles" >> beam.Flatten() |
                   "Composite" >> beam.ParDo(CompositeTiles(self.value_range)).with_outputs(DEAD, main="tiles"))
     written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write)).with_outputs(DEAD, main="results")
     return {"results": written.results, DEAD: (composited[DEAD], written[DEAD]) | "AllDead" >> beam.Flatten()}

@@ -27,8 +27,10 @@ from transforms.scaling import DTYPE_RANGES, from_unit, to_unit, value_range  # 
 from transforms.scenes import is_scene
 from transforms.tiling import WindowSpec, cut_rows, feather, pad_reflect, positions  # noqa: F401  (re-exported)
 
-# CutWindows' second output: ``(tile_key, WindowFailure)`` when cutting fails.
+# CutWindows' other outputs: ``(tile_key, WindowFailure)`` when cutting fails, and
+# ``(tile_key, Tile)`` for the in-memory tiles that are not carried by their only window.
 FAILED_WINDOWS = "failed"
+TILES = "tiles"
 
 
 def tile_context(tile: Tile, spec: WindowSpec) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -78,11 +80,22 @@ def cut(tile: Tile,
                   context=context)
 
 
+def keyed_for_composite(tile: Tile) -> tuple[str, Tile]:
+  """``(key, tile)`` without the guide and context the composite does not need
+  (a new record: the input is not modified)."""
+  if tile.guide is not None or tile.context is not None:
+    tile = dataclasses.replace(tile, guide=None, context=None)
+  return tile.key, tile
+
+
 class CutWindows(beam.DoFn):
   """:class:`Tile` -> :class:`Window` for every window with holes.
 
   Each in-memory tile's context (:func:`tile_context`) is computed once and
   each window carries its crop; its quicklook goes to ``DIR/preview/`` first.
+  A tile cut into exactly one window sends itself along in it
+  (:attr:`Window.tile`); any other tile goes to the ``tiles`` output, keyed,
+  to be joined with its windows' results (:mod:`transforms.tile_path`).
   Large scenes (:class:`transforms.scenes.SceneRef`) are cut by
   :func:`transforms.scene_context.cut_scene`, one row of windows at a time.
   """
@@ -104,22 +117,46 @@ class CutWindows(beam.DoFn):
       windows = cut(tile, self._spec, fill, mapped)
     if getattr(tile, "layout", None) is not None and tile.layout.method == "model":
       windows = itertools.chain(windows, group_windows(tile, self._spec, self._output))
+    if not is_scene(tile):
+      yield from self._tile_windows(tile, windows)
+      return
     try:
       for win in windows:
         counters.inc("windows")
         yield win
     except Exception as e:  # pylint: disable=broad-except
       # E.g. a scene's file changed since it was decoded: that scene fails, not the run.
-      yield beam.pvalue.TaggedOutput(
-          FAILED_WINDOWS,
-          (tile.key, WindowFailure(y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=is_scene(tile),
-                                   stage="window")))
+      yield _cut_failure(tile, e)
+
+  @staticmethod
+  def _tile_windows(tile: Tile, windows: Iterator[Window]):
+    """An in-memory tile's windows: the tile inside its only one, or the tile to join and its windows."""
+    try:
+      windows = list(windows)
+    except Exception as e:  # pylint: disable=broad-except
+      yield beam.pvalue.TaggedOutput(TILES, keyed_for_composite(tile))
+      yield _cut_failure(tile, e)
+      return
+    counters.inc("windows", len(windows))
+    if len(windows) == 1:
+      yield dataclasses.replace(windows[0], tile=keyed_for_composite(tile)[1])
+      return
+    yield beam.pvalue.TaggedOutput(TILES, keyed_for_composite(tile))
+    yield from windows
+
+
+def _cut_failure(tile, e: Exception):
+  return beam.pvalue.TaggedOutput(
+      FAILED_WINDOWS,
+      (tile.key, WindowFailure(y=-1, x=-1, reason=f"{type(e).__name__}: {e}", scene=is_scene(tile), stage="window")))
 
 
 @dataclasses.dataclass
 class WindowTiles(beam.PTransform):
-  """Prepared tiles and scenes -> outputs ``windows`` (:class:`Window`, to infer) and
-  ``failed`` (``(key, WindowFailure)`` where cutting failed).
+  """Prepared tiles and scenes -> outputs ``windows`` (:class:`Window`, to infer),
+  ``tiles`` (``(key, Tile)``: in-memory tiles of more or fewer than one window,
+  to join with their windows' results) and ``failed`` (``(key,
+  WindowFailure)`` where cutting failed).
 
   Tiles and large scenes share this one step so that windows stream straight
   into ``RunInference`` (a Flatten of two window streams could be materialised
@@ -139,7 +176,7 @@ class WindowTiles(beam.PTransform):
 
   def expand(self, tiles):
     return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview,
-                                                  self.guide_spec)).with_outputs(FAILED_WINDOWS, main="windows")
+                                                  self.guide_spec)).with_outputs(FAILED_WINDOWS, TILES, main="windows")
 
 
 def group_windows(item, spec: WindowSpec, output_dir: str) -> Iterator[Window]:
