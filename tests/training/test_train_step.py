@@ -38,7 +38,7 @@ def test_jax_steps_reduce_l1(tmp_path):
     from tests.training.conftest import make_inputs
     from training.generator import build_generator
     from training.trainer import Trainer, TrainSpec
-    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16), attention=%r)
+    gen = build_generator(3, 64, stem=8, widths=(8, 16, 16, 16))
     t = Trainer(gen, None, TrainSpec(lr=2e-3))
     batch = make_inputs(4, 64, 3, guided=False)
     state = t.init_state()
