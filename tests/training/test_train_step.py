@@ -159,7 +159,7 @@ def test_train_variants_share_batches_and_export(tmp_path, data_dir):
       sys.executable, "-m", "training.train", "--data", bundle, "--out",
       str(out), "--steps", "2", "--batch", "2", "--crop", "64", "--val-size", "64", "--val-tiles", "2", "--workers",
       "0", "--stem", "8", "--widths", "8,16,16,16", "--crops-per-region", "4", "--variant",
-      "m:loss=mse,ema=0.9,lr=1e-4", "--variant", "s:widths=8/8/8/8,stem=4"
+      "m:loss=mse,ema=0.9,lr=1e-4,attention=1", "--variant", "s:widths=8/8/8/8,stem=4"
   ],
                      env=env,
                      capture_output=True,
@@ -173,6 +173,7 @@ def test_train_variants_share_batches_and_export(tmp_path, data_dir):
   assert s["spec"]["loss"] == "l1" and s["params"] < m["params"]
   assert m["init_weights"] is None  # started from scratch
   assert json.loads((out / "s" / "generator.json").read_text())["widths"] == [8, 8, 8, 8]
+  assert json.loads((out / "m" / "generator.json").read_text())["attention"] is True  # trained under JAX
   from training.export import main as export_main
   assert export_main(["--run", str(out / "s"), "--out", str(tmp_path / "model"), "--tflite-asset"]) == 0
   from model_loader.lite import LiteModel, tflite_path
