@@ -69,6 +69,7 @@ sweep)
   setup "$OUT"
   variants=()
   for v in "$@"; do variants+=(--variant "$v"); done
+  rm -rf /tmp/cloudfill-run/sweep  # Only this sweep's variants are archived below.
   "$PY" -m training.train --data runs/bundle/data.npz --out /tmp/cloudfill-run/sweep --minutes "$MIN" \
     --batch "$BATCH" --crop 128 --crops-per-region 4 --val-every 40 --log-every 200 "${variants[@]}" $EXTRA \
     2>&1 | grep --line-buffered -v cuda_timer | tee -a "$OUT/train.log"
