@@ -83,3 +83,33 @@ def test_clear_rows_of_windows_are_skipped(pipeline):
   out = (pipeline | beam.Create([_tile(128, 128, mask)]) | beam.ParDo(CutWindows(WindowSpec(size=64, overlap=16), "")) |
          beam.Map(lambda w: (w.y, w.x)))
   assert_that(out, equal_to([(0, 0), (0, 48), (0, 64)]), label="first row only")
+
+
+def test_a_tile_of_one_window_travels_inside_it_and_others_go_to_the_join(monkeypatch):
+  """CutWindows' three outputs: a one-window tile inside its window; a larger or
+  clear tile keyed to the join; a tile whose cut fails to the join and to
+  ``failed`` (so it still ends as a dead letter)."""
+  from transforms import window as window_mod
+  spec = WindowSpec(size=64, overlap=16)
+  mask = np.zeros((64, 64), bool)
+  mask[10:20, 10:20] = True
+  small = _tile(64, 64, mask)
+  (win,) = list(CutWindows(spec, "").process(small))
+  assert isinstance(win, window_mod.Window) and win.tile is not None and win.tile.key == small.key
+  big_mask = np.zeros((128, 128), bool)
+  big_mask[60:70, :] = True
+  outs = list(CutWindows(spec, "").process(_tile(128, 128, big_mask)))
+  tagged = [o for o in outs if isinstance(o, beam.pvalue.TaggedOutput)]
+  assert [(o.tag, o.value[0]) for o in tagged] == [(window_mod.TILES, "x.tif")]
+  assert len(outs) - len(tagged) == 9 and all(o.tile is None for o in outs if o not in tagged)
+  clear = list(CutWindows(spec, "").process(_tile(64, 64, np.zeros((64, 64), bool))))
+  assert [o.tag for o in clear] == [window_mod.TILES]  # No window: composited unchanged after the join.
+
+  def broken(*_a, **_k):
+    yield from ()
+    raise OSError("disk went away")
+
+  monkeypatch.setattr(window_mod, "cut", broken)
+  outs = list(CutWindows(spec, "").process(small))
+  assert [o.tag for o in outs] == [window_mod.TILES, window_mod.FAILED_WINDOWS]
+  assert "disk went away" in outs[1].value[1].reason and outs[1].value[1].stage == "window"
