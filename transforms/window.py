@@ -130,19 +130,26 @@ class CutWindows(beam.DoFn):
 
   @staticmethod
   def _tile_windows(tile: Tile, windows: Iterator[Window]):
-    """An in-memory tile's windows: the tile inside its only one, or the tile to join and its windows."""
+    """An in-memory tile's windows: the tile inside its only one, or the tile to
+    join and its windows (still one at a time: only two are looked at ahead)."""
+    it = iter(windows)
     try:
-      windows = list(windows)
+      ahead = list(itertools.islice(it, 2))
     except Exception as e:  # pylint: disable=broad-except
       yield beam.pvalue.TaggedOutput(TILES, keyed_for_composite(tile))
       yield _cut_failure(tile, e)
       return
-    counters.inc("windows", len(windows))
-    if len(windows) == 1:
-      yield dataclasses.replace(windows[0], tile=keyed_for_composite(tile)[1])
+    if len(ahead) == 1:
+      counters.inc("windows")
+      yield dataclasses.replace(ahead[0], tile=keyed_for_composite(tile)[1])
       return
     yield beam.pvalue.TaggedOutput(TILES, keyed_for_composite(tile))
-    yield from windows
+    try:
+      for win in itertools.chain(ahead, it):
+        counters.inc("windows")
+        yield win
+    except Exception as e:  # pylint: disable=broad-except
+      yield _cut_failure(tile, e)
 
 
 def _cut_failure(tile, e: Exception):
