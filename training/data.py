@@ -316,4 +316,9 @@ def batches(factory,
         i += 1
       yield from pending.popleft().get()
   finally:
+    # Let the batches in flight land first: a worker terminated while it writes
+    # a large result leaves half a message in the result pipe, and the pool's
+    # result thread then waits on it forever (terminate() never returns).
+    for result in pending:
+      result.wait(timeout=120)
     pool.terminate()
