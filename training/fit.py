@@ -66,7 +66,7 @@ def build_models(args: argparse.Namespace, mixed_precision: Optional[str]):
     gkw["stem"] = args.stem
   if args.widths:
     gkw["widths"] = [int(v) for v in args.widths.split(",")]
-  if getattr(args, "attention", False):
+  if args.attention:
     gkw["attention"] = True
   gen = build_generator(args.bands, 64, **gkw)
   if args.init_weights:

@@ -32,7 +32,6 @@ from training.defaults import ADVERSARIAL, DEFAULT_TRAIN_MINUTES, RECONSTRUCTION
 FIT_MODULE = "training.fit"  # Loaded once Keras's backend is chosen (see main).
 
 
-# What a --variant may override, and how its value is read.
 def _flag(value: str) -> bool:
   """``1``/``true`` or ``0``/``false``."""
   if value.lower() in ("1", "true"):
@@ -42,6 +41,7 @@ def _flag(value: str) -> bool:
   raise ValueError("expected 1, 0, true or false")
 
 
+# What a --variant may override, and how its value is read.
 VARIANT_KEYS = {
     "lr": float,
     "loss": str,
@@ -54,7 +54,7 @@ VARIANT_KEYS = {
     "adv_weight": float,
     "fm_weight": float,
     "seed": int,
-    "attention": lambda v: _flag(v),
+    "attention": _flag,
 }
 
 

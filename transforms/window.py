@@ -117,16 +117,10 @@ class CutWindows(beam.DoFn):
       windows = cut(tile, self._spec, fill, mapped)
     if getattr(tile, "layout", None) is not None and tile.layout.method == "model":
       windows = itertools.chain(windows, group_windows(tile, self._spec, self._output))
-    if not is_scene(tile):
+    if is_scene(tile):
+      yield from _each_window(tile, windows)
+    else:
       yield from self._tile_windows(tile, windows)
-      return
-    try:
-      for win in windows:
-        counters.inc("windows")
-        yield win
-    except Exception as e:  # pylint: disable=broad-except
-      # E.g. a scene's file changed since it was decoded: that scene fails, not the run.
-      yield _cut_failure(tile, e)
 
   @staticmethod
   def _tile_windows(tile: Tile, windows: Iterator[Window]):
@@ -144,12 +138,19 @@ class CutWindows(beam.DoFn):
       yield dataclasses.replace(ahead[0], tile=keyed_for_composite(tile)[1])
       return
     yield beam.pvalue.TaggedOutput(TILES, keyed_for_composite(tile))
-    try:
-      for win in itertools.chain(ahead, it):
-        counters.inc("windows")
-        yield win
-    except Exception as e:  # pylint: disable=broad-except
-      yield _cut_failure(tile, e)
+    yield from _each_window(tile, itertools.chain(ahead, it))
+
+
+def _each_window(tile, windows: Iterator[Window]):
+  """``windows`` one at a time, counted; if cutting them fails on the way (e.g.
+  a scene's file changed since it was decoded), that tile or scene fails with
+  a :class:`WindowFailure` (``failed`` output), not the run."""
+  try:
+    for win in windows:
+      counters.inc("windows")
+      yield win
+  except Exception as e:  # pylint: disable=broad-except
+    yield _cut_failure(tile, e)
 
 
 def _cut_failure(tile, e: Exception):
