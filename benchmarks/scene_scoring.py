@@ -41,6 +41,8 @@ def score(out: np.ndarray, truth: np.ndarray, given: np.ndarray, hole: np.ndarra
       "hole_mae": q["mae"],
       "hole_psnr_value_range": float(10 * np.log10(1 / mse_v)) if mse_v > 0 else float("inf"),
       "block": metrics.block_score(unit, hole, *window),
+      # The same metric on grids no window used: how far it strays without blocks.
+      "block_shifted_grids": metrics.block_controls(unit, hole, *window),
       "seam": metrics.seam_score(unit, hole),
       "hole_zero_pixels": int((out[hole] == 0).all(-1).sum()),
       "hole_flat15_pixels": flat_pixels(out, hole),

@@ -105,3 +105,22 @@ def test_no_border_inside_holes_gives_none():
   mask[50:100, 50:100] = True
   assert metrics.block_score(_field(200, 200), mask, 256, 32) is None
   assert metrics.window_borders(200, 256, 224) == []
+
+
+def test_shifted_grids_tell_blocks_from_a_noisy_reading():
+  """A seamless fill reads about like the grids no window used; window tones read above every one of them."""
+  h, w = 700, 650
+  truth, mask = _field(h, w), _cloud(h, w)
+  spec = WindowSpec(size=256, overlap=32)
+
+  def crop(win):
+    return np.pad(truth[win.y:win.y + 256, win.x:win.x + 256],
+                  ((0, 256 - min(256, h - win.y)), (0, 256 - min(256, w - win.x)), (0, 0)))
+
+  tones = np.random.default_rng(3).uniform(-0.08, 0.08, 64)
+  seamless = _restore(truth, mask, spec, lambda k, win: crop(win))
+  blocky = _restore(truth, mask, spec, lambda k, win: np.clip(crop(win) + tones[k], 0, 1))
+  for out, blocks in ((seamless, False), (blocky, True)):
+    score, controls = metrics.block_score(out, mask, 256, 32), metrics.block_controls(out, mask, 256, 32)
+    assert len(controls) == 5 and all(0.7 < c < 1.3 for c in controls), controls
+    assert (score > 1.3 * max(controls)) == blocks, (score, controls)
