@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -42,6 +44,39 @@ def test_the_shipped_tflite_model_matches_the_savedmodel():
   err = np.abs(got - want)[hole]
   assert got.shape == want.shape and err.max() < 0.02 and err.mean() < 2e-3, (err.max(), err.mean())
   assert np.abs(want - context)[hole].mean() > 5 * err.mean()  # the correction is there, not lost
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ai-edge-litert is a dependency on Linux only")
+def test_litert_runs_the_file_as_tensorflow_does_without_importing_tensorflow():
+  """LiteRT (the interpreter the backend prefers) against TensorFlow's on the same file, in a fresh process."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  assert lite.interpreter_class() is Interpreter
+  windows = _windows(2, seed=9)
+  feed = {
+      "image": np.stack([w.image for w in windows]),
+      "mask": np.stack([w.mask for w in windows]),
+      "context": np.stack([w.context for w in windows])
+  }
+  got = lite.LiteModel(lite.tflite_path(DEFAULT), threads=1).restore(feed["image"],
+                                                                     feed["mask"],
+                                                                     context=feed["context"])
+  runner = tf.lite.Interpreter(model_path=lite.tflite_path(DEFAULT), num_threads=1).get_signature_runner()
+  zeros = {"guide": np.zeros_like(feed["image"][:1]), "guide_mask": np.ones_like(feed["mask"][:1])}
+  for i in range(2):
+    want = runner(**{k: v[i:i + 1] for k, v in feed.items()}, **zeros)["restored"]
+    np.testing.assert_allclose(got[i:i + 1], want, atol=1e-5)
+  # A process that loads and runs the model through the backend imports no TensorFlow.
+  code = ("import sys, numpy as np; from model_loader import lite, locate; "
+          "m = lite.LiteModel(lite.tflite_path(locate.resolve(None)), threads=1); "
+          "m.restore(np.zeros((1, 256, 256, 3), np.float32), np.ones((1, 256, 256, 1), np.float32)); "
+          "print('tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code],
+                       capture_output=True,
+                       text=True,
+                       check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
 
 
 def test_a_window_gives_the_same_fill_alone_and_in_a_batch():
