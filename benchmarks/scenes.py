@@ -23,6 +23,10 @@ to known ground, or the diagonal if that left any hole pixel unfilled). Per scen
   window grid; ≈ 1 when seamless), beside the same metric on grids shifted
   off the windows (:func:`transforms.metrics.block_controls`: its spread on
   this scene when there are no blocks), and the seam score;
+* the same figures for cloudfill's own context fill computed over the whole
+  scene at once (:func:`transforms.context.push_pull`, no windows, no
+  network): what the network adds on the scene, and the block metric of a
+  fill that has no window grid at all;
 * hole pixels left at 0 in every band, or left inside a flat 15×15 patch
   (every band constant), beside the truth's own flat count;
 * whether known pixels and no-data pixels (including no-data under a cloud)
@@ -58,6 +62,7 @@ from benchmarks import common, runner  # noqa: E402
 from benchmarks.scene_scoring import flat_pixels, panel, scene_scale, score  # noqa: E402,F401  (re-exported)
 from training.masks import fit_coverage  # noqa: E402
 from transforms import metrics  # noqa: E402
+from transforms.context import push_pull  # noqa: E402
 
 CLOUD_MASKS = ("ukis_landsat7.png", "ukis_sentinel2.png", "ukis_landsat5.png")
 
@@ -274,6 +279,16 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   # The block metric of the truth itself under the same holes: what a perfect fill reads.
   row["truth_block"] = metrics.block_score(((truth - lo) / (hi - lo)).astype(np.float32), hole, *window)
   row["gdal"] = score(gdal, truth, sub_given, hole, valid, lo, hi, vrange, window)
+  # cloudfill's own context over the whole scene at once (no windows, no network): what the
+  # network adds on the scene, and the block metric of a fill that has no window grid at all.
+  t = time.perf_counter()
+  span = vrange[1] - vrange[0]
+  unit_given = ((sub_given.astype(np.float64) - vrange[0]) / span).astype(np.float32)
+  fill = push_pull(unit_given, (~clouds & valid).astype(np.float32)).astype(np.float64) * span + vrange[0]
+  fill = runner.to_dtype(np.clip(fill, *vrange), dtype)
+  row["context_seconds"] = round(time.perf_counter() - t, 2)
+  row["context"] = score(np.where(hole[..., None], fill, sub_given), truth, sub_given, hole, valid, lo, hi, vrange,
+                         window)
   arrays = {"given": sub_given, "gdal": gdal, "truth": truth, "clouds": clouds, "valid": valid, "lo": lo, "hi": hi}
   if os.path.exists(out_path):
     filled = read_output(out_path)
@@ -292,6 +307,9 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   return row, arrays
 
 
+LABELS = {"cloudfill": "cloudfill", "gdal": "gdal", "context": "push-pull, whole scene"}
+
+
 def markdown(rows: list[dict], header: str) -> str:
   lines = [
       header, "", "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
@@ -301,14 +319,16 @@ def markdown(rows: list[dict], header: str) -> str:
   fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
   spread = lambda v: f"{min(v):.2f}–{max(v):.2f}" if v else "–"  # noqa: E731
   for r in rows:
-    for meth in ("cloudfill", "gdal"):
-      m = r[meth]
+    for meth in ("cloudfill", "gdal", "context"):
+      m = r.get(meth)
+      if m is None:  # a results file from before the context row
+        continue
       if "error" in m:
         lines.append(f"| {r['scene']} | | | | {meth} | {m['error']} | | | | | | | | | |")
         continue
       lines.append(
           f"| {r['scene']} | {r['shape'][1]}×{r['shape'][0]} | {r['cloud_coverage_of_valid']:.0%} "
-          f"| {r['max_distance_to_known_px']:.0f} | {meth} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
+          f"| {r['max_distance_to_known_px']:.0f} | {LABELS[meth]} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
           f"| {m['hole_ssim']:.3f} | {fmt(m['block'], '.2f')} ({fmt(r['truth_block'], '.2f')}) | {spread(m.get('block_shifted_grids'))} | {fmt(m['seam'], '.2f')} | {m['hole_zero_pixels']} "
           f"| {m['hole_flat15_pixels']} ({r['truth_flat15_pixels']}) "
           f"| {'yes' if m['known_identical'] else 'NO'} / "
