@@ -107,3 +107,27 @@ def test_overlapping_tiles_are_left_to_extended_context(tmp_path):
   ok, _ = grid_context.shared_context(me, [me, shifted], unit, np.ones((64, 64), np.float32),
                                       nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file")), 0.0, 65535.0)
   assert not ok  # It overlaps the tile.
+
+
+def test_fine_levels_are_kept_as_frames_and_read_only_inside_them(tmp_path, monkeypatch):
+  """Neighbours' fine levels are kept as frames along their edges: bit-identical, each file read once, a fraction of the bytes."""
+  headers = _grid(tmp_path, 3, 4, 128, seed=4)
+  reads = []
+  real = grid_context._read_pyramid  # pylint: disable=protected-access
+  monkeypatch.setattr(grid_context, "_read_pyramid", lambda o, *a: reads.append(o.path) or real(o, *a))
+  _check(headers, nb.NeighbourSpec(margin=256, mask=MaskSpec(source="file")))
+  assert sorted(reads) == sorted(
+      h.path for h in headers), "a neighbour was read twice: some block fell outside its frame"
+  kept = list(grid_context._CACHE.values())  # pylint: disable=protected-access
+  assert kept and all(isinstance(v[0][0], grid_context._Frame) for v in kept)  # pylint: disable=protected-access
+  whole = sum(
+      a.nbytes
+      for a in real(headers[0], nb.NeighbourSpec(margin=256, mask=MaskSpec(source="file")), 3, 0.0, 65535.0, 7)[0])
+  assert grid_context._nbytes(kept[0]) < 0.4 * whole * 4 / 3, (grid_context._nbytes(kept[0]), whole)  # pylint: disable=protected-access
+
+
+def test_a_block_outside_a_frame_falls_back_to_the_whole_neighbour(tmp_path, monkeypatch):
+  """Frames too narrow for what the fill reads (forced here): still bit-identical, from neighbours read whole."""
+  headers = _grid(tmp_path, 3, 3, 64, seed=6)
+  monkeypatch.setattr(grid_context, "_rings", lambda win, crop, k: tuple([1] * k + [None]))
+  _check(headers, nb.NeighbourSpec(margin=64, mask=MaskSpec(source="file")))
