@@ -45,5 +45,6 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
   _ = ({
       "results": results,
       "dead": dead,
-      "up_to_date": todo.up_to_date
+      "up_to_date": todo.up_to_date,
+      "matched": matched["pairs"]
   } | "Outputs" >> WriteOutputs(c.output_dir, c.run_id, m.as_dict()))

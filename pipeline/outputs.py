@@ -5,6 +5,7 @@
   results   -> metrics/metrics-{run}-*.jsonl        (one TileResult a line)
   dead      -> failed/dead-letters-{run}-*.jsonl    (one DeadLetter a line)
   results + dead + up to date -> summary.json, manifest.json
+  matched inputs with none of these -> failed/lost-{run}.jsonl, counted as failed
 
 Each run writes its own metrics and dead-letter files, so those of earlier
 (nightly) runs stay beside them; ``summary.json`` and ``manifest.json``
@@ -25,7 +26,9 @@ from pipeline.summary import FAILED_DIR, METRICS_DIR
 
 @dataclasses.dataclass
 class WriteOutputs(beam.PTransform):
-  """``{"results": TileResult, "dead": DeadLetter, "up_to_date": TilePair}`` -> the files above.
+  """``{"results": TileResult, "dead": DeadLetter, "up_to_date": TilePair,
+  "matched": TilePair}`` -> the files above (``matched``, every pair the run
+  matched, is optional: without it nothing can be found lost).
 
   Attributes:
     output_dir: The run's output folder.
@@ -40,6 +43,7 @@ class WriteOutputs(beam.PTransform):
 
   def expand(self, outcomes):
     results, dead, up_to_date = outcomes["results"], outcomes["dead"], outcomes["up_to_date"]
+    matched = outcomes.get("matched")
     # skip_if_empty: an empty object cannot be written to S3 by Beam's multipart
     # uploader (CompleteMultipartUpload with no parts is refused), and an empty
     # failed/ folder says the same as an empty file.
@@ -54,5 +58,7 @@ class WriteOutputs(beam.PTransform):
     return ((results | "FromResults" >> beam.Map(summary_lib.from_result),
              dead | "FromDead" >> beam.Map(summary_lib.from_dead),
              up_to_date | "FromUpToDate" >> beam.Map(summary_lib.from_up_to_date)) | "AllOutcomes" >> beam.Flatten() |
-            "Gather" >> beam.combiners.ToList() |
-            "WriteSummary" >> beam.ParDo(summary_lib.WriteSummary(self.output_dir, self.model, self.run_id)))
+            "Gather" >> beam.combiners.ToList() | "WriteSummary" >> beam.ParDo(
+                summary_lib.WriteSummary(self.output_dir, self.model, self.run_id),
+                matched=beam.pvalue.AsList(matched | "MatchedPaths" >> beam.Map(lambda pair: pair.image_path))
+                if matched is not None else None))

@@ -62,9 +62,35 @@ def _stats(values: list[float]) -> Optional[dict[str, float]]:
   }
 
 
-def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any], run_id: str = "") -> tuple[dict, dict]:
-  """Builds (summary, manifest) from every input's outcome record."""
-  records = sorted(records, key=lambda r: r["path"])
+# The reason given for a matched input that reached no outcome.
+LOST_REASON = ("no outcome: the input was lost between the pipeline's stages (a defect of cloudfill or of the "
+               "runner, please report it); a rerun restores it")
+
+
+def lost_letters(records: Iterable[dict[str, Any]], matched: Iterable[str]) -> list[DeadLetter]:
+  """A failed dead letter (stage ``pipeline``) for each ``matched`` path that has no outcome record."""
+  seen = {r["path"] for r in records}
+  return [DeadLetter(path, "pipeline", LOST_REASON) for path in sorted(set(matched) - seen)]
+
+
+def summarize(records: Iterable[dict[str, Any]],
+              model: dict[str, Any],
+              run_id: str = "",
+              matched: Optional[Iterable[str]] = None) -> tuple[dict, dict]:
+  """Builds (summary, manifest) from every input's outcome record.
+
+  Args:
+    records: One outcome record per input (:func:`from_result`, :func:`from_dead`, …).
+    model: What the summary says about the model.
+    run_id: The run's id.
+    matched: The paths of every input the run matched, when known: each one
+      without an outcome record counts as failed (:func:`lost_letters`), and
+      ``counts_add_up`` is then false: the pipeline itself lost it.
+  """
+  records = list(records)
+  paths = [r["path"] for r in records]
+  lost = lost_letters(records, matched or ())
+  records = sorted(records + [from_dead(d) for d in lost], key=lambda r: r["path"])
   counts = {k: 0 for k in OUTCOMES}
   for r in records:
     counts[r["outcome"]] += 1
@@ -86,7 +112,9 @@ def summarize(records: Iterable[dict[str, Any]], model: dict[str, Any], run_id: 
       "run_id": run_id,
       "matched": len(records),
       "counts": counts,
-      "counts_add_up": sum(counts.values()) == len(records),
+      # Every input has exactly one outcome, and none was lost on the way.
+      "counts_add_up": sum(counts.values()) == len(records) and len(set(paths)) == len(paths) and not lost,
+      "lost": len(lost),
       "model": model,
       "metrics": aggregates,
       "seconds_per_tile": timings,
@@ -165,8 +193,15 @@ class WriteSummary(beam.DoFn):
     self._model = model
     self._run_id = run_id
 
-  def process(self, records: list[dict[str, Any]]):
-    summary, manifest = summarize(records, self._model, self._run_id)
+  def process(self, records: list[dict[str, Any]], matched: Optional[list[str]] = None):
+    lost = lost_letters(records, matched or ())
+    if lost:
+      # Their dead letters, beside the pipeline's own: every input ends restored, skipped or dead-lettered.
+      write_bytes_atomic(FileSystems.join(self._output, FAILED_DIR, f"lost-{self._run_id}.jsonl"),
+                         "".join(d.to_json() + "\n" for d in lost).encode())
+      logging.getLogger(__name__).error("%d matched inputs reached no outcome (lost in the pipeline), e.g. %s",
+                                        len(lost), lost[0].path)
+    summary, manifest = summarize(records, self._model, self._run_id, matched)
     write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
     write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
     # Every tile of this run is written by now: leftovers are a killed run's.

@@ -1,8 +1,14 @@
 """The command line, config profiles, and the summary's accounting."""
 
+import glob
+import json
+
+import apache_beam as beam
 import pytest
 
 from pipeline import options, summary
+from pipeline.outputs import WriteOutputs
+from transforms.records import TileResult
 
 
 def test_config_profile_sets_defaults_and_flags_win(tmp_path):
@@ -64,3 +70,39 @@ def test_summary_counts_add_up_and_exit_status():
   assert summary.exit_status(s) == 3
   s2, _ = summary.summarize(recs[1:], {}, "run2")
   assert summary.exit_status(s2) == 0
+
+
+def test_a_matched_input_without_an_outcome_is_counted_lost_and_failed():
+  recs = [
+      summary.from_dead(summary.DeadLetter("a", "decode", "bad")), {
+          "path": "c",
+          "outcome": "restored",
+          "output": "o/c",
+          "metrics": {}
+      }
+  ]
+  s, m = summary.summarize(recs, {}, "run1", matched=["a", "b", "c"])
+  assert s["matched"] == 3 and s["lost"] == 1 and not s["counts_add_up"]
+  assert s["counts"] == {"restored": 1, "skipped": 0, "failed": 2}
+  assert [(r["path"], r["stage"]) for r in m["failed"]] == [("a", "decode"), ("b", "pipeline")]
+  assert summary.exit_status(s) == 3
+  whole, _ = summary.summarize(recs, {}, "run2", matched=["a", "c"])
+  assert whole["lost"] == 0 and whole["counts_add_up"]
+  twice, _ = summary.summarize(recs + [summary.from_dead(summary.DeadLetter("c", "write", "disk full"))], {}, "run3")
+  assert not twice["counts_add_up"]  # One input, two outcomes.
+
+
+def test_the_outputs_stage_dead_letters_an_input_the_pipeline_lost(tmp_path):
+  """WriteOutputs in a real pipeline: a matched pair that no stage reported ends in failed/lost-*.jsonl."""
+  pairs = [summary.TilePair(f"/in/{s}.tif", s, None) for s in ("a", "b", "c")]
+  with beam.Pipeline() as p:
+    _ = ({
+        "results": p | "R" >> beam.Create([TileResult("/in/a.tif", "a", "restored", "/out/a.tif", {})]),
+        "dead": p | "D" >> beam.Create([summary.DeadLetter("/in/c.tif", "decode", "bad")]),
+        "up_to_date": p | "U" >> beam.Create([]),
+        "matched": p | "M" >> beam.Create(pairs)
+    } | WriteOutputs(str(tmp_path), "run1", {}))
+  s = json.loads((tmp_path / "summary.json").read_text())
+  assert s["lost"] == 1 and s["counts"]["failed"] == 2 and not s["counts_add_up"]
+  lost = [json.loads(line) for f in glob.glob(str(tmp_path / "failed" / "lost-run1.jsonl")) for line in open(f)]
+  assert [(d["path"], d["stage"], d["outcome"]) for d in lost] == [("/in/b.tif", "pipeline", "failed")]
