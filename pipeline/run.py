@@ -47,25 +47,27 @@ def new_run_id() -> str:
 
 
 def check_model_early(model_uri: str, card: ModelCard, backend: str = "native") -> tuple[str, ...]:
-  """Loads the model once at launch and runs one window through it; returns
-  the inputs its ``restore`` signature declares (with ``--backend tflite``:
-  its TFLite file's, which is checked too).
+  """Loads the model the run will use once at launch and runs one window
+  through it; returns the inputs its ``restore`` signature declares. With
+  ``--backend tflite`` that is the model's TFLite file alone (on LiteRT, so
+  the launcher does not import TensorFlow either).
 
   Raises:
     ValueError or OSError: the model cannot serve; no tile has been written.
   """
   local = locate.stage_locally(model_uri)
-  try:
-    model = native.load(local)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
-  native.check_model(model, card.window, card.bands)
   if backend == "tflite":
     path = lite.tflite_path(local)
     small = lite.LiteModel(path, threads=1)
     if small.window != card.window:
       raise ValueError(f"the TFLite model at {path} takes {small.window}² windows, the card says {card.window}")
     native.check_model(small, card.window, card.bands)
+    return small.input_names
+  try:
+    model = native.load(local)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"the model at {model_uri} failed to load: {e}") from e
+  native.check_model(model, card.window, card.bands)
   return model.input_names
 
 

@@ -136,3 +136,22 @@ def test_tflite_with_an_accelerator_is_a_usage_error(tmp_path, capsys):
   ])
   err = capsys.readouterr().err
   assert code == 2 and "runs on the CPU" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ai-edge-litert is a dependency on Linux only")
+def test_a_tflite_run_never_imports_tensorflow(tmp_path):
+  """`cloudfill run --backend tflite` on the sample, in a fresh process: launch check, inference, outputs, no TensorFlow."""
+  code = ("import sys; from pipeline import cli; "
+          f"rc = cli.main(['run', '--images', {os.path.join(SAMPLE, 'images', '*.tif')!r}, "
+          f"'--masks', {os.path.join(SAMPLE, 'masks', '{stem}.png')!r}, '--output', {str(tmp_path / 'out')!r}, "
+          "'--backend', 'tflite', '--no-report', '--quiet']); "
+          "print('rc', rc, 'tensorflow' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code],
+                       capture_output=True,
+                       text=True,
+                       check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip().splitlines()[-1] == "rc 0 False", out.stdout + out.stderr[-2000:]
+  n = len(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
+  assert read_summary(str(tmp_path / "out"))["counts"] == {"restored": n, "skipped": 0, "failed": 0}
