@@ -307,6 +307,13 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   return row, arrays
 
 
+def scene_rng(seed: int, name: str) -> np.random.Generator:
+  """The random draws of scene ``name``: they depend on the seed and the scene
+  alone, so a run of some scenes (``--scenes``) draws the same clouds as the
+  full run."""
+  return np.random.default_rng(seed + list(SCENES).index(name))
+
+
 LABELS = {"cloudfill": "cloudfill", "gdal": "gdal", "context": "push-pull, whole scene"}
 
 
@@ -389,9 +396,7 @@ def main(argv=None) -> int:
   env = common.machine()
   rows = []
   for name in names:
-    # Each scene's clouds depend on the seed and the scene alone, so a run of
-    # some scenes (--scenes) draws the same clouds as the full run.
-    rng = np.random.default_rng(args.seed + list(SCENES).index(name))
+    rng = scene_rng(args.seed, name)
     row, arrays = run_scene(SCENES[name], args, card, rng)
     rows.append(row)
     cf, gd = row["cloudfill"], row["gdal"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from benchmarks import guided, runner, scenes
+from benchmarks import guided, runner, scenes, scenes_seeds
 from benchmarks.common import SHARED
 
 
@@ -320,3 +320,37 @@ def test_headroom_oracles_recover_what_they_know_and_nothing_else():
   gain = lambda c, s: headroom.hole_psnr(headroom.smooth_oracle(c, truth, holes, s), truth, holes) - headroom.hole_psnr(
       c, truth, holes)
   assert gain(smooth, 4) > 15 and gain(fine, 4) < 1
+
+
+def test_a_scene_draws_the_same_clouds_alone_as_in_the_full_run():
+  # Seeded by the scene's name, not by its place in the run's list.
+  draws = {name: scenes.scene_rng(8, name).integers(0, 1 << 30, 4).tolist() for name in scenes.SCENES}
+  for name in scenes.SCENES:
+    assert scenes.scene_rng(8, name).integers(0, 1 << 30, 4).tolist() == draws[name]
+  assert len({tuple(v) for v in draws.values()}) == len(draws)
+  assert scenes.scene_rng(9, "naip2019").integers(0, 1 << 30, 4).tolist() != draws["naip2019"]
+
+
+def test_scenes_seeds_tabulates_each_draw_and_the_worst():
+
+  def run(seed, delta, block, shifted):
+    row = {
+        "scene": "s",
+        "gdal": {
+            "hole_psnr": 20.0
+        },
+        "cloudfill": {
+            "hole_psnr": 20.0 + delta,
+            "block": block,
+            "block_shifted_grids": shifted
+        },
+        "context": {
+            "block": 0.9
+        }
+    }
+    return {"seed": seed, "scenes": [row]}
+
+  text = scenes_seeds.table([run(8, 0.5, 1.2, [0.8, 1.4]), run(9, -0.25, None, []), {"seed": 10, "scenes": []}])
+  row = text.splitlines()[2]
+  assert row.startswith("| s | +0.50 | -0.25 | – | -0.25 |"), row
+  assert "1.20 (0.80–1.40); push-pull 0.90" in row and row.count("–") >= 2
