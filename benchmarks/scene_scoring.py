@@ -1,5 +1,6 @@
 """Scoring the whole-scene benchmark (:mod:`benchmarks.scenes`): the scene's
-stretch, hole figures, flat patches, and the before / cloudfill / GDAL / truth panel."""
+stretch, hole figures, flat patches, the results table, and the before /
+cloudfill / GDAL / truth panel."""
 
 from __future__ import annotations
 
@@ -74,3 +75,33 @@ def panel(path: str, given, filled, gdal, truth, clouds, valid, lo, hi, bgr: boo
     rows.append(np.asarray(im))
   sep = np.full((rows[0].shape[0], 6, 3), 255, np.uint8)
   Image.fromarray(np.concatenate([rows[0], sep, rows[1], sep, rows[2], sep, rows[3]], 1)).save(path)
+
+
+LABELS = {"cloudfill": "cloudfill", "gdal": "gdal", "context": "push-pull, whole scene"}
+
+
+def markdown(rows: list[dict], header: str) -> str:
+  lines = [
+      header, "", "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
+      "| SSIM | block (truth) | block, shifted grids | seam | hole px at 0 | flat 15² px (truth) | known / no-data identical | seconds |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  ]
+  fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+  spread = lambda v: f"{min(v):.2f}–{max(v):.2f}" if v else "–"  # noqa: E731
+  for r in rows:
+    for meth in ("cloudfill", "gdal", "context"):
+      m = r.get(meth)
+      if m is None:  # a results file from before the context row
+        continue
+      if "error" in m:
+        lines.append(f"| {r['scene']} | | | | {meth} | {m['error']} | | | | | | | | | |")
+        continue
+      lines.append(
+          f"| {r['scene']} | {r['shape'][1]}×{r['shape'][0]} | {r['cloud_coverage_of_valid']:.0%} "
+          f"| {r['max_distance_to_known_px']:.0f} | {LABELS[meth]} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
+          f"| {m['hole_ssim']:.3f} | {fmt(m['block'], '.2f')} ({fmt(r['truth_block'], '.2f')}) | {spread(m.get('block_shifted_grids'))} | {fmt(m['seam'], '.2f')} | {m['hole_zero_pixels']} "
+          f"| {m['hole_flat15_pixels']} ({r['truth_flat15_pixels']}) "
+          f"| {'yes' if m['known_identical'] else 'NO'} / "
+          f"{'yes' if m['nodata_identical'] else 'NO: %d px changed' % m.get('nodata_changed_pixels', -1)} "
+          f"| {r[meth + '_seconds']:.0f} |")
+  return "\n".join(lines) + "\n"

@@ -59,7 +59,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from benchmarks import common, runner  # noqa: E402
-from benchmarks.scene_scoring import flat_pixels, panel, scene_scale, score  # noqa: E402,F401  (re-exported)
+from benchmarks.scene_scoring import flat_pixels, markdown, panel, scene_scale, score  # noqa: E402,F401  (re-exported)
 from training.masks import fit_coverage  # noqa: E402
 from transforms import metrics  # noqa: E402
 from transforms.context import push_pull  # noqa: E402
@@ -312,36 +312,6 @@ def scene_rng(seed: int, name: str) -> np.random.Generator:
   alone, so a run of some scenes (``--scenes``) draws the same clouds as the
   full run."""
   return np.random.default_rng(seed + list(SCENES).index(name))
-
-
-LABELS = {"cloudfill": "cloudfill", "gdal": "gdal", "context": "push-pull, whole scene"}
-
-
-def markdown(rows: list[dict], header: str) -> str:
-  lines = [
-      header, "", "| scene | size | clouds | max dist px | method | hole PSNR dB (scene scale) | PSNR dB (value range) "
-      "| SSIM | block (truth) | block, shifted grids | seam | hole px at 0 | flat 15² px (truth) | known / no-data identical | seconds |",
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  ]
-  fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-  spread = lambda v: f"{min(v):.2f}–{max(v):.2f}" if v else "–"  # noqa: E731
-  for r in rows:
-    for meth in ("cloudfill", "gdal", "context"):
-      m = r.get(meth)
-      if m is None:  # a results file from before the context row
-        continue
-      if "error" in m:
-        lines.append(f"| {r['scene']} | | | | {meth} | {m['error']} | | | | | | | | | |")
-        continue
-      lines.append(
-          f"| {r['scene']} | {r['shape'][1]}×{r['shape'][0]} | {r['cloud_coverage_of_valid']:.0%} "
-          f"| {r['max_distance_to_known_px']:.0f} | {LABELS[meth]} | {m['hole_psnr']:.2f} | {m['hole_psnr_value_range']:.2f} "
-          f"| {m['hole_ssim']:.3f} | {fmt(m['block'], '.2f')} ({fmt(r['truth_block'], '.2f')}) | {spread(m.get('block_shifted_grids'))} | {fmt(m['seam'], '.2f')} | {m['hole_zero_pixels']} "
-          f"| {m['hole_flat15_pixels']} ({r['truth_flat15_pixels']}) "
-          f"| {'yes' if m['known_identical'] else 'NO'} / "
-          f"{'yes' if m['nodata_identical'] else 'NO: %d px changed' % m.get('nodata_changed_pixels', -1)} "
-          f"| {r[meth + '_seconds']:.0f} |")
-  return "\n".join(lines) + "\n"
 
 
 def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
