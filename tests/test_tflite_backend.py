@@ -22,6 +22,16 @@ from transforms.records import Window
 DEFAULT = locate.resolve(None)
 
 
+def _fresh_python(code: str) -> tuple[str, str]:
+  """Runs ``code`` in a new Python process at the repository root: (its last stdout line, its output for messages)."""
+  out = subprocess.run([sys.executable, "-c", code],
+                       capture_output=True,
+                       text=True,
+                       check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return out.stdout.strip().splitlines()[-1], out.stdout + out.stderr[-2000:]
+
+
 def _windows(n, seed=4, s=256):
   rng = np.random.default_rng(seed)
   out = []
@@ -48,7 +58,7 @@ def test_the_shipped_tflite_model_matches_the_savedmodel():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ai-edge-litert is a dependency on Linux only")
 def test_litert_runs_the_file_as_tensorflow_does_without_importing_tensorflow():
-  """LiteRT (the interpreter the backend prefers) against TensorFlow's on the same file, in a fresh process."""
+  """LiteRT (the interpreter the backend prefers) against TensorFlow's on the same file; a fresh process runs it without TensorFlow."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
   assert lite.interpreter_class() is Interpreter
@@ -67,16 +77,11 @@ def test_litert_runs_the_file_as_tensorflow_does_without_importing_tensorflow():
     want = runner(**{k: v[i:i + 1] for k, v in feed.items()}, **zeros)["restored"]
     np.testing.assert_allclose(got[i:i + 1], want, atol=1e-5)
   # A process that loads and runs the model through the backend imports no TensorFlow.
-  code = ("import sys, numpy as np; from model_loader import lite, locate; "
-          "m = lite.LiteModel(lite.tflite_path(locate.resolve(None)), threads=1); "
-          "m.restore(np.zeros((1, 256, 256, 3), np.float32), np.ones((1, 256, 256, 1), np.float32)); "
-          "print('tensorflow' in sys.modules)")
-  out = subprocess.run([sys.executable, "-c", code],
-                       capture_output=True,
-                       text=True,
-                       check=True,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+  last, out = _fresh_python("import sys, numpy as np; from model_loader import lite, locate; "
+                            "m = lite.LiteModel(lite.tflite_path(locate.resolve(None)), threads=1); "
+                            "m.restore(np.zeros((1, 256, 256, 3), np.float32), np.ones((1, 256, 256, 1), np.float32)); "
+                            "print('tensorflow' in sys.modules)")
+  assert last == "False", out
 
 
 def test_a_window_gives_the_same_fill_alone_and_in_a_batch():
@@ -142,16 +147,11 @@ def test_tflite_with_an_accelerator_is_a_usage_error(tmp_path, capsys):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ai-edge-litert is a dependency on Linux only")
 def test_a_tflite_run_never_imports_tensorflow(tmp_path):
   """`cloudfill run --backend tflite` on the sample, in a fresh process: launch check, inference, outputs, no TensorFlow."""
-  code = ("import sys; from pipeline import cli; "
-          f"rc = cli.main(['run', '--images', {os.path.join(SAMPLE, 'images', '*.tif')!r}, "
-          f"'--masks', {os.path.join(SAMPLE, 'masks', '{stem}.png')!r}, '--output', {str(tmp_path / 'out')!r}, "
-          "'--backend', 'tflite', '--no-report', '--quiet']); "
-          "print('rc', rc, 'tensorflow' in sys.modules)")
-  out = subprocess.run([sys.executable, "-c", code],
-                       capture_output=True,
-                       text=True,
-                       check=True,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  assert out.stdout.strip().splitlines()[-1] == "rc 0 False", out.stdout + out.stderr[-2000:]
+  last, out = _fresh_python("import sys; from pipeline import cli; "
+                            f"rc = cli.main(['run', '--images', {os.path.join(SAMPLE, 'images', '*.tif')!r}, "
+                            f"'--masks', {os.path.join(SAMPLE, 'masks', '{stem}.png')!r}, "
+                            f"'--output', {str(tmp_path / 'out')!r}, '--backend', 'tflite', '--no-report', "
+                            "'--quiet']); print('rc', rc, 'tensorflow' in sys.modules)")
+  assert last == "rc 0 False", out
   n = len(glob.glob(os.path.join(SAMPLE, "images", "*.tif")))
   assert read_summary(str(tmp_path / "out"))["counts"] == {"restored": n, "skipped": 0, "failed": 0}
