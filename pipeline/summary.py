@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -76,20 +76,19 @@ def lost_letters(records: Iterable[dict[str, Any]], matched: Iterable[str]) -> l
 def summarize(records: Iterable[dict[str, Any]],
               model: dict[str, Any],
               run_id: str = "",
-              matched: Optional[Iterable[str]] = None) -> tuple[dict, dict]:
+              lost: Sequence[DeadLetter] = ()) -> tuple[dict, dict]:
   """Builds (summary, manifest) from every input's outcome record.
 
   Args:
     records: One outcome record per input (:func:`from_result`, :func:`from_dead`, …).
     model: What the summary says about the model.
     run_id: The run's id.
-    matched: The paths of every input the run matched, when known: each one
-      without an outcome record counts as failed (:func:`lost_letters`), and
-      ``counts_add_up`` is then false: the pipeline itself lost it.
+    lost: The dead letters of matched inputs without an outcome record
+      (:func:`lost_letters`): each counts as failed, and ``counts_add_up`` is
+      then false: the pipeline itself lost it.
   """
   records = list(records)
   paths = [r["path"] for r in records]
-  lost = lost_letters(records, matched or ())
   records = sorted(records + [from_dead(d) for d in lost], key=lambda r: r["path"])
   counts = {k: 0 for k in OUTCOMES}
   for r in records:
@@ -201,7 +200,7 @@ class WriteSummary(beam.DoFn):
                          "".join(d.to_json() + "\n" for d in lost).encode())
       logging.getLogger(__name__).error("%d matched inputs reached no outcome (lost in the pipeline), e.g. %s",
                                         len(lost), lost[0].path)
-    summary, manifest = summarize(records, self._model, self._run_id, matched)
+    summary, manifest = summarize(records, self._model, self._run_id, lost)
     write_bytes_atomic(FileSystems.join(self._output, MANIFEST), json.dumps(manifest, indent=1).encode())
     write_bytes_atomic(FileSystems.join(self._output, SUMMARY), json.dumps(summary, indent=1).encode())
     # Every tile of this run is written by now: leftovers are a killed run's.

@@ -81,12 +81,12 @@ def test_a_matched_input_without_an_outcome_is_counted_lost_and_failed():
           "metrics": {}
       }
   ]
-  s, m = summary.summarize(recs, {}, "run1", matched=["a", "b", "c"])
+  s, m = summary.summarize(recs, {}, "run1", summary.lost_letters(recs, ["a", "b", "c"]))
   assert s["matched"] == 3 and s["lost"] == 1 and not s["counts_add_up"]
   assert s["counts"] == {"restored": 1, "skipped": 0, "failed": 2}
   assert [(r["path"], r["stage"]) for r in m["failed"]] == [("a", "decode"), ("b", "pipeline")]
   assert summary.exit_status(s) == 3
-  whole, _ = summary.summarize(recs, {}, "run2", matched=["a", "c"])
+  whole, _ = summary.summarize(recs, {}, "run2", summary.lost_letters(recs, ["a", "c"]))
   assert whole["lost"] == 0 and whole["counts_add_up"]
   twice, _ = summary.summarize(recs + [summary.from_dead(summary.DeadLetter("c", "write", "disk full"))], {}, "run3")
   assert not twice["counts_add_up"]  # One input, two outcomes.
