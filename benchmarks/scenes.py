@@ -63,6 +63,7 @@ from benchmarks.scene_scoring import flat_pixels, markdown, panel, scene_scale, 
 from training.masks import fit_coverage  # noqa: E402
 from transforms import metrics  # noqa: E402
 from transforms.context import push_pull  # noqa: E402
+from transforms.scaling import from_unit, to_unit  # noqa: E402
 
 CLOUD_MASKS = ("ukis_landsat7.png", "ukis_sentinel2.png", "ukis_landsat5.png")
 
@@ -281,10 +282,9 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   row["gdal"] = score(gdal, truth, sub_given, hole, valid, lo, hi, vrange, window)
   # cloudfill's own context over the whole scene at once (no windows, no network): what the
   # network adds on the scene, and the block metric of a fill that has no window grid at all.
+  # On the pipeline's own 0…1 scale (transforms.scaling), as cloudfill computes its context.
   t = time.perf_counter()
-  span = vrange[1] - vrange[0]
-  unit_given = ((sub_given.astype(np.float64) - vrange[0]) / span).astype(np.float32)
-  fill = push_pull(unit_given, (~clouds & valid).astype(np.float32)).astype(np.float64) * span + vrange[0]
+  fill = from_unit(push_pull(to_unit(sub_given, *vrange), (~clouds & valid).astype(np.float32)), *vrange)
   fill = runner.to_dtype(np.clip(fill, *vrange), dtype)
   row["context_seconds"] = round(time.perf_counter() - t, 2)
   row["context"] = score(np.where(hole[..., None], fill, sub_given), truth, sub_given, hole, valid, lo, hi, vrange,
