@@ -81,3 +81,15 @@ def test_composite_transform(pipeline):
               equal_to([("t.tif", 32768, 1, True)]),
               label="composited")
   assert_that(out.dead, equal_to([]), label="no dead letters")
+
+
+def test_windows_without_their_tile_are_reported_not_silently_dropped(caplog):
+  """A join group with windows but no tile yields nothing here (the summary
+  dead-letters the input as lost) and says so in the log, with the key."""
+  mask = np.zeros((64, 64), bool)
+  mask[10:20, 10:20] = True
+  results = _restore_all(_tile(64, 64, mask), WindowSpec(size=64, overlap=8), 0.5)
+  with caplog.at_level("ERROR", logger="transforms.composite"):
+    out = list(CompositeTiles().process(("orphan", {"tile": [], "windows": results})))
+  assert out == []
+  assert "orphan: 1 restored window(s) arrived without their tile" in caplog.text

@@ -171,7 +171,8 @@ def test_beam_counters_count_every_stage(mean_model, tmp_path):
       c.key.metric.name: c.committed
       for c in result.metrics().query(MetricsFilter().with_namespace("cloudfill"))["counters"]
   }
-  assert counters["matched"] == counters["decoded"] == counters["restored"] == 2
+  assert counters["matched"] == counters["decoded"] == counters["composited"] == counters["restored"] == 2
+  assert "windows_without_tile" not in counters
   assert counters["windows"] == counters["windows_inferred"] > 2
   dists = {
       d.key.metric.name: d.committed

@@ -9,7 +9,7 @@ Values are clipped to the tile's value range and cast back to its dtype.
 from __future__ import annotations
 
 import dataclasses
-
+import logging
 import time
 from typing import Iterable, Optional
 
@@ -198,6 +198,11 @@ class CompositeTiles(beam.DoFn):
     _, groups = joined
     results = list(groups["windows"])
     failures = [r for r in results if isinstance(r, WindowFailure)]
+    if not groups["tile"]:
+      # Windows whose tile never reached the join: a defect upstream. The
+      # summary dead-letters the input as lost (pipeline.summary); this says where.
+      counters.inc("windows_without_tile")
+      logging.getLogger(__name__).error("%s: %d restored window(s) arrived without their tile", joined[0], len(results))
     for tile in groups["tile"]:  # Exactly one: keys are unique file names.
       if failures:  # Inference failed for some of its windows (see transforms.infer).
         counters.inc("failed_infer")
@@ -219,6 +224,7 @@ class CompositeTiles(beam.DoFn):
       counters.record("composite_ms", 1000 * seconds)
       # A new record with the timings added: the joined tile is not modified.
       timings = dict(tile.timings, window_infer=float(sum(r.seconds for r in results)), composite=seconds)
+      counters.inc("composited")
       yield RestoredTile(tile=dataclasses.replace(tile, timings=timings),
                          restored=restored,
                          windows=len(results),
