@@ -120,6 +120,11 @@ def render(run_dir: str, run: dict[str, Any], figures: Sequence[tuple[str, str]]
   source_note = ('<p class="note warn">No summary.json in this folder (the run may not have '
                  "finished): counts are rebuilt from metrics/ and failed/, and up-to-date skips "
                  "are not known.</p>" if run["summary_rebuilt"] else "")
+  if run.get("runs", 1) > 1:
+    source_note += (f'<p class="note">This folder holds the records of {run["runs"]} runs. The counts are the '
+                    "latest run's (<code>summary.json</code>); the dead letters, distributions and tiles below "
+                    f"show each input once, by its latest record ({run.get('superseded', 0)} older records left "
+                    "out).</p>")
   fig_html = "\n".join(f'<figure><img src="{_e(src)}" alt="{_e(cap)}"><figcaption>{_e(cap)}'
                        f"</figcaption></figure>" for src, cap in figures)
   if run.get("figures_missing"):

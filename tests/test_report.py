@@ -348,3 +348,40 @@ def test_thumbnails_of_a_13_band_float_tiff_and_decimation(tmp_path):
   t = report.make_thumbnails({"path": str(tmp_path / "in.tif"), "output": str(tmp_path / "out.tif")})
   assert max(t["shape"]) <= report.THUMB_SIDE and "bands 1,2,3 of 13" in t["note"]
   assert abs(t["changed"] - mask.mean()) < 0.01
+
+
+def test_report_of_a_folder_restored_again_shows_each_input_once(run_dir, mean_model, tmp_path):
+  """Run 2 restores the same tiles again (--overwrite), run 3 skips them: the
+  report still shows each input once, by its latest record."""
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy)
+  base = os.path.dirname(run_dir)
+  argv = [
+      "run", "--images",
+      os.path.join(base, "images", "*.tif"), "--masks",
+      os.path.join(base, "masks", "{stem}.png"), "--output",
+      str(copy), "--model", mean_model, "--config", "landsat8_l1", "--evaluate"
+  ]
+  assert cli.main(argv + ["--overwrite"]) == 3
+  assert cli.main(argv) == 3  # The two restored tiles are up to date now; the mask is still missing.
+  assert read_summary(str(copy))["counts"] == {"restored": 0, "skipped": 3, "failed": 1}
+  with open(copy / "report.html", encoding="utf-8") as f:
+    page = f.read()
+  assert "The 2 of 2 restored tiles" in page
+  assert len(re.findall(r'<img src="report/tile\d\d_after.png"', page)) == 2
+  assert "records of 3 runs" in page and "(6 older records left out)" in page
+  # Per run: 2 restored, a clear mask skipped and a missing mask failed (dead letters each time): 10 records, 4 kept.
+  assert page.count("mask not found") == 2  # The reasons table and one dead letter, not one a run.
+
+
+def test_latest_record_per_input():
+  from pipeline.report_data import latest_per_input, run_of
+  assert run_of("out/metrics/metrics-20261127T175138Z-a6d499-00000-of-00001.jsonl") == "20261127T175138Z-a6d499"
+  assert run_of("failed/lost-20261127T175151Z-c0f02f.jsonl") == "20261127T175151Z-c0f02f"
+  r1, r2 = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
+  results = [(r1, {"path": "a", "n": 1}), (r2, {"path": "a", "n": 2}), (r2, {"path": "b", "n": 3})]
+  dead = [(r1, {"path": "b", "reason": "x"}), (r2, {"path": "c", "reason": "y"}), (r1, {"path": "c", "reason": "z"})]
+  kept, kept_dead, superseded = latest_per_input(results, dead)
+  assert [r["n"] for r in kept] == [2, 3]  # b failed in run 1 and was restored in run 2.
+  assert kept_dead == [{"path": "c", "reason": "y"}]
+  assert superseded == 3
