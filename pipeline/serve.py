@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import os
 import shutil
@@ -259,9 +260,31 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+# What ``pip install -e '.[serve]'`` adds: (import name, package).
+SERVE_EXTRA = (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("multipart", "python-multipart"))
+
+
+def missing_serve_packages() -> list[str]:
+  """The serve extra's packages that cannot be imported."""
+  missing = []
+  for module, pkg in SERVE_EXTRA:
+    try:
+      importlib.import_module(module)
+    except ImportError:
+      missing.append(pkg)
+  return missing
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  """``cloudfill serve``; returns 2 on bad usage or a model that cannot serve."""
+  """``cloudfill serve``; returns 2 on bad usage, a missing serve extra or a model that cannot serve."""
   args = build_parser().parse_args(argv)
+  missing = missing_serve_packages()
+  if missing:  # Before the model loads (seconds), and before any temporary folder exists.
+    print(
+        f"cloudfill serve: needs the serve extra ({', '.join(missing)} not installed): "
+        f"{os.path.join(os.path.dirname(sys.executable), 'pip')} install -e '.[serve]'",
+        file=sys.stderr)
+    return 2
   try:
     spec = ServeSpec(host=args.host,
                      port=args.port,

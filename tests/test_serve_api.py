@@ -410,3 +410,22 @@ def test_cli_usage_errors_exit_2_and_serve_starts(mean_model, tmp_path):
     proc.send_signal(__import__("signal").SIGINT)
     proc.wait(timeout=60)
   assert not [n for n in os.listdir(tmp_path) if n.startswith("cloudfill-serve-")]
+
+
+def test_serve_without_its_extra_is_one_line_exit_2(tmp_path):
+  """Without uvicorn (the environment demo.sh builds has no serve extra): one
+  line naming the install command, exit 2, before the model loads, and no
+  temporary folder left behind."""
+  code = (
+      "import sys; sys.modules['uvicorn'] = None\n"  # Importing it now raises ImportError.
+      "from pipeline import cli; raise SystemExit(cli.main(['serve']))")
+  got = subprocess.run([sys.executable, "-c", code],
+                       capture_output=True,
+                       text=True,
+                       env=dict(os.environ, TMPDIR=str(tmp_path)),
+                       cwd=ROOT,
+                       timeout=120)
+  assert got.returncode == 2, got.stderr
+  assert got.stderr.strip().count("\n") == 0, got.stderr
+  assert "needs the serve extra (uvicorn not installed)" in got.stderr and "install -e '.[serve]'" in got.stderr
+  assert os.listdir(tmp_path) == []
