@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 from pipeline import report, serve
 from pipeline import run as run_lib
 from pipeline import summary as summary_lib
+from pipeline.progress import NoiseFilter
 from pipeline.usage import version
 
 USAGE = __doc__
@@ -35,6 +36,7 @@ TRAINING_VERBS = {"train": "training.train", "export": "training.export"}
 def main(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow's C++ start-up chatter (CPU features, no CUDA driver) is not
   # news on a CPU machine; set TF_CPP_MIN_LOG_LEVEL=0 to see it.
+  chatter = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   argv = list(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -48,9 +50,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if verb == "run":
     return run_lib.run_command(rest)
   if verb in TRAINING_VERBS:
-    return importlib.import_module(TRAINING_VERBS[verb]).main(rest) or 0
+    with NoiseFilter(enabled=not chatter):  # What absl prints before TF_CPP_MIN_LOG_LEVEL applies.
+      return importlib.import_module(TRAINING_VERBS[verb]).main(rest) or 0
   if verb == "serve":
-    return serve.main(rest)
+    with NoiseFilter(enabled=not chatter):
+      return serve.main(rest)
   if verb == "report":
     return report.main(rest) or 0
   print(f"cloudfill: unknown command {verb!r}\n{USAGE}", file=sys.stderr)

@@ -3,8 +3,10 @@
 :class:`NoiseFilter` puts a pipe in front of file descriptor 2 for the run, so
 that what TensorFlow's C++ runtime, absl and Beam print at start-up (the
 doubled oneDNN banner, ``failed call to cuInit``, "Resource module is not
-available", "No shards found to finalize") is dropped while every other line
-passes unchanged. ``-vv`` turns it off.
+available", "No shards found to finalize", LiteRT's "Created TensorFlow Lite
+XNNPACK delegate") is dropped while every other line passes unchanged.
+``cloudfill run -vv`` turns it off; ``serve``, ``train`` and ``export`` run
+behind it too, unless ``TF_CPP_MIN_LOG_LEVEL=0`` asks for that chatter.
 
 :class:`Progress` prints ``restored N of M inputs, R/s, ETA`` while a run is
 going, from the outputs appearing in ``DIR/restored/`` (local output only),
@@ -23,7 +25,8 @@ from typing import Optional
 NOISE = re.compile(r"All log messages before absl::InitializeLog|^[IW]\d{4} [\d:. ]+\s+\d+ \S+\.(cc|h):\d+\]"
                    r"|failed call to cuInit|cuda_(platform|executor|diagnostics)|oneDNN custom operations"
                    r"|Resource module is not available|No shards found to finalize"
-                   r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags")
+                   r"|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
+                   r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU")
 
 
 class NoiseFilter:

@@ -232,7 +232,9 @@ def _run_checked(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
   _print_where(args, summary_path)
   if not args.no_report:
     try:
-      print(f"report:         {report.write_report(args.output)}")
+      written = report.write_report(args.output)
+      if not args.quiet:
+        print(f"report:         {written}")
     except Exception as e:  # pylint: disable=broad-except
       print(f"cloudfill run: the report could not be written: {e}", file=sys.stderr)
   reasons = top_reasons(summary)

@@ -225,7 +225,7 @@ def test_a_real_run_is_quiet_and_ends_with_the_top_reasons(tmp_path, mean_model)
       sys.executable, "-m", "pipeline.cli", "run", "--images",
       str(images / "*.tif"), "--masks",
       str(masks / "{stem}.png"), "--output",
-      str(tmp_path / "out"), "--model", mean_model, "--config", "landsat8_l1", "--no-report", "-q"
+      str(tmp_path / "out"), "--model", mean_model, "--config", "landsat8_l1", "-q"
   ],
                         capture_output=True,
                         text=True,
@@ -240,4 +240,5 @@ def test_a_real_run_is_quiet_and_ends_with_the_top_reasons(tmp_path, mean_model)
   assert out[0].startswith("matched 9: restored 7, skipped 0, failed 2")
   assert "top reasons" in out[1]
   assert all(line.strip().startswith("1 × failed: decode:") for line in out[2:4]), out
-  assert "restored tiles:" not in done.stdout  # -q
+  assert "restored tiles:" not in done.stdout and "report:" not in done.stdout  # -q
+  assert os.path.getsize(tmp_path / "out" / "report.html") > 0  # Written all the same.
