@@ -20,17 +20,21 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from pipeline import report, serve
-from pipeline import run as run_lib
-from pipeline import summary as summary_lib
 from pipeline.progress import NoiseFilter
-from pipeline.usage import version
+from pipeline.usage import EXIT_USAGE, version
 
-USAGE = __doc__
-# The model's own commands live in training/, which the serving path never
-# imports (it brings Keras, and `train` must choose JAX before Keras loads):
-# these verbs name their module and it is loaded only when the verb is given.
-TRAINING_VERBS = {"train": "training.train", "export": "training.export"}
+USAGE = __doc__.replace("``", "")
+# Each verb names its module and function, loaded only when the verb is given:
+# `cloudfill --version` and `--help` import neither Beam nor TensorFlow, and
+# the serving path never imports training/ (it brings Keras, and `train` must
+# choose JAX before Keras loads).
+VERBS = {
+    "run": ("pipeline.run", "run_command"),
+    "report": ("pipeline.report", "main"),
+    "serve": ("pipeline.serve", "main"),
+    "train": ("training.train", "main"),
+    "export": ("training.export", "main"),
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -42,23 +46,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
   if not argv or argv[0] in ("-h", "--help"):
     print(USAGE)
-    return 0 if argv else summary_lib.EXIT_USAGE
+    return 0 if argv else EXIT_USAGE
   if argv[0] in ("--version", "-V"):
     print(f"cloudfill {version()}")
     return 0
   verb, rest = argv[0], argv[1:]
-  if verb == "run":
-    return run_lib.run_command(rest)
-  if verb in TRAINING_VERBS:
-    with NoiseFilter(enabled=not chatter):  # What absl prints before TF_CPP_MIN_LOG_LEVEL applies.
-      return importlib.import_module(TRAINING_VERBS[verb]).main(rest) or 0
-  if verb == "serve":
-    with NoiseFilter(enabled=not chatter):
-      return serve.main(rest)
-  if verb == "report":
-    return report.main(rest) or 0
-  print(f"cloudfill: unknown command {verb!r}\n{USAGE}", file=sys.stderr)
-  return summary_lib.EXIT_USAGE
+  if verb not in VERBS:
+    print(f"cloudfill: unknown command {verb!r}\n{USAGE}", file=sys.stderr)
+    return EXIT_USAGE
+  module, function = VERBS[verb]
+  # `run` filters the start-up noise itself (its -vv turns the filter off).
+  with NoiseFilter(enabled=verb != "run" and not chatter):  # What absl prints before TF_CPP_MIN_LOG_LEVEL applies.
+    return getattr(importlib.import_module(module), function)(rest) or 0
 
 
 if __name__ == "__main__":

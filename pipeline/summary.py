@@ -21,6 +21,8 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import runlock
+# The run's exit statuses, re-exported: their home is pipeline.usage (imported by `cloudfill --version` alone).
+from pipeline.usage import EXIT_OK, EXIT_PIPELINE_FAILED, EXIT_SOME_FAILED, EXIT_USAGE  # pylint: disable=unused-import
 from transforms.raster_io import write_bytes_atomic
 from transforms.records import FAILED, OUTCOMES, RESTORED, SKIPPED, DeadLetter, TilePair, TileResult
 
@@ -31,10 +33,6 @@ METRICS_DIR = "metrics"
 FAILED_DIR = "failed"
 
 # Exit statuses of ``cloudfill run`` (documented in the README).
-EXIT_OK = 0
-EXIT_PIPELINE_FAILED = 1
-EXIT_USAGE = 2
-EXIT_SOME_FAILED = 3
 
 
 def from_result(r: TileResult) -> dict[str, Any]:

@@ -16,6 +16,12 @@ import difflib
 from importlib import metadata
 from typing import Iterable, Sequence
 
+# Exit statuses of the cloudfill commands (pipeline.cli's docstring says when).
+EXIT_OK = 0
+EXIT_PIPELINE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SOME_FAILED = 3
+
 
 def version() -> str:
   """The installed ``cloudfill`` distribution's version, or ``unknown``."""

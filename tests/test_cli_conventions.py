@@ -242,3 +242,14 @@ def test_a_real_run_is_quiet_and_ends_with_the_top_reasons(tmp_path, mean_model)
   assert all(line.strip().startswith("1 × failed: decode:") for line in out[2:4]), out
   assert "restored tiles:" not in done.stdout and "report:" not in done.stdout  # -q
   assert os.path.getsize(tmp_path / "out" / "report.html") > 0  # Written all the same.
+
+
+def test_version_and_help_import_neither_beam_nor_tensorflow():
+  """`cloudfill --version` answered in a fraction of a second (it took 5 s when
+  cli imported every verb's module up front)."""
+  code = ("import sys; from pipeline import cli; cli.main(['--version']); cli.main(['--help']); "
+          "print(sorted(m for m in ('apache_beam', 'tensorflow', 'keras', 'rasterio') if m in sys.modules))")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+  lines = done.stdout.strip().splitlines()
+  assert lines[0].startswith("cloudfill ") and lines[-1] == "[]", done.stdout
+  assert "``" not in done.stdout  # The usage text without its docstring markup.
