@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = OneLineParser(prog="cloudfill run",
                     description="Restore cloud gaps in satellite tiles. Other flags must be Beam pipeline "
                     "options (--runner, --project, …); anything else is refused.")
+  p.add_argument("--version", action="store_true", help="Print cloudfill's version and exit.")
   io = p.add_argument_group("inputs and outputs")
   io.add_argument("--images",
                   required=True,
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                   "{date} is replaced by --date.")
   io.add_argument("--masks",
                   default=None,
-                  help="Mask template with {stem} and {dir}, e.g. gs://b/masks/{stem}.png. "
+                  help="Mask template with {stem}, {dir} and {date}, e.g. gs://b/masks/{stem}.png. "
                   "Non-zero = missing. Omit to take masks from the image (--mask-source).")
   io.add_argument("--output", required=True, help="Output folder (local, gs://, s3://).")
   io.add_argument("--model", default=None, help="SavedModel directory; default: the model shipped in the package.")

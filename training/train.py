@@ -89,7 +89,7 @@ def _parse(argv):
   a("--data",
     default=None,
     help="folder of rasters (with cloud_masks/ inside) or a training bundle .npz "
-    "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)")
+    "(default: $CLOUDFILL_SHARED_DATA or ../shared/data beside the repository)%(default).0s")
   a("--out", default="runs/train", help="run directory")
   a("--bands", type=int, default=3)
   a("--crop", type=int, default=128, help="training crop side")
