@@ -17,7 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import preflight
 from transforms.incremental import is_up_to_date
 from transforms.match import IMAGE_EXTS, mask_path_for
-from transforms.raster_io import split_ext
+from transforms import raster_open
+from transforms.raster_io import SUPPORTED_DTYPES, split_ext
 from transforms.records import TilePair
 
 RESTORE, SKIP, REFUSE = "restore", "skip", "refuse"
@@ -62,7 +63,14 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
       continue
     if preflight.scheme(path) is None:
       try:
-        why = preflight.check_header(preflight.read_header(path), args, card, expect)
+        header = preflight.read_header(path, args.max_pixels)
+        why = preflight.check_header(header, args, card, expect)
+        if not why and header.dtype not in SUPPORTED_DTYPES:
+          why = f"unsupported dtype {header.dtype}; expected one of {SUPPORTED_DTYPES}"
+        if not why and mask:
+          h, w = header.full_shape
+          raster_open.check_regular(mask)  # A FIFO mask would block the read forever.
+          raster_open.read_mask_file(mask, 0, args.max_pixels, 0, (h, w))  # Size, pixel limit, readability.
       except Exception as e:  # pylint: disable=broad-except
         why = f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
       if why:

@@ -22,7 +22,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from model_loader import locate
 from pipeline.usage import UsageError
-from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+from transforms.raster_io import PIL_EXTS, TIFF_EXTS, decode_raster, gdal_driver, read_bytes, split_ext
+from transforms import raster_open
 from transforms.scaling import DTYPE_RANGES
 
 SAMPLE_INPUTS = 3
@@ -159,6 +160,7 @@ class Header:
     count: Its band count.
     nodata: Its declared no-data value, or None.
     sample: ``[h, w, C]`` decimated pixels (at most 256 a side), all bands.
+    full_shape: ``(H, W)`` of the whole raster.
   """
 
   path: str
@@ -166,22 +168,36 @@ class Header:
   count: int
   nodata: Optional[float]
   sample: np.ndarray
+  full_shape: tuple[int, ...] = ()
 
 
-def read_header(path: str) -> Header:
-  """Header and a decimated read of a local raster (no full decode for GeoTIFFs)."""
+def read_header(path: str, max_pixels: int) -> Header:
+  """Header and a decimated read of a local raster (no full decode for GeoTIFFs).
+
+  The same guards as the pipeline's decode (:mod:`transforms.raster_open`):
+  a FIFO or directory is refused unopened, a header over ``max_pixels`` is
+  refused before any pixel is decoded, a ``.tif`` is read as a TIFF only.
+
+  Raises:
+    DecodeError, ValueError: what the run would dead-letter the input for.
+  """
   ext = split_ext(path)[1].lower()
+  raster_open.check_regular(path)
   if ext in TIFF_EXTS and scheme(path) is None:
     import rasterio  # pylint: disable=import-outside-toplevel
     from rasterio.enums import Resampling  # pylint: disable=import-outside-toplevel
-    with rasterio.open(path) as src:
+    with rasterio.open(path, driver=gdal_driver(path)) as src:
+      raster_open.check_pixels(raster_open.RasterHeader(src.height, src.width, src.count), max_pixels)
       step = max(1, max(src.height, src.width) // SAMPLE_SIDE)
       shape = (src.count, max(1, src.height // step), max(1, src.width // step))
       arr = src.read(out_shape=shape, resampling=Resampling.nearest)
-      return Header(path, src.dtypes[0], src.count, src.nodata, np.moveaxis(arr, 0, -1))
-  image, profile = decode_raster(read_bytes(path), ext)
+      return Header(path, src.dtypes[0], src.count, src.nodata, np.moveaxis(arr, 0, -1), (src.height, src.width))
+  if ext in PIL_EXTS and scheme(path) is None:
+    image, profile = raster_open.decode_pil_file(path, ext, max_pixels)  # Header checked first.
+  else:
+    image, profile = decode_raster(read_bytes(path), ext)
   step = max(1, max(image.shape[:2]) // SAMPLE_SIDE)
-  return Header(path, profile["dtype"], image.shape[2], profile.get("nodata"), image[::step, ::step])
+  return Header(path, profile["dtype"], image.shape[2], profile.get("nodata"), image[::step, ::step], image.shape[:2])
 
 
 def sample_paths(paths: Sequence[str], n: int = SAMPLE_INPUTS) -> list[str]:
@@ -260,7 +276,7 @@ def check_sample(paths: Sequence[str], args, card) -> list[Header]:
   headers = []
   for path in sample_paths(paths):
     try:
-      headers.append(read_header(path))
+      headers.append(read_header(path, args.max_pixels))
     except Exception:  # pylint: disable=broad-except
       continue  # An unreadable input is the run's to dead-letter, with its reason.
   if not headers:

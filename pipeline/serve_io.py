@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from transforms.decode import DecodeSpec, decode_pair
-from transforms.raster_io import PIL_EXTS, TIFF_EXTS, DecodeError, split_ext
+from transforms.raster_io import PIL_EXTS, TIFF_EXTS, DecodeError, gdal_driver, split_ext
 from transforms.records import Tile, TilePair
 
 IMAGE_EXTS = TIFF_EXTS + PIL_EXTS
@@ -53,7 +53,7 @@ def probe(path: str, what: str, max_pixels: int) -> tuple[int, int, int]:
   try:
     if ext in TIFF_EXTS:
       import rasterio  # pylint: disable=import-outside-toplevel
-      with rasterio.open(path) as src:
+      with rasterio.open(path, driver=gdal_driver(path)) as src:
         h, w, c = src.height, src.width, src.count
     else:
       from PIL import Image  # pylint: disable=import-outside-toplevel

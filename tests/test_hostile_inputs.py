@@ -110,6 +110,10 @@ BAD = {  # file name -> (outcome, stage, phrase of the reason)
     "bomb_mask.tif": ("failed", "validate", "mask: 20000x20000 pixels exceeds the limit"),
     "sparse.tif": ("failed", "validate", "20000x20000 pixels exceeds the limit"),
     "fifo.tif": ("failed", "decode", "a FIFO (named pipe), not a regular file"),
+    # First in sorted order, so the launch check samples it: it must not open it (that hung).
+    "0fifo.tif": ("failed", "decode", "a FIFO (named pipe), not a regular file"),
+    # A GDAL VRT named .tif that reads a local file: a .tif is read as a TIFF only.
+    "vrt.tif": ("failed", "decode", "not recognized as being in a supported file format"),
     "fifo_mask.tif": ("failed", "decode", "a FIFO (named pipe), not a regular file"),
     "dir.tif": ("failed", "match", "a directory"),
     "dirlink.tif": ("failed", "match", "a directory"),
@@ -195,6 +199,14 @@ def hostile(tmp_path_factory, failing_model):
   write_png(str(msk / "sparse.png"), np.zeros((8, 8), np.uint8))
   # Non-regular files: FIFOs, directories, a symlink to a directory.
   os.mkfifo(img / "fifo.tif")
+  os.mkfifo(img / "0fifo.tif")
+  write_png(str(msk / "0fifo.png"), np.zeros((8, 8), np.uint8))
+  band = ('<VRTRasterBand dataType="Byte" band="{b}" subClass="VRTRawRasterBand"><SourceFilename relativetoVRT="0">'
+          f'{os.path.join(ROOT, "README.md")}</SourceFilename><ImageOffset>{{off}}</ImageOffset><PixelOffset>1'
+          '</PixelOffset><LineOffset>64</LineOffset></VRTRasterBand>')
+  (img / "vrt.tif").write_text('<VRTDataset rasterXSize="64" rasterYSize="64">' +
+                               "".join(band.format(b=b, off=64 * 64 * (b - 1)) for b in (1, 2, 3)) + "</VRTDataset>")
+  write_png(str(msk / "vrt.png"), cloud_mask(64, 64, seed=3).astype(np.uint8) * 255)
   write_png(str(msk / "fifo.png"), np.zeros((8, 8), np.uint8))
   a, _ = tile("fifo_mask.tif", 64, 64, mask_png=False)
   write_geotiff(str(img / "fifo_mask.tif"), a)
@@ -327,3 +339,21 @@ def test_a_failing_batch_fails_only_its_tiles(tmp_path, failing_model, backend):
   (dead,) = read_jsonl(str(out / "failed"))
   assert dead["stage"] == "infer" and dead["path"].endswith("bad.tif")
   assert "test model refuses this batch" in dead["reason"], dead["reason"]
+
+
+def test_dry_run_opens_no_fifo_and_decodes_no_bomb(hostile):
+  """`--dry-run` over the same inputs finishes (it read every header, so a
+  FIFO hung it) and refuses what the run dead-letters at decode or validate,
+  from the headers: bombs are not decoded."""
+  d, img, msk, out, arrays, masks, args = hostile
+  proc = cloudfill_subprocess(*args, "--output", str(d / "dry"), "--dry-run", timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  lines = {os.path.basename(l.split()[1]): l for l in proc.stdout.splitlines() if l.startswith(("restore", "refuse"))}
+  for name, phrase in (("0fifo.tif", "a FIFO (named pipe)"), ("fifo.tif", "a FIFO (named pipe)"),
+                       ("bomb.png", "exceeds the limit"), ("bomb_mask.tif", "mask: 20000x20000 pixels exceeds"),
+                       ("sparse.tif", "exceeds the limit"), ("vrt.tif", "not recognized")):
+    assert lines[name].startswith("refuse") and phrase in lines[name], lines.get(name)
+  assert "DecompressionBombWarning" not in proc.stderr
+  for name in ("good_a.tif", "ab.tif", "gcp.tif"):
+    assert lines[name].startswith("restore"), lines[name]
+  assert not os.path.exists(d / "dry")

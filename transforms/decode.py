@@ -12,7 +12,7 @@ import numpy as np
 
 from transforms import bands as bands_lib
 from transforms import counters, masks, raster_open, scenes
-from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, select_bands, split_ext
+from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, gdal_driver, select_bands, split_ext
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
 # Remote TIFFs smaller than this are decoded from their bytes, never as scenes.
@@ -152,7 +152,7 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
   checked = band_index if layout is None else list(layout.model) + list(layout.extra)
   mask_values = _read_mask(pair, h, w, spec)
   mask = np.zeros((h, w), bool)
-  with scenes.gdal_env(), rasterio.open(local) as src:
+  with scenes.gdal_env(), rasterio.open(local, driver=gdal_driver(pair.image_path)) as src:
     for r0 in range(0, h, scenes.STRIPE_ROWS):
       r1 = min(h, r0 + scenes.STRIPE_ROWS)
       rows = scenes.read_rows(src, r0, r1, tuple(range(profile["count"])))

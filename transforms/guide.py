@@ -27,7 +27,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.match import mask_path_for
-from transforms.raster_io import local_copy
+from transforms.raster_io import gdal_driver, local_copy
 from transforms.scaling import to_unit, value_range
 
 PLACEHOLDERS = ("stem", "dir", "date")
@@ -132,7 +132,7 @@ class AlignedGuide:
     local, temp = local_copy(path)
     if temp:
       self._temps.append(local)
-    src = rasterio.open(local)
+    src = rasterio.open(local, driver=gdal_driver(path))
     self._stack.append(src)
     return src
 

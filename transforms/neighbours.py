@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from transforms import masks as masks_lib
 from transforms.context import push_pull
 from transforms.raster_open import check_regular
-from transforms.raster_io import TIFF_EXTS, decode_raster, read_bytes, split_ext
+from transforms.raster_io import TIFF_EXTS, decode_raster, gdal_driver, read_bytes, split_ext
 from transforms.scaling import to_unit
 
 
@@ -53,7 +53,7 @@ def header(pair) -> Optional[TileHeader]:
     check_regular(pair.image_path)
     if pair.mask_path:
       check_regular(pair.mask_path)
-    with rasterio.open(pair.image_path) as src:
+    with rasterio.open(pair.image_path, driver=gdal_driver(pair.image_path)) as src:
       if src.crs is None:
         return None
       return TileHeader(pair.image_path, pair.mask_path, src.crs.to_wkt(),
@@ -138,7 +138,7 @@ def _image(h: TileHeader, spec: NeighbourSpec, bands: int, window) -> Optional[t
   r0, r1, c0, c1 = window
 
   def read(win):
-    with rasterio.open(h.path) as src:
+    with rasterio.open(h.path, driver=gdal_driver(h.path)) as src:
       idx = list(spec.bands) if spec.bands else list(range(1, src.count + 1))
       if len(idx) != bands or max(idx) > src.count:
         return (None, None)

@@ -24,10 +24,26 @@ from apache_beam.io.filesystems import FileSystems
 TIFF_EXTS = (".tif", ".tiff", ".gtiff")
 PIL_EXTS = (".png", ".jpg", ".jpeg")
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "float32")
+# The one GDAL driver each extension may be read with. GDAL otherwise opens
+# whatever format the bytes are: a VRT named .tif would read any local file
+# it names into the output, a format with sidecars other files beside it.
+GDAL_DRIVERS = {**{e: "GTiff" for e in TIFF_EXTS}, ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 class DecodeError(ValueError):
   """A file could not be read as a raster; the message says why."""
+
+
+def gdal_driver(path_or_ext: str) -> str:
+  """The GDAL driver an input with this path's (or this) extension is read with (:data:`GDAL_DRIVERS`).
+
+  Raises:
+    DecodeError: an extension cloudfill does not read.
+  """
+  ext = (path_or_ext if path_or_ext.startswith(".") else split_ext(path_or_ext)[1]).lower()
+  if ext not in GDAL_DRIVERS:
+    raise DecodeError(f"unsupported file extension {ext!r}; expected one of {TIFF_EXTS + PIL_EXTS}")
+  return GDAL_DRIVERS[ext]
 
 
 def split_ext(path: str) -> tuple[str, str]:
@@ -90,7 +106,7 @@ def _decode_tiff(data: bytes, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   import rasterio  # pylint: disable=import-outside-toplevel
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
   try:
-    with MemoryFile(data) as mem, mem.open() as src:
+    with MemoryFile(data) as mem, mem.open(driver=gdal_driver(ext)) as src:
       profile = tiff_profile(src, ext)
       arr = src.read()  # [C, H, W]
   except DecodeError:
@@ -361,7 +377,7 @@ def read_tags_at(path: str) -> dict[str, str]:
       return {}
     if ext in TIFF_EXTS:
       import rasterio  # pylint: disable=import-outside-toplevel
-      with rasterio.open(path) as src:
+      with rasterio.open(path, driver=gdal_driver(ext)) as src:
         return dict(src.tags())
     if ext == ".png":
       from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -379,7 +395,7 @@ def read_tags(data: bytes, ext: str) -> dict[str, str]:
   try:
     if ext in TIFF_EXTS:
       from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
-      with MemoryFile(data) as mem, mem.open() as src:
+      with MemoryFile(data) as mem, mem.open(driver=gdal_driver(ext)) as src:
         return dict(src.tags())
     if ext == ".png":
       from PIL import Image  # pylint: disable=import-outside-toplevel

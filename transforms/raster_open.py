@@ -30,8 +30,8 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, local_copy, plain_profile, split_ext,
-                                  tiff_profile)
+from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, gdal_driver, local_copy, plain_profile,
+                                  split_ext, tiff_profile)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_EXTS = (".jpg", ".jpeg")
@@ -185,10 +185,10 @@ def _decode_png16(src, ext: str) -> tuple[np.ndarray, dict[str, Any]]:
   warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)  # A PNG never is.
   try:
     if isinstance(src, bytes):
-      with MemoryFile(src) as mem, mem.open() as ds:
+      with MemoryFile(src) as mem, mem.open(driver="PNG") as ds:
         arr = ds.read()
     else:
-      with rasterio.open(src) as ds:
+      with rasterio.open(src, driver="PNG") as ds:
         arr = ds.read()
   except rasterio.errors.RasterioError as e:
     raise DecodeError(f"not a readable 16-bit PNG: {e}") from e
@@ -219,10 +219,10 @@ class OpenTiff:
       if not is_local(self.path) and 0 < self.size_bytes < self.small_bytes:
         mem = MemoryFile(read_capped(self.path, self.small_bytes))
         self._stack.append(mem)
-        src = mem.open()
+        src = mem.open(driver=gdal_driver(self.path))
       else:
         self.local_path, self.temp = local_copy(self.path)
-        src = rasterio.open(self.local_path)
+        src = rasterio.open(self.local_path, driver=gdal_driver(self.path))
     except rasterio.errors.RasterioError as e:
       self._close()
       raise DecodeError(f"not a readable TIFF: {e}") from e

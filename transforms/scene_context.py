@@ -49,7 +49,8 @@ def prepare_scene(ref: SceneRef, spec: footprint.FootprintSpec) -> SceneRef:
   h, w = mask.shape
   nodata = np.zeros((h, w), bool)
   stripe_spec = dataclasses.replace(spec, border_only=False)
-  with gdal_env(), rasterio.open(ref.local_path) as src:
+  with gdal_env(), rasterio.open(ref.local_path,
+                                 driver="GTiff") as src:  # Scenes are GeoTIFFs; GDAL reads no other format here.
     for r0 in range(0, h, STRIPE_ROWS):
       r1 = min(h, r0 + STRIPE_ROWS)
       nd = footprint.nodata_pixels(read_rows(src, r0, r1, ref.band_index), ref.profile.get("nodata"), stripe_spec)
@@ -76,7 +77,8 @@ def lowres_of(ref: SceneRef, known: np.ndarray, spec: WindowSpec) -> ctx.LowRes:
   lo, hi = value_range(ref.profile["dtype"], spec.value_range)
   lr = ctx.LowRes((h, w), len(ref.band_index), ctx.factor_for((h, w)))
   step = max(lr.factor, STRIPE_ROWS // lr.factor * lr.factor)
-  with gdal_env(), rasterio.open(ref.local_path) as src:
+  with gdal_env(), rasterio.open(ref.local_path,
+                                 driver="GTiff") as src:  # Scenes are GeoTIFFs; GDAL reads no other format here.
     for r0 in range(0, h, step):
       r1 = min(h, r0 + step)
       lr.add_rows(r0, to_unit(read_rows(src, r0, r1, ref.band_index), lo, hi), known[r0:r1].astype(np.float32))
@@ -138,7 +140,8 @@ def cut_scene(ref: SceneRef,
     return cached
 
   try:
-    with gdal_env(), rasterio.open(ref.local_path) as src:
+    with gdal_env(), rasterio.open(ref.local_path,
+                                   driver="GTiff") as src:  # Scenes are GeoTIFFs; GDAL reads no other format here.
 
       def rows(y, y_end):
         r = region(src, y)
