@@ -62,6 +62,13 @@ def test_gcs_end_to_end(tmp_path, mean_model):
     ])
     assert status == 0
     _check_outputs(base, 2)
+    # A second run skips both: the objects' times (input, mask, output) are read from the bucket.
+    argv = [
+        "run", "--images", base + "/images/*.tif", "--masks", base + "/masks/{stem}.png", "--output", base + "/out",
+        "--model", mean_model, "--no-report"
+    ]
+    assert cli.main(argv) == 0
+    assert json.loads(_fetch(base + "/out/summary.json"))["counts"] == {"restored": 0, "skipped": 2, "failed": 0}
 
 
 def test_s3_end_to_end(tmp_path, mean_model):

@@ -192,3 +192,48 @@ def test_reference_template_scores_against_a_clear_acquisition(sample_run, mean_
   for stem, m in by_ref.items():
     assert m["psnr"] == pytest.approx(by_eval[stem]["psnr"], abs=1e-6)
     assert m["ssim"] == pytest.approx(by_eval[stem]["ssim"], abs=1e-6)
+
+
+def test_up_to_date_means_same_input_path_time_and_mask(mean_model, tmp_path):
+  """An edited mask, or another file under the same name (even with an older
+  time, as `cp -p` leaves it), is redone; an unchanged input is skipped."""
+  from transforms.incremental import is_up_to_date
+  from transforms.records import TilePair
+  from model_loader.locate import read_card
+  stem = "LC08_224078_20200518_r300_c200"
+  for folder in ("a", "b", "masks"):
+    (tmp_path / folder).mkdir()
+  shutil.copy(os.path.join(SAMPLE, "images", stem + ".tif"), tmp_path / "a" / (stem + ".tif"))
+  shutil.copy(os.path.join(SAMPLE, "masks", stem + ".png"), tmp_path / "masks" / (stem + ".png"))
+  out = tmp_path / "out"
+  assert _run(out,
+              mean_model,
+              "--config",
+              "landsat8_l1",
+              images=str(tmp_path / "a" / "*.tif"),
+              masks=str(tmp_path / "masks" / "{stem}.png")) == 0
+  card = read_card(mean_model)
+
+  def current(folder):
+    path = str(tmp_path / folder / (stem + ".tif"))
+    pair = TilePair(path, stem, str(tmp_path / "masks" / (stem + ".png")), os.stat(path).st_mtime)
+    return is_up_to_date(pair, str(out), card.version, card.weights_sha256)
+
+  assert current("a")
+  # Another file under the same name, older than the output's source.
+  shutil.copy(os.path.join(SAMPLE, "images", "LC08_224078_20200518_r800_c300.tif"), tmp_path / "b" / (stem + ".tif"))
+  os.utime(tmp_path / "b" / (stem + ".tif"), (1e9, 1e9))
+  assert not current("b")
+  os.utime(tmp_path / "a" / (stem + ".tif"), (1e9, 1e9))  # The same path, now with an older time.
+  assert not current("a")
+  assert _run(out,
+              mean_model,
+              "--config",
+              "landsat8_l1",
+              "--overwrite",
+              images=str(tmp_path / "a" / "*.tif"),
+              masks=str(tmp_path / "masks" / "{stem}.png")) == 0
+  assert current("a")
+  later = os.stat(out / "restored" / (stem + ".tif")).st_mtime + 5
+  os.utime(tmp_path / "masks" / (stem + ".png"), (later, later))  # The mask edited after the output.
+  assert not current("a")
