@@ -82,6 +82,14 @@ def _count(text: str) -> int:
   return value
 
 
+def _positive(text: str) -> int:
+  """An integer >= 1 (batch sizes, model copies)."""
+  value = _count(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+  return value
+
+
 def _creation_option(text: str) -> str:
   name, sep, value = str(text).partition("=")
   if not sep or not name.strip() or not value.strip():

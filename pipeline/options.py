@@ -17,7 +17,7 @@ import yaml
 
 import configs
 from pipeline.flag_types import (_bands, _bits, _count, _creation_option, _date, _distance, _finite, _int_list, _nodata,
-                                 _pixels_text, _range, _since)
+                                 _positive, _pixels_text, _range, _since)
 from pipeline.usage import OneLineParser, UsageError, check_beam_args
 from transforms import bands as bands_lib
 from transforms.decode import DecodeSpec
@@ -182,15 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
                  help="native: tf.saved_model.load on numpy batches (default); "
                  "tfx: tfx-bsl on serialized tf.train.Example; "
                  "tflite: the model's dynamic-range TFLite file (assets/cloudfill_dynamic.tflite).")
-  i.add_argument("--min-batch-size", type=int, default=None)
-  i.add_argument("--max-batch-size", type=int, default=None)
-  i.add_argument("--max-batch-duration-secs", type=int, default=None)
+  i.add_argument("--min-batch-size", type=_positive, default=None)
+  i.add_argument("--max-batch-size", type=_positive, default=None)
+  i.add_argument("--max-batch-duration-secs", type=_count, default=None)
   i.add_argument("--large-model",
                  action="store_true",
                  default=None,
                  help="Share one model across the processes of a worker.")
   i.add_argument("--model-copies",
-                 type=int,
+                 type=_positive,
                  default=None,
                  help="Exact number of model copies per worker (e.g. one per GPU).")
   i.add_argument("--accelerator",
@@ -249,10 +249,10 @@ _CONFIG_TYPES: dict[str, Any] = {
     "nodata": _nodata,
     "bands": _bands,
     "value_range": _range,
-    "min_batch_size": _count,
-    "max_batch_size": _count,
+    "min_batch_size": _positive,
+    "max_batch_size": _positive,
     "max_batch_duration_secs": _count,
-    "model_copies": _count,
+    "model_copies": _positive,
     "scene_pixels": _count,
     "mask_bits": _bits,
     "mask_values": _int_list,
@@ -401,6 +401,8 @@ def parse(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]
     if kind != "band" or not k.isdigit() or int(k) < 1:
       raise UsageError(f"--mask-source is file, nodata or band:K; mask source band:K needs a "
                        f"1-based band number K, got {args.mask_source!r}")
+  if args.mask_source != "file" and args.masks:
+    raise UsageError(f"--masks and --mask-source {args.mask_source} name two sources of one mask: give one")
   if args.mask_bits and args.mask_values:
     raise UsageError("--mask-bits and --mask-values are two ways to read one mask: give one")
   if (args.mask_bits or args.mask_values) and args.mask_source == "nodata":

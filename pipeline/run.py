@@ -38,6 +38,7 @@ from pipeline import summary as summary_lib
 from pipeline.graph import build
 from pipeline.progress import NoiseFilter, Progress
 from pipeline.usage import UsageError, version
+from transforms import geotiff_out
 from transforms.raster_io import write_bytes_atomic
 
 
@@ -112,6 +113,7 @@ def launch(args: argparse.Namespace,
     raise ValueError(f"--bands selects {len(args.bands)} bands but the model takes {card.bands}")
   config = run_config.from_options(args, card, model_uri, new_run_id())
   check_output(config.output_dir)
+  geotiff_out.check_options(config.write.tiff)
   config = config.with_model_inputs(check_model_early(model_uri, card, args.backend or "native"))
   pipeline_options.view_as(SetupOptions).save_main_session = save_main_session
   p = test_pipeline or beam.Pipeline(options=pipeline_options)

@@ -88,10 +88,23 @@ def test_every_config_problem_is_one_line(capsys, tmp_path, content, expect):
   assert expect in err
 
 
-@pytest.mark.parametrize("flag", [["--bands", "0,1,2"], ["--value-range", "nan,nan"], ["--value-range", "0,inf"],
-                                  ["--mask-threshold", "nan"], ["--dilate", "-1"], ["--co", "COMPRESS"]])
+@pytest.mark.parametrize(
+    "flag", [["--bands", "0,1,2"], ["--value-range", "nan,nan"], ["--value-range", "0,inf"],
+             ["--mask-threshold", "nan"], ["--dilate", "-1"], ["--co", "COMPRESS"], ["--max-batch-size", "-1"],
+             ["--min-batch-size", "0"], ["--model-copies", "0"], ["--mask-source", "nodata"]])
 def test_bad_flag_values_are_one_line(capsys, tmp_path, flag):
   _usage(capsys, "--images", IMAGES, "--masks", MASKS, "--output", str(tmp_path / "o"), *flag)
+
+
+@pytest.mark.parametrize("option, said", [("BLOCKXSIZE=7", "multiples of 16"), ("COMPRESS=NOPE", "unexpected value"),
+                                          ("NOSUCH=1", "does not support creation option NOSUCH")])
+def test_creation_options_gdal_refuses_are_usage_errors_before_any_work(capsys, tmp_path, mean_model, option, said):
+  """GDAL refuses BLOCKXSIZE=7 at every write and ignores COMPRESS=NOPE or an
+  unknown name with a warning: each is exit 2 at launch, nothing written."""
+  err = _usage(capsys, "--images", IMAGES, "--masks", MASKS, "--output", str(tmp_path / "o"), "--model", mean_model,
+               "--co", option)
+  assert said in err and "--co" in err
+  assert not (tmp_path / "o" / "restored").exists()
 
 
 def test_output_that_is_a_file_or_read_only(capsys, tmp_path):

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from transforms.raster_io import finish_tiff, tiff_write_kwargs
+from transforms.raster_io import finish_tiff, tiff_profile, tiff_write_kwargs
 
 # Input compressions kept as they are; any other (JPEG, WEBP, LERC…) may be
 # lossy and would change known pixels: such outputs are deflated instead.
@@ -150,3 +150,58 @@ def layout(path: str) -> dict[str, Optional[str]]:
         "layout": structure.get("LAYOUT"),
         "overviews": ",".join(map(str, src.overviews(1))) or None
     }
+
+
+def check_options(spec: TiffSpec) -> None:
+  """Refuses ``--co`` options GDAL would refuse or ignore, at launch rather than at every tile's write.
+
+  A 256² three-band uint16 deflated GeoTIFF is written with ``spec``; an
+  error (``BLOCKXSIZE=7``) or a GDAL warning that an option or value is not
+  supported (``COMPRESS=NOPE``, ``NOSUCH=1``: GDAL goes on without them) is
+  a usage error.
+
+  Raises:
+    ValueError: the option and GDAL's words.
+  """
+  import logging  # pylint: disable=import-outside-toplevel
+
+  import rasterio  # pylint: disable=import-outside-toplevel
+  from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  from rasterio.transform import from_origin  # pylint: disable=import-outside-toplevel
+  if not spec.options:
+    return
+  refused: list[str] = []
+
+  class _Gdal(logging.Handler):
+
+    def emit(self, record):
+      if "CPLE_NotSupported" in record.getMessage() or "CPLE_IllegalArg" in record.getMessage():
+        refused.append(record.getMessage())
+
+  probe = np.zeros((256, 256, 3), np.uint16)
+  with MemoryFile() as mem:
+    with mem.open(driver="GTiff",
+                  height=256,
+                  width=256,
+                  count=3,
+                  dtype="uint16",
+                  compress="deflate",
+                  crs="EPSG:32633",
+                  transform=from_origin(0, 0, 30, 30)) as dst:
+      dst.write(np.moveaxis(probe, -1, 0))
+    with mem.open() as src:
+      profile = tiff_profile(src, ".tif")
+  handler = _Gdal(level=logging.WARNING)
+  logger = logging.getLogger("rasterio._env")
+  level = logger.level
+  logger.setLevel(logging.WARNING)  # Whatever -q set: GDAL's warnings are what is checked.
+  logger.addHandler(handler)
+  try:
+    encode(probe, profile, {}, spec)
+  except (rasterio.errors.RasterioError, ValueError, TypeError) as e:
+    raise ValueError(f"--co {' --co '.join(spec.options)}: GDAL refused it: {e}") from e
+  finally:
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+  if refused:
+    raise ValueError(f"--co {' --co '.join(spec.options)}: {refused[0].split(' in ', 1)[-1]}")
