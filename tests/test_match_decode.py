@@ -133,3 +133,15 @@ def test_wire_format_example_equals_protobuf_serialisation():
   image, mask = rng.random((8, 8, 3), np.float32), (rng.random((8, 8, 1)) > 0.5).astype(np.float32)
   wire = tfx.serialize_example(image, mask)
   assert tf.train.Example.FromString(wire) == tfx.to_example(image, mask)
+
+
+def test_a_corrupt_png_reads_the_same_reason_every_time():
+  """Pillow names the in-memory file (``<_io.BytesIO object at 0x…>``), which
+  made every corrupt PNG a reason of its own in summary.json."""
+  from transforms.raster_io import DecodeError, decode_raster
+  reasons = set()
+  for _ in range(2):
+    with pytest.raises(DecodeError) as e:
+      decode_raster(b"not a png at all", ".png")
+    reasons.add(str(e.value))
+  assert reasons == {"not a readable .png image: cannot identify image file"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import struct
 import tempfile
 import uuid
@@ -32,6 +33,12 @@ GDAL_DRIVERS = {**{e: "GTiff" for e in TIFF_EXTS}, ".png": "PNG", ".jpg": "JPEG"
 
 class DecodeError(ValueError):
   """A file could not be read as a raster; the message says why."""
+
+
+def pil_reason(error: Exception) -> str:
+  """Pillow's message without the in-memory object it names (``<_io.BytesIO object at 0x7f…>``):
+  the same failure reads the same in every run, so the summary counts it as one reason."""
+  return re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error))
 
 
 def gdal_driver(path_or_ext: str) -> str:
@@ -226,7 +233,7 @@ def decode_pil(data: bytes, ext: str, palette: str = "rgb") -> tuple[np.ndarray,
   except Image.DecompressionBombError as e:
     raise ValueError(f"header claims too many pixels: {e}") from e
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, EOFError) as e:
-    raise DecodeError(f"not a readable {ext} image: {e}") from e
+    raise DecodeError(f"not a readable {ext} image: {pil_reason(e)}") from e
   if arr.dtype == np.int32:  # Pillow's "I" mode for 16-bit PNGs.
     arr = arr.astype(np.uint16)
   elif arr.dtype == ">u2" or arr.dtype == "<u2":

@@ -30,8 +30,8 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, gdal_driver, local_copy, plain_profile,
-                                  split_ext, tiff_profile)
+from transforms.raster_io import (PIL_EXTS, TIFF_EXTS, DecodeError, decode_pil, gdal_driver, pil_reason, local_copy,
+                                  plain_profile, split_ext, tiff_profile)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_EXTS = (".jpg", ".jpeg")
@@ -133,7 +133,7 @@ def _pil_header(src) -> RasterHeader:
   except Image.DecompressionBombError as e:
     raise ValueError(f"header claims too many pixels: {e}") from e
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as e:
-    raise DecodeError(f"not a readable image: {e}") from e
+    raise DecodeError(f"not a readable image: {pil_reason(e)}") from e
 
 
 def decode_pil_file(path: str,
