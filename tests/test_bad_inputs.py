@@ -117,3 +117,36 @@ def test_nan_as_missing_restores_the_float_tile(bad_run, mean_model, tmp_path):
   assert status == 0
   got, _ = read_raster(str(out / "restored" / "nan_float.tif"))
   assert got.dtype == np.float32 and np.isfinite(got).all()
+
+
+def test_declared_nan_nodata_is_kept_not_refused(mean_model, tmp_path):
+  """A float GeoTIFF whose no-data value is NaN: its all-NaN pixels are outside
+  the footprint (kept, provenance no-data), not 'NaN outside the mask'; a
+  pixel NaN in only one band is still refused."""
+  rng = np.random.default_rng(5)
+  f = rng.uniform(0.05, 0.9, (64, 64, 3)).astype(np.float32)
+  f[:, :6] = np.nan  # A no-data strip, all bands.
+  (tmp_path / "img").mkdir()
+  (tmp_path / "msk").mkdir()
+  write_geotiff(str(tmp_path / "img" / "declared.tif"), f, nodata=float("nan"))
+  partial = f.copy()
+  partial[40, 40, 1] = np.nan
+  write_geotiff(str(tmp_path / "img" / "partial.tif"), partial, nodata=float("nan"))
+  m = np.zeros((64, 64), bool)
+  m[16:32, 16:32] = True
+  for stem in ("declared", "partial"):
+    write_png(str(tmp_path / "msk" / f"{stem}.png"), m.astype(np.uint8) * 255)
+  out = tmp_path / "out"
+  assert cli.main([
+      "run", "--images",
+      str(tmp_path / "img" / "*.tif"), "--masks",
+      str(tmp_path / "msk" / "{stem}.png"), "--output",
+      str(out), "--model", mean_model, "--no-report"
+  ]) == 3
+  got, _ = read_raster(str(out / "restored" / "declared.tif"))
+  assert np.isnan(got[:, :6]).all() and np.isfinite(got[m]).all()
+  np.testing.assert_array_equal(got[~m][:, 0][~np.isnan(f[~m][:, 0])], f[~m][:, 0][~np.isnan(f[~m][:, 0])])
+  prov, _ = read_raster(str(out / "provenance" / "declared.tif"))
+  assert (prov[:, :6] == 255).all()
+  (dead,) = read_jsonl(str(out / "failed"))
+  assert dead["path"].endswith("partial.tif") and "1 NaN pixels outside the mask" in dead["reason"]

@@ -113,16 +113,39 @@ def _checked(values: np.ndarray, layout) -> np.ndarray:
   return values[:, :, list(layout.model) + list(layout.extra)]
 
 
-def _with_nan(values: np.ndarray, mask: np.ndarray, spec: DecodeSpec, where: str = "") -> np.ndarray:
+def nan_is_declared(profile: dict, spec: DecodeSpec) -> bool:
+  """Whether NaN is this image's no-data value: its own declared value, or ``--nodata nan``."""
+  return any(
+      v is not None and isinstance(v, float) and math.isnan(v) for v in (profile.get("nodata"), spec.mask.nodata))
+
+
+def _nan_footprint(values: np.ndarray, profile: dict, spec: DecodeSpec) -> np.ndarray:
+  """``[H, W]``: pixels NaN in every band where NaN is the declared no-data (else none)."""
+  if spec.nan_as_missing or not nan_is_declared(profile, spec):
+    return np.zeros(values.shape[:2], bool)
+  return np.isnan(values).all(axis=2)
+
+
+def _with_nan(values: np.ndarray,
+              mask: np.ndarray,
+              spec: DecodeSpec,
+              where: str = "",
+              nan_nodata: bool = False) -> np.ndarray:
   """The mask with NaN pixels of float ``values`` added (``--nan-as-missing``).
 
+  Where NaN is the declared no-data value (``nan_nodata``), pixels NaN in
+  every band are outside the footprint (:mod:`transforms.footprint` keeps
+  them as they are), not an error.
+
   Raises:
-    ValueError: NaN outside the mask, without ``--nan-as-missing``.
+    ValueError: NaN outside the mask (and the footprint), without ``--nan-as-missing``.
   """
   nan = np.isnan(values).any(axis=2)
   if spec.nan_as_missing:
     return mask | nan
   outside = nan & ~mask
+  if nan_nodata:
+    outside &= ~np.isnan(values).all(axis=2)
   if outside.any():
     raise ValueError(f"{int(outside.sum())} NaN pixels outside the mask{where}; "
                      "mask them or pass --nan-as-missing")
@@ -159,8 +182,9 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       part = None if mask_values is None else mask_values[r0:r1]
       m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
-        m = _with_nan(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}")
-        _check_float(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}")
+        m = _with_nan(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}", nan_is_declared(profile, spec))
+        _check_float(rows[:, :, checked], m | _nan_footprint(rows[:, :, checked], profile, spec), spec,
+                     f" in rows {r0}-{r1}")
       mask[r0:r1] = m
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
@@ -243,8 +267,8 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
   mask_values = _read_mask(pair, h, w, spec)
   mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
   if image.dtype.kind == "f":
-    mask = _with_nan(_checked(image, layout), mask, spec)
-    _check_float(_checked(image, layout), mask, spec)
+    mask = _with_nan(_checked(image, layout), mask, spec, nan_nodata=nan_is_declared(profile, spec))
+    _check_float(_checked(image, layout), mask | _nan_footprint(_checked(image, layout), profile, spec), spec)
   if layout is not None:  # Every band comes out: the profile stays the input's (transforms.bands).
     return Tile(pair=pair,
                 image=np.ascontiguousarray(image[:, :, band_index]),
