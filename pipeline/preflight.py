@@ -14,6 +14,7 @@ Nothing here writes a file.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 from typing import Any, Optional, Sequence
 
@@ -147,7 +148,24 @@ def match_inputs(pattern: str) -> list[str]:
   paths = sorted(m.path for m in found)
   if not paths:
     raise UsageError(f"--images {pattern} matches no file")
+  unlisted = unlisted_by_beam(pattern, paths)
+  if unlisted:
+    raise UsageError(f"--images {pattern} matches {len(unlisted)} file(s) Beam's filesystem does not list, so the "
+                     f"run would never see them (a backslash in the name): {unlisted[0]!r}; rename them")
   return paths
+
+
+def unlisted_by_beam(pattern: str, listed: Sequence[str]) -> list[str]:
+  """Local files ``pattern`` matches (Python's glob) that Beam's match left out.
+
+  Beam reads a backslash in a local file name as an escape, so ``back\\slash.tif``
+  matches ``*.tif`` for the shell and ``glob`` but not for ``FileSystems.match``:
+  such an input would get no outcome at all.
+  """
+  if scheme(pattern) is not None:
+    return []
+  seen = set(listed)
+  return sorted(p for p in glob.glob(pattern, recursive=True) if "\\" in os.path.basename(p) and p not in seen)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ line, start-up noise filtered, the top failure reasons at the end."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -266,3 +267,13 @@ def test_version_and_help_import_neither_beam_nor_tensorflow():
   lines = done.stdout.strip().splitlines()
   assert lines[0].startswith("cloudfill ") and lines[-1] == "[]", done.stdout
   assert "``" not in done.stdout  # The usage text without its docstring markup.
+
+
+def test_a_file_name_beam_cannot_list_is_a_usage_error(capsys, tmp_path):
+  """Beam reads a backslash in a local name as an escape: `back\\slash.tif`
+  matched `*.tif` for glob but never reached the run (no outcome at all)."""
+  (tmp_path / "in").mkdir()
+  for name in ("plain.tif", "back\\slash.tif"):
+    shutil.copy(sorted(glob.glob(IMAGES))[0], tmp_path / "in" / name)
+  err = _usage(capsys, "--images", str(tmp_path / "in" / "*.tif"), "--masks", MASKS, "--output", str(tmp_path / "o"))
+  assert "does not list" in err and "back\\\\slash.tif" in err
