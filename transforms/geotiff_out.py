@@ -179,15 +179,9 @@ def check_options(spec: TiffSpec) -> None:
         refused.append(record.getMessage())
 
   probe = np.zeros((256, 256, 3), np.uint16)
+  layout = dict(height=256, width=256, count=3, dtype="uint16", compress="deflate", crs="EPSG:32633")
   with MemoryFile() as mem:
-    with mem.open(driver="GTiff",
-                  height=256,
-                  width=256,
-                  count=3,
-                  dtype="uint16",
-                  compress="deflate",
-                  crs="EPSG:32633",
-                  transform=from_origin(0, 0, 30, 30)) as dst:
+    with mem.open(driver="GTiff", transform=from_origin(0, 0, 30, 30), **layout) as dst:
       dst.write(np.moveaxis(probe, -1, 0))
     with mem.open() as src:
       profile = tiff_profile(src, ".tif")
