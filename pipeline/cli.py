@@ -36,13 +36,27 @@ VERBS = {
     "export": ("training.export", "main"),
 }
 
+HELP_FLAGS = ("-h", "--help", "--version", "-V")
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    return _main(argv)
+  except BrokenPipeError:
+    if not any(a in HELP_FLAGS for a in argv):
+      raise
+    # `cloudfill --help | head`: the reader is gone, which is no error; keep
+    # Python from reporting it again when it flushes stdout at exit.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _main(argv: list[str]) -> int:
   # TensorFlow's C++ start-up chatter (CPU features, no CUDA driver) is not
   # news on a CPU machine; set TF_CPP_MIN_LOG_LEVEL=0 to see it.
   chatter = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  argv = list(sys.argv[1:] if argv is None else argv)
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
   if not argv or argv[0] in ("-h", "--help"):
     print(USAGE)

@@ -277,3 +277,15 @@ def test_a_file_name_beam_cannot_list_is_a_usage_error(capsys, tmp_path):
     shutil.copy(sorted(glob.glob(IMAGES))[0], tmp_path / "in" / name)
   err = _usage(capsys, "--images", str(tmp_path / "in" / "*.tif"), "--masks", MASKS, "--output", str(tmp_path / "o"))
   assert "does not list" in err and "back\\\\slash.tif" in err
+
+
+def test_help_into_a_closed_pipe_is_no_traceback():
+  """`cloudfill --help | head -1`: the reader left before the text was written."""
+  for argv in (["--help"], ["run", "--help"]):
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            cwd=ROOT)
+    proc.stdout.close()  # Before the interpreter has even started: every write meets a closed pipe.
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, (argv, err)
