@@ -46,3 +46,23 @@ def test_overlapping_neighbours_give_one_context_in_any_order(tmp_path):
   np.testing.assert_array_equal(a, only_clear)  # The cloudy one adds nothing known.
   # And the clear neighbour's brightness reaches into the hole: it was read.
   assert a[:, 63].mean() > 0.2 and a[:, 0].mean() < 0.05
+
+
+def test_a_file_covering_the_tile_is_not_its_neighbour(tmp_path):
+  """Another date of the same tile, or the scene it was cut from, shares the
+  grid but is not a tile beside it: its pixels around the tile are not read
+  (a constant tile was filled with a third less than its value from one)."""
+  h = w = 16
+  me = _tile(tmp_path, "a_me", 0, np.full((h, w, 3), 500, np.uint16), np.zeros((h, w), bool))
+  same = _tile(tmp_path, "b_date2", 0, np.full((h, w, 3), 9000, np.uint16), np.zeros((h, w), bool))
+  scene = _tile(tmp_path, "c_scene", -8, np.full((40, 40, 3), 20000, np.uint16), np.zeros((40, 40), bool))
+  beside = _tile(tmp_path, "d_beside", 16, np.full((h, w, 3), 30000, np.uint16), np.zeros((h, w), bool))
+  assert nb.neighbour_offset(me, same) is None and nb.neighbour_offset(me, scene) is None
+  assert nb.neighbour_offset(me, beside) == (0, 16)
+  unit = np.full((h, w, 3), 500 / 65535, np.float32)
+  known = np.ones((h, w), np.float32)
+  known[4:12, 4:12] = 0.0
+  spec = nb.NeighbourSpec(margin=16, mask=MaskSpec(source="file"))
+  assert nb.extended_context(me, [same, scene], unit, known, spec, 0.0, 65535.0) is None  # The tile's own then.
+  with_beside = nb.extended_context(me, [same, scene, beside], unit, known, spec, 0.0, 65535.0)
+  np.testing.assert_array_equal(with_beside, nb.extended_context(me, [beside], unit, known, spec, 0.0, 65535.0))

@@ -196,7 +196,7 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
   for o in sorted(others, key=lambda t: t.path):  # extended_context's order.
     if o.path == me.path:
       continue
-    off = neighbours.offset(me, o)
+    off = neighbours.neighbour_offset(me, o)
     if off is None:
       continue
     oy, ox = off[0] + m, off[1] + m  # The neighbour's corner in the region.

@@ -73,6 +73,24 @@ def offset(a: TileHeader, b: TileHeader) -> Optional[tuple[int, int]]:
   return int(round(rows)), int(round(cols))
 
 
+def neighbour_offset(me: TileHeader, other: TileHeader) -> Optional[tuple[int, int]]:
+  """``other``'s top-left in ``me``'s grid when it can be ``me``'s neighbour, else None.
+
+  Besides sharing the grid (:func:`offset`), a neighbour must not cover all
+  of ``me``: such a file is another image of the same place (another date of
+  the tile, the scene it was cut from), not a tile beside it, and its
+  pixels around ``me`` are not ``me``'s ground. Tiles that overlap in part
+  (MGRS-like grids) stay neighbours.
+  """
+  off = offset(me, other)
+  if off is None:
+    return None
+  oy, ox = off
+  if oy <= 0 and ox <= 0 and oy + other.height >= me.height and ox + other.width >= me.width:
+    return None
+  return off
+
+
 @dataclasses.dataclass(frozen=True)
 class NeighbourSpec:
   """How far into the neighbours a tile's context reaches.
@@ -217,7 +235,7 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   for o in sorted(others, key=lambda t: t.path):
     if o.path == me.path:
       continue
-    off = offset(me, o)
+    off = neighbour_offset(me, o)
     if off is None:
       continue
     oy, ox = off
