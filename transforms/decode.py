@@ -130,12 +130,12 @@ def _with_nan(values: np.ndarray,
               mask: np.ndarray,
               spec: DecodeSpec,
               where: str = "",
-              nan_nodata: bool = False) -> np.ndarray:
+              footprint: Optional[np.ndarray] = None) -> np.ndarray:
   """The mask with NaN pixels of float ``values`` added (``--nan-as-missing``).
 
-  Where NaN is the declared no-data value (``nan_nodata``), pixels NaN in
-  every band are outside the footprint (:mod:`transforms.footprint` keeps
-  them as they are), not an error.
+  ``footprint`` (:func:`_nan_footprint`): the pixels NaN in every band where
+  NaN is the declared no-data value. They are outside the footprint
+  (:mod:`transforms.footprint` keeps them as they are), not an error.
 
   Raises:
     ValueError: NaN outside the mask (and the footprint), without ``--nan-as-missing``.
@@ -144,8 +144,8 @@ def _with_nan(values: np.ndarray,
   if spec.nan_as_missing:
     return mask | nan
   outside = nan & ~mask
-  if nan_nodata:
-    outside &= ~np.isnan(values).all(axis=2)
+  if footprint is not None:
+    outside &= ~footprint
   if outside.any():
     raise ValueError(f"{int(outside.sum())} NaN pixels outside the mask{where}; "
                      "mask them or pass --nan-as-missing")
@@ -182,9 +182,10 @@ def _open_scene(pair: TilePair, local: str, profile: dict, spec: DecodeSpec) -> 
       part = None if mask_values is None else mask_values[r0:r1]
       m = masks.derive(rows, part, profile.get("nodata"), dataclasses.replace(spec.mask, dilate=0))
       if rows.dtype.kind == "f":
-        m = _with_nan(rows[:, :, checked], m, spec, f" in rows {r0}-{r1}", nan_is_declared(profile, spec))
-        _check_float(rows[:, :, checked], m | _nan_footprint(rows[:, :, checked], profile, spec), spec,
-                     f" in rows {r0}-{r1}")
+        values = rows[:, :, checked]
+        outside = _nan_footprint(values, profile, spec)
+        m = _with_nan(values, m, spec, f" in rows {r0}-{r1}", outside)
+        _check_float(values, m | outside, spec, f" in rows {r0}-{r1}")
       mask[r0:r1] = m
   del mask_values
   mask = masks.dilate(mask, spec.mask.dilate)
@@ -267,8 +268,10 @@ def decode_pair(pair: TilePair, spec: DecodeSpec) -> Union[Tile, scenes.SceneRef
   mask_values = _read_mask(pair, h, w, spec)
   mask = masks.derive(image, mask_values, profile.get("nodata"), spec.mask)
   if image.dtype.kind == "f":
-    mask = _with_nan(_checked(image, layout), mask, spec, nan_nodata=nan_is_declared(profile, spec))
-    _check_float(_checked(image, layout), mask | _nan_footprint(_checked(image, layout), profile, spec), spec)
+    values = _checked(image, layout)
+    outside = _nan_footprint(values, profile, spec)
+    mask = _with_nan(values, mask, spec, footprint=outside)
+    _check_float(values, mask | outside, spec)
   if layout is not None:  # Every band comes out: the profile stays the input's (transforms.bands).
     return Tile(pair=pair,
                 image=np.ascontiguousarray(image[:, :, band_index]),
