@@ -69,8 +69,8 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
           why = f"unsupported dtype {header.dtype}; expected one of {SUPPORTED_DTYPES}"
         if not why and mask:
           h, w = header.full_shape
-          raster_open.check_regular(mask)  # A FIFO mask would block the read forever.
-          raster_open.read_mask_file(mask, 0, args.max_pixels, 0, (h, w))  # Size, pixel limit, readability.
+          # Size, pixel limit, readability; a FIFO is refused unopened (raster_open guards every read).
+          raster_open.read_mask_file(mask, 0, args.max_pixels, 0, (h, w))
       except Exception as e:  # pylint: disable=broad-except
         why = f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
       if why:

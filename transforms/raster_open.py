@@ -150,7 +150,13 @@ def decode_pil_file(path: str,
     palette: ``rgb`` expands palette images to colours (images); ``index``
       keeps the palette index (masks).
     expect: The (H, W) the header must say (a mask's image), or None.
+
+  Raises:
+    DecodeError: not a regular file (refused unopened, as :class:`OpenTiff`
+      does), unreadable, or a 16-bit PNG GDAL cannot read.
+    ValueError: over ``max_pixels``, or not the size ``expect`` says.
   """
+  check_regular(path)  # A FIFO would block the read below forever.
   data = None if is_local(path) else read_capped(path, byte_limit(max_pixels))
   if ext.lower() == ".png":
     if data is None:
