@@ -3,7 +3,8 @@
 Each matched input is listed as ``restore``, ``skip`` (up to date, or
 modified before ``--since``) or ``refuse`` (no mask, unsupported, a clashing
 output name, an unreadable header, or a header that does not fit the profile
-or the model), with its reason. It reads headers and output tags only: no
+or the model; a directory, broken symlink or name Beam cannot list that the
+pattern matches), with its reason. It reads headers and output tags only: no
 pixel is decoded in full, the model is not loaded, no file is written.
 """
 
@@ -16,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import preflight
 from transforms.incremental import is_up_to_date
-from transforms.match import IMAGE_EXTS, mask_path_for
+from transforms.match import IMAGE_EXTS, mask_path_for, unreadable_local_matches
 from transforms import raster_open
 from transforms.raster_io import SUPPORTED_DTYPES, split_ext
 from transforms.records import TilePair
@@ -77,7 +78,9 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
         out.append(Planned(REFUSE, path, why))
         continue
     out.append(Planned(RESTORE, path))
-  return out
+  # What Beam's match drops (directories, broken symlinks, backslash names): the run dead-letters them.
+  out += [Planned(REFUSE, d.path, d.reason) for d in unreadable_local_matches(args.images, args.output)]
+  return sorted(out, key=lambda p: p.path)
 
 
 def render(planned: Sequence[Planned]) -> str:

@@ -14,7 +14,6 @@ Nothing here writes a file.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Any, Optional, Sequence
 
@@ -25,6 +24,7 @@ from model_loader import locate
 from pipeline.usage import UsageError
 from transforms.raster_io import PIL_EXTS, TIFF_EXTS, decode_raster, gdal_driver, read_bytes, split_ext
 from transforms import raster_open
+from transforms.match import BACKSLASH_REASON, unreadable_local_matches
 from transforms.scaling import DTYPE_RANGES
 
 SAMPLE_INPUTS = 3
@@ -136,10 +136,13 @@ def check_card(card, model_uri: str) -> None:
 
 
 def match_inputs(pattern: str) -> list[str]:
-  """The paths ``--images`` matches, sorted.
+  """The paths ``--images`` matches (as Beam lists them: what the run reads), sorted.
+
+  A local file Beam cannot list (a backslash in its name) is not among them:
+  the run dead-letters it (:func:`transforms.match.unreadable_local_matches`).
 
   Raises:
-    UsageError: nothing matches (the pattern is named).
+    UsageError: nothing matches (the pattern is named), or only such files.
   """
   try:
     found = FileSystems.match([pattern])[0].metadata_list
@@ -147,25 +150,12 @@ def match_inputs(pattern: str) -> list[str]:
     raise UsageError(f"--images {pattern}: cannot be listed: {str(e).splitlines()[0][:200]}") from e
   paths = sorted(m.path for m in found)
   if not paths:
+    unlisted = [d.path for d in unreadable_local_matches(pattern) if d.reason == BACKSLASH_REASON]
+    if unlisted:
+      raise UsageError(f"--images {pattern} matches only file(s) Beam's filesystem cannot list (a backslash in the "
+                       f"name), e.g. {unlisted[0]!r}; rename them")
     raise UsageError(f"--images {pattern} matches no file")
-  unlisted = unlisted_by_beam(pattern, paths)
-  if unlisted:
-    raise UsageError(f"--images {pattern} matches {len(unlisted)} file(s) Beam's filesystem does not list, so the "
-                     f"run would never see them (a backslash in the name): {unlisted[0]!r}; rename them")
   return paths
-
-
-def unlisted_by_beam(pattern: str, listed: Sequence[str]) -> list[str]:
-  """Local files ``pattern`` matches (Python's glob) that Beam's match left out.
-
-  Beam reads a backslash in a local file name as an escape, so ``back\\slash.tif``
-  matches ``*.tif`` for the shell and ``glob`` but not for ``FileSystems.match``:
-  such an input would get no outcome at all.
-  """
-  if scheme(pattern) is not None:
-    return []
-  seen = set(listed)
-  return sorted(p for p in glob.glob(pattern, recursive=True) if "\\" in os.path.basename(p) and p not in seen)
 
 
 @dataclasses.dataclass(frozen=True)

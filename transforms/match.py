@@ -85,13 +85,19 @@ def inside(path: str, folder: str) -> bool:
   return path == folder or path.startswith(folder + "/")
 
 
+BACKSLASH_REASON = ("a backslash in the file name: Beam's file matching reads it as an escape and cannot list "
+                    "the file; rename it")
+
+
 def unreadable_local_matches(pattern: str, exclude: Optional[str] = None) -> list[DeadLetter]:
   """Local paths ``pattern`` matches that Beam's matcher silently drops.
 
   Beam skips any entry it cannot stat and any directory: broken symlinks,
   symlink loops, and directories (or symlinks to directories) named like
-  images would vanish from the run without a trace. They are dead letters
-  instead (the output tree ``exclude`` aside).
+  images would vanish from the run without a trace. So do files with a
+  backslash in their name (``back\\slash.tif``: Beam's pattern reads it as an
+  escape, and ``*`` never matches it). They are dead letters instead (the
+  output tree ``exclude`` aside).
   """
   if FileSystems.get_scheme(pattern) is not None:
     return []
@@ -113,6 +119,10 @@ def unreadable_local_matches(pattern: str, exclude: Optional[str] = None) -> lis
         dead.append(DeadLetter(path, "match", "a directory (or a symlink to one), not a file"))
     for name in sorted(files):
       path = os.path.join(base, name)
+      if "\\" in name:
+        if regex.match(os.path.join(base, name.replace("\\", "_"))):
+          dead.append(DeadLetter(path, "match", BACKSLASH_REASON))
+        continue
       if not regex.match(path):
         continue
       try:
