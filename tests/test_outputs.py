@@ -177,3 +177,28 @@ def test_values_outside_the_range_are_measured(tmp_path):
   mask[5:] = True  # ...of 50 known pixels.
   assert outside_range(image, mask, (0, 10000)) == pytest.approx(0.1)
   assert outside_range(image, mask, (0, 65535)) == 0.0
+
+
+def test_an_output_that_cannot_be_encoded_leaves_no_provenance(tmp_path):
+  """The write stage encodes the provenance and the output before it writes
+  either: a tile whose output cannot be encoded (here float32 into a PNG, which
+  GDAL's PNG driver refuses) is dead-lettered at ``write`` and leaves nothing
+  behind, instead of a provenance raster beside no output."""
+  from transforms.decode import DecodeSpec, decode_pair
+  from transforms.masks import MaskSpec
+  from transforms.records import DeadLetter, RestoredTile, TilePair, TileResult
+  from transforms.write import WriteSpec, WriteTiles
+  img = (np.arange(32 * 32 * 3) % 251).astype(np.uint8).reshape(32, 32, 3)
+  write_png(str(tmp_path / "t.png"), img)
+  write_png(str(tmp_path / "t_mask.png"), cloud_mask(32, 32, seed=2).astype(np.uint8) * 255)
+  tile = decode_pair(TilePair(str(tmp_path / "t.png"), "t", str(tmp_path / "t_mask.png")), DecodeSpec(mask=MaskSpec()))
+  spec = WriteSpec(output_dir=str(tmp_path / "out"), model_version="test")
+  for restored, written in ((tile.image.astype(np.float32), False), (tile.image, True)):
+    out = list(WriteTiles(spec).process(RestoredTile(tile=tile, restored=restored)))
+    assert len(out) == 1
+    if written:
+      assert isinstance(out[0], TileResult) and os.path.exists(out[0].output)
+    else:
+      letter = out[0].value
+      assert isinstance(letter, DeadLetter) and letter.stage == "write", letter
+    assert os.path.exists(tmp_path / "out" / "provenance" / "t.tif") == written

@@ -169,10 +169,11 @@ class WriteTiles(beam.DoFn):
     path = output_path(self._spec.output_dir, tile.pair.image_path)
     try:
       classes = provenance_of(item)
-      write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path),
-                         provenance.encode(classes, tile.profile))
+      # Both encoded before either is written: an output that cannot be encoded leaves no orphan provenance.
+      provenance_bytes = provenance.encode(classes, tile.profile)
       data = encode_output(item, self._spec,
                            provenance_tags(tile.pair, self._spec.model_version, self._spec.weights_sha256))
+      write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path), provenance_bytes)
       write_bytes_atomic(path, data)
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
