@@ -32,10 +32,15 @@ to known ground, or the diagonal if that left any hole pixel unfilled). Per scen
 * whether known pixels and no-data pixels (including no-data under a cloud)
   are bit-identical to the input.
 
+With ``--guided`` each scene that has another date in the data folder
+(:attr:`SceneSpec.guide`: NAIP 2017, Sentinel-2 September, Landsat 5 2002; all
+clear) is restored with ``--guide`` that date; GDAL and the context rows stay
+unguided (GDAL FillNodata takes no guide).
+
 Run::
 
   python -m benchmarks.scenes [--model DIR] [--scenes landsat8,naip] \
-      [--out benchmarks/results/scenes]
+      [--out benchmarks/results/scenes] [--guided]
 
 Writes ``scenes.json``, ``scenes.md``, ``panel_{scene}.png`` (before /
 cloudfill / GDAL / truth) and, under ``--work`` (``runs/bench_scenes/``,
@@ -81,6 +86,8 @@ class SceneSpec:
     pad_to: Reflect the scene out to ``(H, W)`` (a larger, streamed scene).
     cloud_px: Side, in pixels, the 512² cloud mask is scaled to.
     mask: Which UKIS mask.
+    guide: Another date of the same place under the data folder (clear), used
+      with ``--guided``; None where the data folder has none.
   """
 
   name: str
@@ -91,6 +98,7 @@ class SceneSpec:
   pad_to: Optional[tuple[int, int]] = None
   cloud_px: int = 2048
   mask: str = "ukis_landsat7.png"
+  guide: Optional[str] = None
 
   def cloudfill_args(self) -> list[str]:
     out = []
@@ -116,17 +124,20 @@ SCENES = {
                   "naip_5m/m_4709963_se_14_1_20190904.tif",
                   bands=(1, 2, 3),
                   cloud_px=3072,
-                  mask="ukis_landsat5.png"),
+                  mask="ukis_landsat5.png",
+                  guide="naip_5m/m_4709963_se_14_1_20170827.tif"),
         SceneSpec("s2l2a_june",
                   "multidate/s2l2a_T33UUP_20210617_RGBN.tif",
                   bands=(1, 2, 3),
                   value_range=(0, 10000),
-                  cloud_px=2048),
+                  cloud_px=2048,
+                  guide="multidate/s2l2a_T33UUP_20210925_RGBN.tif"),
         SceneSpec("landsat5_nanjing",
                   "multidate/landsat5_nanjing_20000503_6band.tif",
                   bands=(3, 2, 1),
                   cloud_px=3072,
-                  mask="ukis_sentinel2.png"),
+                  mask="ukis_sentinel2.png",
+                  guide="multidate/landsat5_nanjing_20020712_6band.tif"),
     )
 }
 
@@ -249,11 +260,15 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   }
   common.log(f"{spec.name}: {img.shape[1]}x{img.shape[0]}, clouds {row['cloud_coverage_of_valid']:.1%} "
              f"of valid, up to {row['max_distance_to_known_px']:.0f} px from known ground")
+  guide = []
+  if args.guided:
+    guide = ["--guide", os.path.join(os.path.abspath(args.data), spec.guide)]
+    row["guide"] = spec.guide
   run = runner.run_cloudfill(images,
                              masks,
                              os.path.join(folder, "out"),
                              args.model,
-                             spec.cloudfill_args() + list(args.cloudfill_arg),
+                             spec.cloudfill_args() + guide + list(args.cloudfill_arg),
                              log_path=os.path.join(folder, "cloudfill.log"))
   row["cloudfill_command"] = " ".join(run["argv"])
   row["cloudfill_seconds"] = run["seconds"]
@@ -322,6 +337,9 @@ def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
             f"percentiles of its valid pixels; value-range scale = the range cloudfill maps to 0…1. Machine: "
             f"{env['cpu_model']}, {env['cpus_usable']} cores, load {env['loadavg_start']} at the start, "
             f"{common.loadavg()} at the end.")
+  if args.guided:
+    header += (" **Guided**: cloudfill restores each scene with `--guide` its other date (" +
+               ", ".join(f"{r['scene']}: `{r.get('guide')}`" for r in rows) + "); GDAL and the context stay unguided.")
   text = markdown(rows, header)
   with open(os.path.join(args.out, "scenes.md"), "w", encoding="utf-8") as f:
     f.write(text)
@@ -330,6 +348,7 @@ def write_results(args, card: dict, env: dict, rows: list[dict]) -> str:
           "card": card,
           "seed": args.seed,
           "coverage": args.coverage,
+          "guided": bool(args.guided),
           "machine": env,
           "loadavg_end": common.loadavg(),
           "scenes": rows
@@ -345,7 +364,13 @@ def main(argv=None) -> int:
   p.add_argument("--work",
                  default=os.path.join(ROOT, "runs", "bench_scenes"),
                  help="inputs, outputs and logs of each scene (runs/ is ignored by git)")
-  p.add_argument("--scenes", default=",".join(SCENES), help=f"comma-separated, of {','.join(SCENES)}")
+  p.add_argument("--scenes",
+                 default=None,
+                 help=f"comma-separated, of {','.join(SCENES)} (default: all; with "
+                 "--guided, those with a guide date)")
+  p.add_argument("--guided",
+                 action="store_true",
+                 help="restore each scene with --guide, its other date in the data folder (a clear one)")
   p.add_argument("--coverage", type=float, default=0.34, help="cloud cover of the valid area")
   p.add_argument("--seed", type=int, default=8)
   p.add_argument("--panel", default="landsat8", help="scene drawn as panel_{scene}.png")
@@ -354,10 +379,13 @@ def main(argv=None) -> int:
                  default=[],
                  help="extra argument for cloudfill run (repeat; e.g. --cloudfill-arg=--max-fill-distance=400)")
   args = p.parse_args(argv)
-  names = [n for n in args.scenes.split(",") if n]
+  default = [n for n, s in SCENES.items() if s.guide or not args.guided]
+  names = [n for n in args.scenes.split(",") if n] if args.scenes else default
   unknown = [n for n in names if n not in SCENES]
   if unknown:
     p.error(f"unknown scenes {unknown}; known: {sorted(SCENES)}")
+  if args.guided and any(not SCENES[n].guide for n in names):
+    p.error(f"--guided: no guide date for {[n for n in names if not SCENES[n].guide]}; with one: {default}")
   if not os.path.isdir(args.data):
     print(f"data folder {args.data} is absent", file=sys.stderr)
     return 2

@@ -354,3 +354,22 @@ def test_scenes_seeds_tabulates_each_draw_and_the_worst():
   row = text.splitlines()[2]
   assert row.startswith("| s | +0.50 | -0.25 | – | -0.25 |"), row
   assert "1.20 (0.80–1.40); push-pull 0.90" in row and row.count("–") >= 2
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "multidate")), reason=f"{SHARED} absent")
+def test_guided_scenes_name_a_guide_on_the_same_place_and_bands():
+  """`benchmarks.scenes --guided`: each guide exists, overlaps its scene and has
+  the bands the scene restores; a scene without one is refused by name."""
+  import rasterio
+  from rasterio.warp import transform_bounds
+  guided_names = [n for n, s in scenes.SCENES.items() if s.guide]
+  assert set(guided_names) == {"naip2019", "s2l2a_june", "landsat5_nanjing"}
+  for name in guided_names:
+    spec = scenes.SCENES[name]
+    with rasterio.open(os.path.join(SHARED, spec.path)) as a, rasterio.open(os.path.join(SHARED, spec.guide)) as g:
+      assert g.count >= max(spec.bands or (a.count,)) and g.dtypes[0] == a.dtypes[0], name
+      gb = transform_bounds(g.crs, a.crs, *g.bounds)
+      assert gb[0] < a.bounds.right and a.bounds.left < gb[2] and gb[1] < a.bounds.top and a.bounds.bottom < gb[3], name
+  with pytest.raises(SystemExit) as e:
+    scenes.main(["--guided", "--scenes", "landsat8", "--data", SHARED])
+  assert e.value.code == 2
