@@ -66,6 +66,9 @@ def _parse(argv: Optional[Sequence[str]]):
   p.add_argument("--gpu-anyway", action="store_true", help="Run the GPU section on CPU (to test it).")
   p.add_argument("--large", action="store_true", help="Time large scenes instead (see --sizes).")
   p.add_argument("--sizes", default="2000,4000,8000", help="Scene sides for --large.")
+  p.add_argument("--large-guided",
+                 action="store_true",
+                 help="With --large: each scene also with --guide (the scene x 0.9 + 400 on its grid).")
   p.add_argument("--scene-pixels",
                  type=int,
                  default=None,
@@ -157,7 +160,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     if args.large:
       sizes = [int(s) for s in args.sizes.split(",")]
-      res["large"] = large.bench_large(sizes, work, batch, args.timeout, scene_pixels=args.scene_pixels)
+      res["large"] = large.bench_large(sizes,
+                                       work,
+                                       batch,
+                                       args.timeout,
+                                       scene_pixels=args.scene_pixels,
+                                       guided=args.large_guided)
       name = f"large{('_' + args.tag) if args.tag else ''}.json"
     else:
       tiles, source = (base.grid_tiles(args.tiles) if args.layout == "grid" else common.make_tiles(args.tiles))
