@@ -32,10 +32,9 @@ to known ground, or the diagonal if that left any hole pixel unfilled). Per scen
 * whether known pixels and no-data pixels (including no-data under a cloud)
   are bit-identical to the input.
 
-With ``--guided`` each scene that has another date in the data folder
-(:attr:`SceneSpec.guide`: NAIP 2017, Sentinel-2 September, Landsat 5 2002; all
-clear) is restored with ``--guide`` that date; GDAL and the context rows stay
-unguided (GDAL FillNodata takes no guide).
+``--guided``: each scene with another, clear date in the data folder
+(:attr:`SceneSpec.guide`) is restored with ``--guide`` it; GDAL and the
+context rows stay unguided (GDAL FillNodata takes no guide).
 
 Run::
 
@@ -260,10 +259,8 @@ def run_scene(spec: SceneSpec, args, card: dict, rng: np.random.Generator) -> tu
   }
   common.log(f"{spec.name}: {img.shape[1]}x{img.shape[0]}, clouds {row['cloud_coverage_of_valid']:.1%} "
              f"of valid, up to {row['max_distance_to_known_px']:.0f} px from known ground")
-  guide = []
-  if args.guided:
-    guide = ["--guide", os.path.join(os.path.abspath(args.data), spec.guide)]
-    row["guide"] = spec.guide
+  guide = ["--guide", os.path.join(os.path.abspath(args.data), spec.guide)] if args.guided else []
+  row["guide"] = spec.guide if args.guided else None
   run = runner.run_cloudfill(images,
                              masks,
                              os.path.join(folder, "out"),
