@@ -158,12 +158,13 @@ def _coefficients(moments: np.ndarray, cg: int, ct: int, radius: int, eps: float
   ``[hb, wb, M]``: ``[hb, wb, Cg·Ct + Ct]`` (``A`` flattened, then ``b``),
   or None where no square has enough support."""
   r = max(1, int(round(radius / step)))
-  n = box_sum(moments[..., 0], r)
+  sums = box_sum(moments, r)  # Every moment in one pass (box_sum works channel by channel: the same values).
+  n = sums[..., 0]
   ok = n >= min_support * float((2 * r + 1) * step)**2
   if not ok.any():
     return None
   nn = np.maximum(n, 1e-6)
-  box = lambda i: box_sum(moments[..., i], r) / nn  # noqa: E731  (a local mean)
+  box = lambda i: sums[..., i] / nn  # noqa: E731  (a local mean)
   mg = np.stack([box(1 + i) for i in range(cg)], -1)
   mt = np.stack([box(1 + cg + j) for j in range(ct)], -1)
   hl, wl = n.shape
