@@ -14,7 +14,7 @@ from transforms import raster_open
 from transforms.decode import DecodeSpec, decode_pair, refusal
 from transforms.incremental import is_up_to_date, output_path, provenance_tags
 from transforms.masks import MaskSpec
-from transforms.match import fill_template, glob_escape, inside, mask_path_for
+from transforms.match import BACKSLASH_REASON, fill_template, glob_escape, inside, mask_path_for, unreadable_local_matches
 from transforms.raster_io import DecodeError, encode_raster, tiff_profile, write_bytes_atomic
 from transforms.records import TilePair
 
@@ -221,3 +221,21 @@ def test_a_scene_whose_file_changes_after_decoding_fails_alone(tmp_path):
           "spills": [failure]
       })))
   assert dead.tag == "dead" and dead.value.stage == "window" and "window(s) failed" in dead.value.reason
+
+
+def test_backslash_names_are_dead_letters_where_glob_would_match_them(tmp_path):
+  """Beam's `*` never matches a backslash, so such files get a dead letter, but
+  only where the pattern matches them as glob would: a wildcard may stand for
+  the backslash, a literal character may not."""
+  for name in ("plain.tif", "a\\b.tif", "a\\x.tif"):
+    (tmp_path / name).write_bytes(b"")
+
+  def dead(pattern):
+    letters = unreadable_local_matches(str(tmp_path / pattern))
+    assert all(d.stage == "match" and d.reason == BACKSLASH_REASON for d in letters)
+    return sorted(os.path.basename(d.path) for d in letters)
+
+  assert dead("*.tif") == ["a\\b.tif", "a\\x.tif"]
+  assert dead("a?x.tif") == ["a\\x.tif"]
+  assert dead("*_x.tif") == []  # glob would not match a\x.tif: `_` is a literal
+  assert dead("plain.tif") == []

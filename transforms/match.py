@@ -120,7 +120,8 @@ def unreadable_local_matches(pattern: str, exclude: Optional[str] = None) -> lis
     for name in sorted(files):
       path = os.path.join(base, name)
       if "\\" in name:
-        if regex.match(os.path.join(base, name.replace("\\", "_"))):
+        # As glob would: only a wildcard matches the backslash (NUL stands in: never a literal of the pattern).
+        if regex.match(os.path.join(base, name.replace("\\", "\0"))):
           dead.append(DeadLetter(path, "match", BACKSLASH_REASON))
         continue
       if not regex.match(path):
