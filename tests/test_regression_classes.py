@@ -71,3 +71,24 @@ def test_block_moments_are_the_sums_over_each_block_and_class():
         np.testing.assert_allclose(got[by, bx, j], want, rtol=1e-5, atol=1e-6)
   # Without labels: one group, the sums of all classes.
   np.testing.assert_allclose(regression.block_moments(target, guide, both, step)[:, :, 0], got.sum(2), rtol=1e-5)
+
+
+def test_the_one_regression_for_all_pixels_is_computed_only_when_a_class_needs_it():
+  """class_mapping takes the all-pixel mapping as a function and calls it at
+  most once: not at all when every class has pixels known in both, once when
+  the guide has a single class (and the result is that mapping)."""
+  rng = np.random.default_rng(3)
+  target = rng.random((64, 64, 3)).astype(np.float32)
+  guide = (target * 0.8 + 0.1).astype(np.float32)
+  both = np.ones((64, 64), bool)
+  calls = []
+
+  def base():
+    calls.append(1)
+    return np.full(target.shape, 0.5, np.float32)
+
+  regression.class_mapping(target, guide, both, both, 16, 4, base)
+  assert calls == []
+  flat = np.full_like(guide, 0.3)
+  out = regression.class_mapping(target, flat, both, both, 16, 4, base)
+  assert calls == [1] and np.all(out == 0.5)

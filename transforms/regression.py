@@ -21,7 +21,7 @@ the model's 0…1 scale, validity arrays float32 ``[H, W]`` in 0…1.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -94,10 +94,10 @@ def guided_fill(target: np.ndarray,
   gv = np.asarray(guide_valid, np.float32)
   both = (valid >= 1.0) & (gv >= 1.0)
   if radius > 0:
-    gain, offset = local_regression(target, guide, both, radius)
-    mapped = apply_regression(guide, gain, offset)
-    if classes > 1 and both.any():
-      mapped = class_mapping(target, guide, both, gv >= 1.0, radius, classes, mapped)
+    one = lambda: apply_regression(guide, *local_regression(target, guide, both, radius))  # noqa: E731
+    # With classes, the one regression for all pixels is computed only if a class needs it.
+    mapped = class_mapping(target, guide, both, gv >= 1.0, radius, classes,
+                           one) if classes > 1 and both.any() else one()
   else:
     gain, offset = linear_fit(target, guide, both)
     mapped = guide * gain + offset
@@ -149,7 +149,7 @@ def class_mapping(target: np.ndarray,
                   usable: np.ndarray,
                   radius: int,
                   k: int,
-                  base: np.ndarray,
+                  base: Union[np.ndarray, Callable[[], np.ndarray]],
                   temperature: float = 1.0) -> np.ndarray:
   """The guide mapped by one :func:`local_regression` per spectral class.
 
@@ -168,14 +168,22 @@ def class_mapping(target: np.ndarray,
     usable: ``[H, W]`` bool, usable guide pixels (the classes are learnt there).
     radius: As :func:`local_regression`.
     k: Classes.
-    base: ``[H, W, Ct]`` the mapping of one regression for all pixels.
+    base: ``[H, W, Ct]`` the mapping of one regression for all pixels, or a
+      function that computes it (called at most once, and only if needed).
 
   Returns:
     ``[H, W, Ct]`` float32.
   """
+  resolved: list = []
+
+  def base_map() -> np.ndarray:
+    if not resolved:
+      resolved.append(base() if callable(base) else base)
+    return resolved[0]
+
   cents = spectral_centroids(guide, usable, k)
   if len(cents) < 2:
-    return base
+    return base_map()
   g = np.asarray(guide, np.float32)
   d = np.stack([((g - c)**2).sum(-1) for c in cents], -1)
   d /= max(float(np.median(d.min(-1))), 1e-6)
@@ -185,10 +193,10 @@ def class_mapping(target: np.ndarray,
   del d
   target = np.asarray(target, np.float32)
   moments = block_moments(target, g, both, STEP, labels=lab, k=len(cents))  # every class in one pass
-  out = np.zeros(base.shape, np.float32)
+  out = np.zeros(target.shape, np.float32)
   for j in range(len(cents)):
     if not moments[:, :, j, 0].any():  # no pixel of this class known in both
-      mj = base
+      mj = base_map()
     else:
       fit = fit_from_moments(moments[:, :, j], target, g, both & (lab == j), radius, min_support=0.02, step=STEP)
       mj = apply_regression(g, *fit)
