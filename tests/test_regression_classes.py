@@ -38,13 +38,13 @@ def test_class_mapping_is_deterministic_and_degrades_gracefully():
   both = valid >= 1
   usable = np.ones_like(both)
   base = np.full(target.shape, 0.5, np.float32)
-  a = regression.class_mapping(target, guide, both, usable, 32, 3, base)
-  b = regression.class_mapping(target, guide, both, usable, 32, 3, base)
+  a = regression.class_mapping(target, guide, both, usable, 32, 3, lambda: base)
+  b = regression.class_mapping(target, guide, both, usable, 32, 3, lambda: base)
   assert np.array_equal(a, b)
   flat = np.full_like(guide, 0.4)  # one value: no classes to find, the base mapping comes back
-  assert regression.class_mapping(target, flat, both, usable, 32, 8, base) is base
+  assert regression.class_mapping(target, flat, both, usable, 32, 8, lambda: base) is base
   none = np.zeros_like(both)  # no usable guide pixel
-  assert regression.class_mapping(target, guide, both, none, 32, 8, base) is base
+  assert regression.class_mapping(target, guide, both, none, 32, 8, lambda: base) is base
   assert len(regression.spectral_centroids(guide, usable, 5)) == 5
 
 

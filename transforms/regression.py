@@ -21,7 +21,8 @@ the model's 0…1 scale, validity arrays float32 ``[H, W]`` in 0…1.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Union
+import functools
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -95,9 +96,10 @@ def guided_fill(target: np.ndarray,
   both = (valid >= 1.0) & (gv >= 1.0)
   if radius > 0:
     one = lambda: apply_regression(guide, *local_regression(target, guide, both, radius))  # noqa: E731
-    # With classes, the one regression for all pixels is computed only if a class needs it.
-    mapped = class_mapping(target, guide, both, gv >= 1.0, radius, classes,
-                           one) if classes > 1 and both.any() else one()
+    if classes > 1 and both.any():
+      mapped = class_mapping(target, guide, both, gv >= 1.0, radius, classes, one)  # calls one() only if needed
+    else:
+      mapped = one()
   else:
     gain, offset = linear_fit(target, guide, both)
     mapped = guide * gain + offset
@@ -149,7 +151,7 @@ def class_mapping(target: np.ndarray,
                   usable: np.ndarray,
                   radius: int,
                   k: int,
-                  base: Union[np.ndarray, Callable[[], np.ndarray]],
+                  base: Callable[[], np.ndarray],
                   temperature: float = 1.0) -> np.ndarray:
   """The guide mapped by one :func:`local_regression` per spectral class.
 
@@ -168,22 +170,16 @@ def class_mapping(target: np.ndarray,
     usable: ``[H, W]`` bool, usable guide pixels (the classes are learnt there).
     radius: As :func:`local_regression`.
     k: Classes.
-    base: ``[H, W, Ct]`` the mapping of one regression for all pixels, or a
-      function that computes it (called at most once, and only if needed).
+    base: Computes ``[H, W, Ct]``, the mapping of one regression for all
+      pixels (called at most once, and only if a class needs it).
 
   Returns:
     ``[H, W, Ct]`` float32.
   """
-  resolved: list = []
-
-  def base_map() -> np.ndarray:
-    if not resolved:
-      resolved.append(base() if callable(base) else base)
-    return resolved[0]
-
+  base = functools.cache(base)
   cents = spectral_centroids(guide, usable, k)
   if len(cents) < 2:
-    return base_map()
+    return base()
   g = np.asarray(guide, np.float32)
   d = np.stack([((g - c)**2).sum(-1) for c in cents], -1)
   d /= max(float(np.median(d.min(-1))), 1e-6)
@@ -196,7 +192,7 @@ def class_mapping(target: np.ndarray,
   out = np.zeros(target.shape, np.float32)
   for j in range(len(cents)):
     if not moments[:, :, j, 0].any():  # no pixel of this class known in both
-      mj = base_map()
+      mj = base()
     else:
       fit = fit_from_moments(moments[:, :, j], target, g, both & (lab == j), radius, min_support=0.02, step=STEP)
       mj = apply_regression(g, *fit)
