@@ -32,12 +32,10 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from benchmarks import common, runner
+from benchmarks import common
 from benchmarks.fillers import gdal_fillnodata
-from benchmarks.interpolants import hole_psnr
+from benchmarks.interpolants import gdal_scene_fill, hole_psnr, scene_draw
 from benchmarks.quality import make_cases
-from benchmarks.scene_scoring import scene_scale
-from benchmarks.scenes import SCENES, cloud_mask, load_scene, scene_rng
 from transforms.context import push_pull
 from transforms.scaling import from_unit, to_unit
 
@@ -47,18 +45,12 @@ SMOOTHING = ((1, 0), (1, 5), (2, 0), (2, 5), (4, 5))  # (σ, λ); λ = 0: the sm
 
 def scene_row(name: str, seed: int, data: str, coverage: float = 0.34) -> list[float]:
   """GDAL, then each blend, then push-pull: hole PSNR on the scene scale."""
-  spec = SCENES[name]
-  img, valid, _ = load_scene(spec, data)
-  clouds = cloud_mask(spec, img.shape[:2], valid, coverage, data, scene_rng(seed, name))
-  hole, known = clouds & valid, ~clouds & valid
-  truth = img[..., [b - 1 for b in spec.bands] if spec.bands else slice(None)]
-  vrange = spec.value_range or (0.0, float(np.iinfo(truth.dtype).max))
-  lo, hi = scene_scale(truth, valid)
-  pp = from_unit(push_pull(to_unit(np.where(known[..., None], truth, 0), *vrange), known.astype(np.float32)), *vrange)
-  search = 4 * float(ndimage.distance_transform_edt(hole).max()) + 16
-  gdal = runner.gdal_fill(np.where(known[..., None], truth, 0), known, search).astype(np.float32)
+  d = scene_draw(name, seed, data, coverage)
+  unit = to_unit(np.where(d.known[..., None], d.truth, 0), *d.vrange)
+  pp = from_unit(push_pull(unit, d.known.astype(np.float32)), *d.vrange)
+  gdal = gdal_scene_fill(d).astype(np.float32)
   fills = [gdal] + [a * pp + (1 - a) * gdal for a in ALPHAS] + [pp]
-  return [hole_psnr(f, truth, hole, lo, hi) for f in fills]
+  return [hole_psnr(f, d.truth, d.hole, d.lo, d.hi) for f in fills]
 
 
 def smoothed_fill(base: np.ndarray, known: np.ndarray, sigma: float) -> np.ndarray:

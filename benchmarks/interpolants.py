@@ -27,6 +27,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -99,18 +100,51 @@ def hole_psnr(out: np.ndarray, truth: np.ndarray, hole: np.ndarray, lo: np.ndarr
   return float(-10 * np.log10(np.mean(d**2)))
 
 
-def run_scene(name: str, seed: int, data: str, coverage: float) -> dict:
-  """The four fills of one scene draw: hole PSNR and seconds each."""
+@dataclasses.dataclass(frozen=True)
+class SceneDraw:
+  """One scene under one cloud draw of :mod:`benchmarks.scenes` (same scenes, seeds and clouds).
+
+  Attributes:
+    truth: ``[H, W, C]`` the scored bands, in the scene's dtype.
+    valid: ``[H, W]`` inside the footprint. hole: valid pixels under the clouds.
+    known: valid pixels not under the clouds.
+    vrange: The value range cloudfill maps to 0…1.
+    lo, hi: ``[C]`` the scene scale (:func:`benchmarks.scene_scoring.scene_scale`).
+  """
+
+  truth: np.ndarray
+  valid: np.ndarray
+  hole: np.ndarray
+  known: np.ndarray
+  vrange: tuple[float, float]
+  lo: np.ndarray
+  hi: np.ndarray
+
+
+def scene_draw(name: str, seed: int, data: str, coverage: float) -> SceneDraw:
+  """The scene ``name`` under the clouds ``benchmarks.scenes`` draws for ``seed``."""
   spec = SCENES[name]
   img, valid, _ = load_scene(spec, data)
   clouds = cloud_mask(spec, img.shape[:2], valid, coverage, data, scene_rng(seed, name))
-  hole = clouds & valid
   truth = img[..., [b - 1 for b in spec.bands] if spec.bands else slice(None)]
-  dtype = truth.dtype
-  vrange = spec.value_range or (0.0, float(np.iinfo(dtype).max))
-  known = ~clouds & valid
-  unit = to_unit(np.where(known[..., None], truth, 0), *vrange)
   lo, hi = scene_scale(truth, valid)
+  return SceneDraw(truth, valid, clouds & valid, ~clouds & valid, spec.value_range or
+                   (0.0, float(np.iinfo(truth.dtype).max)), lo, hi)
+
+
+def gdal_scene_fill(d: SceneDraw) -> np.ndarray:
+  """GDAL FillNodata of a draw's holes from its known pixels, as in :mod:`benchmarks.scenes`
+  (search distance 4× the farthest hole pixel's distance to known ground); float, the truth's scale."""
+  search = 4 * float(ndimage.distance_transform_edt(d.hole).max()) + 16
+  return runner.gdal_fill(np.where(d.known[..., None], d.truth, 0), d.known, search)
+
+
+def run_scene(name: str, seed: int, data: str, coverage: float) -> dict:
+  """The four fills of one scene draw: hole PSNR and seconds each."""
+  d = scene_draw(name, seed, data, coverage)
+  truth, hole, valid, known, vrange, lo, hi = d.truth, d.hole, d.valid, d.known, d.vrange, d.lo, d.hi
+  dtype = truth.dtype
+  unit = to_unit(np.where(known[..., None], truth, 0), *vrange)
 
   def finish(fill):
     return runner.to_dtype(np.clip(from_unit(fill, *vrange), *vrange), dtype)
@@ -131,8 +165,7 @@ def run_scene(name: str, seed: int, data: str, coverage: float) -> dict:
   out["harmonic, exact"] = finish(harmonic(unit, hole, valid, shipped))
   seconds["harmonic, exact"] = seconds["push-pull"] + time.perf_counter() - t
   t = time.perf_counter()
-  search = 4 * float(ndimage.distance_transform_edt(hole).max()) + 16
-  out["gdal"] = runner.to_dtype(runner.gdal_fill(np.where(known[..., None], truth, 0), known, search), dtype)
+  out["gdal"] = runner.to_dtype(gdal_scene_fill(d), dtype)
   seconds["gdal"] = time.perf_counter() - t
   return {
       "scene": name,

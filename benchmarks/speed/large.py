@@ -101,7 +101,8 @@ def bench_large(sizes: Sequence[int],
     if with_guide:
       extra += ["--guide", os.path.join(os.path.dirname(make_guide(img, os.path.join(work, "guides"))), "{stem}.tif")]
     made = time.perf_counter() - t0
-    output = os.path.join(work, f"out_large_{size}{'_guided' if with_guide else ''}")
+    run_name = f"{size}{'_guided' if with_guide else ''}"
+    output = os.path.join(work, f"out_large_{run_name}")
     shutil.rmtree(output, ignore_errors=True)
     stem = os.path.splitext(os.path.basename(img))[0]
     images = os.path.join(os.path.dirname(img), stem + ".tif")
@@ -112,9 +113,8 @@ def bench_large(sizes: Sequence[int],
     ]
     common.log(f"  large {size}x{size}: scene ready ({made:.0f} s, coverage {meta['coverage']:.1%}); "
                "cloudfill run ...")
-    rss_file = os.path.join(work, f"maxrss_{size}{'_guided' if with_guide else ''}.txt")
-    with open(os.path.join(work, f"log_large_{size}{'_guided' if with_guide else ''}.txt"), "w",
-              encoding="utf-8") as log:
+    rss_file = os.path.join(work, f"maxrss_{run_name}.txt")
+    with open(os.path.join(work, f"log_large_{run_name}.txt"), "w", encoding="utf-8") as log:
       run = common.run_measured(cmd,
                                 rss_file,
                                 cwd=base.ROOT,
