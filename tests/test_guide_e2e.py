@@ -199,3 +199,36 @@ def test_context_model_inputs_native_tfx_and_tflite(tmp_path, context_model, mea
   assert np.abs(outs["native"] - outs["tfx"]).max() <= 1
   assert np.abs(outs["native"] - outs["tflite"]).max() <= 1
   assert not np.array_equal(outs["native"], img_t)  # the guide reached the fill on every backend
+
+
+def test_guided_scene_fills_on_threads_equal_the_fills_on_one(scene, context_model, monkeypatch):
+  """The streamed guided fills run on several threads (transforms.parallel) and change no pixel."""
+  import threading
+
+  from transforms import parallel, regression
+  tmp_path, img, mask = scene
+  write_guide_4326(str(tmp_path / "guide" / "t.tif"))
+  fill_threads = []
+  fitted = regression.guided_fill
+
+  def recording(*args, **kwargs):
+    fill_threads.append(threading.current_thread().name)
+    return fitted(*args, **kwargs)
+
+  monkeypatch.setattr(regression, "guided_fill", recording)
+  outputs = {}
+  for threads in (1, 3):
+    monkeypatch.setattr(parallel, "default_threads", lambda n=threads: n)
+    fill_threads.clear()
+    code, out = _run(tmp_path, context_model, f"threads{threads}", "--scene-pixels", "10000", "--guide",
+                     str(tmp_path / "guide" / "{stem}.tif"))
+    assert code == 0
+    (m,) = read_jsonl(str(out / "metrics"))
+    assert m["metrics"]["scene"] is True and m["metrics"]["guided"] is True
+    assert len(fill_threads) > 4  # one guided fill per window with a hole
+    on_pool = {name.startswith("cloudfill-fill") for name in fill_threads}
+    assert on_pool == ({False} if threads == 1 else {True}), fill_threads
+    outputs[threads], _ = read_raster(str(out / "restored" / "t.tif"))
+  np.testing.assert_array_equal(outputs[1], outputs[3])
+  np.testing.assert_array_equal(outputs[3][~mask], img[~mask])
+  assert (outputs[3][mask] > 0).all()  # filled, never left at zero
