@@ -37,7 +37,7 @@ from pipeline.report_thumbs import (
     largest_holes,  # noqa: F401  (the report's API)
     make_thumbnails,
     stretch)
-from transforms.raster_io import write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
 from transforms.records import RESTORED
 
 REPORT_HTML = "report.html"

@@ -39,7 +39,7 @@ from pipeline.graph import build
 from pipeline.progress import NoiseFilter, Progress
 from pipeline.usage import UsageError, version
 from transforms import geotiff_out
-from transforms.raster_io import write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
 
 
 def new_run_id() -> str:

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import runlock
 # The run's exit statuses, re-exported: their home is pipeline.usage (imported by `cloudfill --version` alone).
 from pipeline.usage import EXIT_OK, EXIT_PIPELINE_FAILED, EXIT_SOME_FAILED, EXIT_USAGE  # pylint: disable=unused-import
-from transforms.raster_io import write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
 from transforms.records import FAILED, OUTCOMES, RESTORED, SKIPPED, DeadLetter, TilePair, TileResult
 
 SUMMARY = "summary.json"
@@ -146,7 +146,7 @@ def summarize(records: Iterable[dict[str, Any]],
 def remove_stale_temporaries(output_dir: str, keep: str = "") -> list[str]:
   """Deletes the temporary files an interrupted earlier run left in ``output_dir``.
 
-  They are :func:`transforms.raster_io.write_bytes_atomic`'s ``.NAME.HEX.tmp``
+  They are :func:`transforms.atomic_write.write_bytes_atomic`'s ``.NAME.HEX.tmp``
   files (local outputs; object-storage uploads leave nothing), Beam's
   ``beam-temp-*`` folders under ``metrics/`` and ``failed/``, and the window
   spills of scenes never assembled (``.work/``; a finished run has removed its

@@ -15,7 +15,8 @@ from transforms.decode import DecodeSpec, decode_pair, refusal
 from transforms.incremental import is_up_to_date, output_path, provenance_tags
 from transforms.masks import MaskSpec
 from transforms.match import BACKSLASH_REASON, fill_template, glob_escape, inside, mask_path_for, unreadable_local_matches
-from transforms.raster_io import DecodeError, encode_raster, tiff_profile, write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
+from transforms.raster_io import DecodeError, encode_raster, tiff_profile
 from transforms.records import TilePair
 
 

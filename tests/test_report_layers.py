@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline import report, report_layers
 from tests.helpers import write_geotiff
 from transforms import provenance
-from transforms.raster_io import write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
 
 
 def _png_array(data: bytes) -> np.ndarray:

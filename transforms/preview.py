@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
 from transforms.scaling import to_unit, value_range
 
 PREVIEW_DIR = "preview"

@@ -3,9 +3,8 @@
 Pillow reads and writes PNG and JPEG; rasterio (GDAL) reads and writes TIFF
 and GeoTIFF with their georeferencing. Bytes move through
 ``apache_beam.io.filesystems.FileSystems``, so the same code serves local
-paths and object storage. Writes go to a temporary name and are then renamed
-(locally) or uploaded in one piece (object storage), so a killed run never
-leaves a half-written tile under its final name.
+paths and object storage. Writes are atomic (:mod:`transforms.atomic_write`),
+so a killed run never leaves a half-written tile under its final name.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import posixpath
 import re
 import struct
 import tempfile
-import uuid
 from typing import Any, Optional
 
 import numpy as np
@@ -63,21 +61,6 @@ def split_ext(path: str) -> tuple[str, str]:
 def read_bytes(path: str) -> bytes:
   with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
     return f.read()
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-  """Writes ``data`` so that ``path`` is either absent or complete."""
-  if FileSystems.get_scheme(path) is None:  # Local: temp file, then rename.
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  else:  # Object storage: an object appears only when its upload completes.
-    with FileSystems.create(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
-      f.write(data)
 
 
 def delete_folder(folder: str) -> None:

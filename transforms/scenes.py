@@ -27,7 +27,8 @@ from typing import Any, Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.raster_io import (read_bytes, write_bytes_atomic)
+from transforms.atomic_write import write_bytes_atomic
+from transforms.raster_io import read_bytes
 from transforms.records import TilePair, WindowResult
 
 STRIPE_ROWS = 1024

@@ -6,7 +6,9 @@ descriptions; GeoTIFFs keep the input's compression and overviews, or are laid
 out as ``--cog``/``--co`` say (:mod:`transforms.geotiff_out`). Beside each,
 ``provenance/{stem}.tif`` says where each pixel came from
 (:mod:`transforms.provenance`); it is written first, so a finished output
-always has one. Writes are atomic (see :mod:`transforms.raster_io`).
+always has one. Writes are atomic, and the two are written together
+(:func:`transforms.atomic_write.write_all_atomic`): a local write that fails
+(disk full) leaves the previous output and provenance, if any, as they were.
 
 Metrics are on the 0…1 scale of ``--value-range`` (see :mod:`transforms.metrics`).
 """
@@ -24,8 +26,8 @@ import numpy as np
 from transforms import bands, counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
-from transforms.raster_io import (TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes, split_ext,
-                                  write_bytes_atomic)
+from transforms.atomic_write import write_all_atomic
+from transforms.raster_io import TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes, split_ext
 from transforms.raster_open import check_regular
 from transforms.records import DEAD, RESTORED, DeadLetter, RestoredTile, TileResult
 from transforms.scaling import to_unit, value_range
@@ -173,8 +175,9 @@ class WriteTiles(beam.DoFn):
       provenance_bytes = provenance.encode(classes, tile.profile)
       data = encode_output(item, self._spec,
                            provenance_tags(tile.pair, self._spec.model_version, self._spec.weights_sha256))
-      write_bytes_atomic(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path), provenance_bytes)
-      write_bytes_atomic(path, data)
+      # Provenance first, the output last; a write that fails changes neither (locally; see write_all_atomic).
+      write_all_atomic([(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path), provenance_bytes),
+                        (path, data)])
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
       yield beam.pvalue.TaggedOutput(DEAD, DeadLetter(tile.pair.image_path, "write", f"{type(e).__name__}: {e}"))

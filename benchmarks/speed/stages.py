@@ -21,7 +21,8 @@ from transforms.composite import composite, window_result
 from transforms.decode import DecodeSpec, decode_pair
 from transforms.masks import MaskSpec
 from transforms.match import mask_path_for
-from transforms.raster_io import encode_raster, write_bytes_atomic
+from transforms.atomic_write import write_bytes_atomic
+from transforms.raster_io import encode_raster
 from transforms.records import TilePair
 from transforms.window import WindowSpec, cut, tile_context
 from transforms.write import WriteSpec, measure

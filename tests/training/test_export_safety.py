@@ -60,7 +60,8 @@ def test_export_writes_the_hash_into_the_card(tmp_path):
 def test_incremental_check_compares_the_weights_hash(tmp_path):
   """A real GeoTIFF output made by other weights under the same version is not up to date."""
   from transforms.incremental import TAG_WEIGHTS, is_up_to_date, output_path, provenance_tags
-  from transforms.raster_io import encode_raster, write_bytes_atomic
+  from transforms.atomic_write import write_bytes_atomic
+  from transforms.raster_io import encode_raster
   from transforms.records import TilePair
   pair = TilePair(image_path=str(tmp_path / "in" / "a.tif"), stem="a", mask_path=None, mtime=100.0)
   profile = {
