@@ -280,7 +280,7 @@ def test_multi_process_workers_share_the_cores():
   from apache_beam.options.pipeline_options import PipelineOptions
 
   from model_loader.native import threads_per_worker
-  from transforms.infer import local_worker_threads
+  from transforms.pooled import local_worker_threads
   assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(4, cores=16) == 4
   assert threads_per_worker(3, cores=2) == 1
   mp = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]

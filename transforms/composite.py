@@ -18,6 +18,7 @@ import numpy as np
 
 from transforms import bands as bands_lib
 from transforms import counters, footprint
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn
 from transforms.records import DEAD, DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
 from transforms.scaling import from_unit, to_unit, value_range
 from transforms.tiling import feather
@@ -185,16 +186,21 @@ def finish_tile(tile, restored: np.ndarray) -> tuple[np.ndarray, Optional[np.nda
   return restored, prov, extra
 
 
-class CompositeTiles(beam.DoFn):
+class CompositeTiles(PooledDoFn):
   """``(key, {"tile": [Tile], "windows": [WindowResult...]})`` -> RestoredTile.
 
-  Failures go to the ``dead`` output.
+  Failures go to the ``dead`` output. Tiles are composited on the DoFn's
+  thread pool (:class:`transforms.pooled.PooledDoFn`).
   """
 
-  def __init__(self, value_range_override: Optional[tuple[float, float]] = None):
+  def __init__(self, value_range_override: Optional[tuple[float, float]] = None, threads: Optional[int] = None):
+    super().__init__(threads)
     self._vrange = value_range_override
 
-  def process(self, joined):
+  def process(self, joined, window=WINDOW, timestamp=TIMESTAMP):
+    yield from self.pooled(self._composite, (joined,), window, timestamp)
+
+  def _composite(self, joined):
     _, groups = joined
     results = list(groups["windows"])
     failures = [r for r in results if isinstance(r, WindowFailure)]

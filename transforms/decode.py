@@ -12,6 +12,7 @@ import numpy as np
 
 from transforms import bands as bands_lib
 from transforms import counters, masks, raster_open, scenes
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
 from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, gdal_driver, select_bands, split_ext
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
@@ -300,19 +301,24 @@ def refusal(e: Exception) -> tuple[str, str]:
   return "decode", f"{type(e).__name__}: {e}"
 
 
-class DecodeTiles(beam.DoFn):
+class DecodeTiles(PooledDoFn):
   """:class:`TilePair` -> :class:`Tile` or :class:`scenes.SceneRef`; refusals
   go to the ``dead`` output.
 
   A mask with no missing pixel has nothing to restore: it is reported as
   skipped (with its reason) rather than failed. A mask that hides every pixel
-  leaves nothing to condition on: it fails.
+  leaves nothing to condition on: it fails. Inputs are decoded on the DoFn's
+  thread pool (:class:`transforms.pooled.PooledDoFn`).
   """
 
-  def __init__(self, spec: DecodeSpec):
+  def __init__(self, spec: DecodeSpec, threads: Optional[int] = None):
+    super().__init__(threads)
     self._spec = spec
 
-  def process(self, pair: TilePair) -> Iterator:
+  def process(self, pair: TilePair, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
+    yield from self.pooled(self._decode, (pair,), window, timestamp)
+
+  def _decode(self, pair: TilePair) -> Iterator:
     start = time.perf_counter()
     try:
       tile = decode_pair(pair, self._spec)
@@ -354,4 +360,4 @@ class Decode(beam.PTransform):
   spec: DecodeSpec
 
   def expand(self, pairs):
-    return pairs | beam.ParDo(DecodeTiles(self.spec)).with_outputs(DEAD, main="tiles")
+    return pairs | beam.ParDo(DecodeTiles(self.spec, pool_threads(pairs.pipeline))).with_outputs(DEAD, main="tiles")

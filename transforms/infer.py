@@ -26,6 +26,7 @@ from apache_beam.ml.inference.base import RunInference
 from model_loader import lite, native, tfx
 from transforms import counters, scenes
 from transforms.composite import window_result
+from transforms.pooled import local_worker_threads
 from transforms.records import Solo, Window, WindowFailure
 
 BACKENDS = ("native", "tfx", "tflite")
@@ -171,30 +172,6 @@ def _example(win: Window, names: tuple[str, ...]) -> bytes:
     extra[name] = inputs[name] if name in inputs else native.neutral_input(name, win.image[None],
                                                                            inputs["mask"][None])[0]
   return tfx.serialize_example(inputs["image"], inputs["mask"], **extra)
-
-
-def local_worker_threads(pipeline) -> int:
-  """TensorFlow threads per worker when the DirectRunner runs several worker
-  processes on this machine (``--direct_running_mode=multi_processing``):
-  cores ÷ workers, else 0 (TensorFlow's default: every core).
-
-  Each worker's TensorFlow otherwise takes every core, and the workers'
-  models fight over them while none decodes or writes.
-  """
-  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=import-outside-toplevel
-  options = getattr(pipeline, "_options", None)
-  if options is None:
-    return 0
-  direct = options.view_as(DirectOptions)
-  if direct.direct_running_mode != "multi_processing":
-    return 0
-  workers = direct.direct_num_workers
-  if workers == 0:  # Beam's "as many as the machine has cores".
-    import os  # pylint: disable=import-outside-toplevel
-    workers = os.cpu_count() or 1
-  if not workers or workers < 2:
-    return 0
-  return native.threads_per_worker(workers)
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import bands, counters, footprint, grid_context, guide, neighbours, scene_context, scenes
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
 from transforms.scaling import to_unit, value_range
 
@@ -123,13 +124,24 @@ def _counts(item) -> tuple[int, int, bool]:
   return (int(np.unpackbits(item.packed_mask).sum()), int(item.known().sum()), item.packed_unfilled is not None)
 
 
-class PrepareTiles(beam.DoFn):
-  """Tile/SceneRef -> the same, prepared; refusals go to ``dead``."""
+class PrepareTiles(PooledDoFn):
+  """Tile/SceneRef -> the same, prepared; refusals go to ``dead``.
 
-  def __init__(self, spec: PrepareSpec):
+  Tiles are prepared on the DoFn's thread pool (:class:`transforms.pooled.PooledDoFn`);
+  a streamed scene, which holds whole-scene masks while it is prepared, here.
+  """
+
+  def __init__(self, spec: PrepareSpec, threads: Optional[int] = None):
+    super().__init__(threads)
     self._spec = spec
 
-  def process(self, item, headers=()) -> Iterator:
+  def process(self, item, headers=(), window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
+    if scenes.is_scene(item):
+      yield from self._prepare(item, headers)
+    else:
+      yield from self.pooled(self._prepare, (item, headers), window, timestamp)
+
+  def _prepare(self, item, headers=()) -> Iterator:
     is_scene = scenes.is_scene(item)
     try:
       if is_scene:
@@ -180,4 +192,5 @@ class Prepare(beam.PTransform):
           beam.pvalue.AsSingleton(pairs | "Headers" >> beam.Map(neighbours.header) |
                                   "Georeferenced" >> beam.Filter(bool) | "AllHeaders" >> beam.combiners.ToList())
       ]
-    return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec), *side).with_outputs(DEAD, main="tiles")
+    return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec, pool_threads(decoded.pipeline)), *
+                                             side).with_outputs(DEAD, main="tiles")

@@ -18,6 +18,7 @@ from typing import Optional
 import apache_beam as beam
 
 from transforms.composite import CompositeTiles
+from transforms.pooled import pool_threads
 from transforms.records import DEAD, Solo
 from transforms.scenes import is_scene
 from transforms.write import WriteSpec, WriteTiles
@@ -64,7 +65,8 @@ class TilePath(beam.PTransform):
         "windows": windows | "Joined" >> beam.Filter(lambda kv: not is_solo(kv))
     } | "Join" >> beam.CoGroupByKey()
     solo = windows | "Solo" >> beam.Filter(is_solo) | "AsJoined" >> beam.Map(as_joined)
-    composited = ((joined, solo) | "AllTiles" >> beam.Flatten() |
-                  "Composite" >> beam.ParDo(CompositeTiles(self.value_range)).with_outputs(DEAD, main="tiles"))
-    written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write)).with_outputs(DEAD, main="results")
+    composited = ((joined, solo) | "AllTiles" >> beam.Flatten() | "Composite" >> beam.ParDo(
+        CompositeTiles(self.value_range, pool_threads(tiles.pipeline))).with_outputs(DEAD, main="tiles"))
+    written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write, pool_threads(
+        tiles.pipeline))).with_outputs(DEAD, main="results")
     return {"results": written.results, DEAD: (composited[DEAD], written[DEAD]) | "AllDead" >> beam.Flatten()}

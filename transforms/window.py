@@ -22,6 +22,7 @@ from transforms import context as ctx
 from transforms import regression
 from transforms import counters, preview, scene_context
 from transforms.guide import GuideSpec
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
 from transforms.records import Tile, Window, WindowFailure
 from transforms.scaling import DTYPE_RANGES, from_unit, to_unit, value_range  # noqa: F401  (re-exported)
 from transforms.scenes import is_scene
@@ -88,7 +89,7 @@ def keyed_for_composite(tile: Tile) -> tuple[str, Tile]:
   return tile.key, tile
 
 
-class CutWindows(beam.DoFn):
+class CutWindows(PooledDoFn):
   """:class:`Tile` -> :class:`Window` for every window with holes.
 
   Each in-memory tile's context (:func:`tile_context`) is computed once and
@@ -98,15 +99,25 @@ class CutWindows(beam.DoFn):
   to be joined with its windows' results (:mod:`transforms.tile_path`).
   Large scenes (:class:`transforms.scenes.SceneRef`) are cut by
   :func:`transforms.scene_context.cut_scene`, one row of windows at a time.
+  A tile of one window is cut on the DoFn's thread pool
+  (:class:`transforms.pooled.PooledDoFn`); larger tiles and scenes, whose
+  windows are yielded one at a time, here.
   """
 
-  def __init__(self, spec: WindowSpec, output_dir: str, preview: bool = True, guide_spec=None):
+  def __init__(self, spec: WindowSpec, output_dir: str, preview: bool = True, guide_spec=None, threads=None):
+    super().__init__(threads)
     self._spec = spec
     self._output = output_dir
     self._preview = preview
     self._guide = guide_spec
 
-  def process(self, tile) -> Iterator[Window]:
+  def process(self, tile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator[Window]:
+    if not is_scene(tile) and max(tile.mask.shape) <= self._spec.size:
+      yield from self.pooled(self._cut, (tile,), window, timestamp)
+    else:
+      yield from self._cut(tile)
+
+  def _cut(self, tile) -> Iterator[Window]:
     if is_scene(tile):
       windows = scene_context.cut_scene(tile, self._spec, self._output, self._guide, self._preview and
                                         bool(self._output))
@@ -183,8 +194,9 @@ class WindowTiles(beam.PTransform):
   guide_spec: Optional[GuideSpec] = None
 
   def expand(self, tiles):
-    return tiles | "Cut" >> beam.ParDo(CutWindows(self.spec, self.output_dir, self.preview,
-                                                  self.guide_spec)).with_outputs(FAILED_WINDOWS, TILES, main="windows")
+    return tiles | "Cut" >> beam.ParDo(
+        CutWindows(self.spec, self.output_dir, self.preview, self.guide_spec, pool_threads(
+            tiles.pipeline))).with_outputs(FAILED_WINDOWS, TILES, main="windows")
 
 
 def group_windows(item, spec: WindowSpec, output_dir: str) -> Iterator[Window]:

@@ -26,6 +26,7 @@ import numpy as np
 from transforms import bands, counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn
 from transforms.atomic_write import write_all_atomic
 from transforms.raster_io import TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes, split_ext
 from transforms.raster_open import check_regular
@@ -159,13 +160,21 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
   return out
 
 
-class WriteTiles(beam.DoFn):
-  """:class:`RestoredTile` -> :class:`TileResult`; failures go to ``dead``."""
+class WriteTiles(PooledDoFn):
+  """:class:`RestoredTile` -> :class:`TileResult`; failures go to ``dead``.
 
-  def __init__(self, spec: WriteSpec):
+  Each tile is encoded, written and measured on the DoFn's thread pool
+  (:class:`transforms.pooled.PooledDoFn`).
+  """
+
+  def __init__(self, spec: WriteSpec, threads: Optional[int] = None):
+    super().__init__(threads)
     self._spec = spec
 
-  def process(self, item: RestoredTile) -> Iterator:
+  def process(self, item: RestoredTile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
+    yield from self.pooled(self._write, (item,), window, timestamp)
+
+  def _write(self, item: RestoredTile) -> Iterator:
     tile = item.tile
     start = time.perf_counter()
     path = output_path(self._spec.output_dir, tile.pair.image_path)
