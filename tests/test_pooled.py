@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 
 import apache_beam as beam
 import pytest
@@ -103,3 +104,7 @@ def test_pool_threads_split_the_cores_between_local_worker_processes():
   mp = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
   assert pool_threads(beam.Pipeline(options=mp)) == native.threads_per_worker(2)
   assert pool_threads(beam.Pipeline(options=PipelineOptions([]))) is None
+  assert pool_threads(beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))) is None
+  # A Dataflow pipeline wants a project to be built; the options alone are what is read.
+  dataflow = types.SimpleNamespace(_options=PipelineOptions(["--runner=DataflowRunner"]))
+  assert pool_threads(dataflow) == 1

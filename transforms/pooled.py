@@ -127,9 +127,19 @@ def local_worker_threads(pipeline) -> int:
 
 
 def pool_threads(pipeline) -> Optional[int]:
-  """A :class:`PooledDoFn`'s threads in ``pipeline``: cores ÷ workers when the
-  DirectRunner runs several worker processes here (each with its own pool),
-  else None (:func:`parallel.default_threads`)."""
+  """A :class:`PooledDoFn`'s threads in ``pipeline``.
+
+  On the DirectRunner: cores ÷ workers when it runs several worker processes
+  here (each with its own pool), else None (:func:`parallel.default_threads`).
+  On any other runner 1 (no pool): Dataflow already runs an SDK process per
+  vCPU, each with several bundles at once.
+  """
+  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=import-outside-toplevel
+  options = getattr(pipeline, "_options", None)
+  runner = None if options is None else options.view_as(StandardOptions).runner
+  name = runner if isinstance(runner, (str, type(None))) else type(runner).__name__
+  if name not in (None, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner", "FnApiRunner"):
+    return 1
   return local_worker_threads(pipeline) or None
 
 
