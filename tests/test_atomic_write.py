@@ -34,6 +34,16 @@ def test_a_failed_local_write_changes_none_of_the_files_and_leaves_no_temporary(
   assert sorted(os.listdir(tmp_path)) == ["a.tif", "sub"] and os.listdir(tmp_path / "sub") == ["b.tif"]
 
 
+def test_a_rename_that_fails_leaves_no_temporary(tmp_path, caplog):
+  a, b = str(tmp_path / "a.tif"), str(tmp_path / "b.tif")
+  os.mkdir(b)  # the output's name is taken by a folder: its rename fails
+  with pytest.raises(OSError):
+    atomic_write.write_all_atomic([(a, b"new a"), (b, b"new b")])
+  assert open(a, "rb").read() == b"new a"  # renamed before the failure, as documented
+  assert sorted(os.listdir(tmp_path)) == ["a.tif", "b.tif"] and os.listdir(b) == []
+  assert "could not remove" not in caplog.text
+
+
 def test_staging_that_fails_mid_write_removes_its_temporary(tmp_path, monkeypatch):
   path = str(tmp_path / "x.tif")
 

@@ -12,10 +12,19 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms import counters
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn
+from transforms import counters, parallel
+from transforms.pooled import (POOL_MAX_BYTES, POOL_MAX_PIXELS, TIMESTAMP, WINDOW, PooledDoFn, small_file, small_tile)
 
 _SEEN: dict[str, set] = {}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_budget_left_behind():
+  """A DoFn given its threads sets the process's budget (parallel.limit_threads): reset it."""
+  yield
+  parallel._budget.clear()  # pylint: disable=protected-access
+
+
 _IN_FLIGHT = {"now": 0, "max": 0}
 _LOCK = threading.Lock()
 
@@ -108,3 +117,31 @@ def test_pool_threads_split_the_cores_between_local_worker_processes():
   # A Dataflow pipeline wants a project to be built; the options alone are what is read.
   dataflow = types.SimpleNamespace(_options=PipelineOptions(["--runner=DataflowRunner"]))
   assert pool_threads(dataflow) == 1
+
+
+def test_a_dofn_given_its_threads_caps_the_processes_other_thread_maps():
+  before = parallel.default_threads()
+  fn = Square("budget", threads=1)
+  fn.setup()
+  try:
+    assert parallel.default_threads() == 1
+    assert list(parallel.ordered_map(lambda i: threading.current_thread().name, range(3), parallel.default_threads())) \
+        == [threading.current_thread().name] * 3
+  finally:
+    fn.teardown()
+  parallel._budget.clear()  # pylint: disable=protected-access
+  assert parallel.default_threads() == before
+  Square("no budget").setup()  # None: the cores, no budget set
+  assert parallel.default_threads() == before
+
+
+def test_only_small_tiles_and_files_go_to_the_pool():
+  import numpy as np
+  side = int(POOL_MAX_PIXELS**0.5)
+  tile = types.SimpleNamespace(mask=np.zeros((side, side), bool))
+  assert small_tile(tile)
+  assert not small_tile(types.SimpleNamespace(mask=np.zeros((side + 1, side), bool)))
+  assert not small_tile(types.SimpleNamespace(packed_mask=np.zeros(8, np.uint8)))
+  assert not small_tile(types.SimpleNamespace(mask=lambda: np.zeros((2, 2), bool)))  # a SceneRef's mask() unpacks it
+  assert small_file(1) and small_file(POOL_MAX_BYTES)
+  assert not small_file(0) and not small_file(POOL_MAX_BYTES + 1)  # 0: size unknown

@@ -48,6 +48,8 @@ def _remove_quietly(path: str) -> None:
       os.remove(path)
     else:
       FileSystems.delete([path])
+  except FileNotFoundError:
+    pass  # Never written (its open failed).
   except Exception:  # pylint: disable=broad-except
     logging.getLogger(__name__).warning("could not remove %s after a failed write", path)
 
@@ -65,7 +67,9 @@ def write_all_atomic(files: Sequence[tuple[str, bytes]]) -> None:
 
   Local files are all staged (written and synced under temporary names)
   before the first is renamed into place, so a failure while writing (disk
-  full, permission) leaves every earlier version as it was. Objects are
+  full, permission) leaves every earlier version as it was. A rename that
+  fails (rare: the final name is taken by a folder) leaves the files renamed
+  before it in place and removes the other temporaries. Objects are
   uploaded in order; when one fails, those already uploaded in this call are
   deleted again (best effort: the earlier versions they replaced are gone, a
   missing file is better than one that describes another output).
@@ -88,5 +92,10 @@ def write_all_atomic(files: Sequence[tuple[str, bytes]]) -> None:
     for path in uploaded:
       _remove_quietly(path)
     raise
-  for tmp, path in staged:
-    os.replace(tmp, path)
+  for k, (tmp, path) in enumerate(staged):
+    try:
+      os.replace(tmp, path)
+    except BaseException:
+      for rest, _ in staged[k:]:
+        _remove_quietly(rest)
+      raise

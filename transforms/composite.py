@@ -18,7 +18,7 @@ import numpy as np
 
 from transforms import bands as bands_lib
 from transforms import counters, footprint
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, small_tile
 from transforms.records import DEAD, DeadLetter, RestoredTile, Window, WindowFailure, WindowResult
 from transforms.scaling import from_unit, to_unit, value_range
 from transforms.tiling import feather
@@ -189,8 +189,8 @@ def finish_tile(tile, restored: np.ndarray) -> tuple[np.ndarray, Optional[np.nda
 class CompositeTiles(PooledDoFn):
   """``(key, {"tile": [Tile], "windows": [WindowResult...]})`` -> RestoredTile.
 
-  Failures go to the ``dead`` output. Tiles are composited on the DoFn's
-  thread pool (:class:`transforms.pooled.PooledDoFn`).
+  Failures go to the ``dead`` output. Small tiles are composited on the DoFn's
+  thread pool (:class:`transforms.pooled.PooledDoFn`), larger ones here.
   """
 
   def __init__(self, value_range_override: Optional[tuple[float, float]] = None, threads: Optional[int] = None):
@@ -198,7 +198,10 @@ class CompositeTiles(PooledDoFn):
     self._vrange = value_range_override
 
   def process(self, joined, window=WINDOW, timestamp=TIMESTAMP):
-    yield from self.pooled(self._composite, (joined,), window, timestamp)
+    if all(small_tile(t) for t in joined[1]["tile"]):
+      yield from self.pooled(self._composite, (joined,), window, timestamp)
+    else:
+      yield from self._composite(joined)
 
   def _composite(self, joined):
     _, groups = joined

@@ -12,7 +12,7 @@ import numpy as np
 
 from transforms import bands as bands_lib
 from transforms import counters, masks, raster_open, scenes
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads, small_file
 from transforms.raster_io import SUPPORTED_DTYPES, TIFF_EXTS, DecodeError, gdal_driver, select_bands, split_ext
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile, TilePair
 
@@ -307,8 +307,9 @@ class DecodeTiles(PooledDoFn):
 
   A mask with no missing pixel has nothing to restore: it is reported as
   skipped (with its reason) rather than failed. A mask that hides every pixel
-  leaves nothing to condition on: it fails. Inputs are decoded on the DoFn's
-  thread pool (:class:`transforms.pooled.PooledDoFn`).
+  leaves nothing to condition on: it fails. Small inputs (up to
+  :data:`transforms.pooled.POOL_MAX_BYTES`) are decoded on the DoFn's thread
+  pool (:class:`transforms.pooled.PooledDoFn`), others here.
   """
 
   def __init__(self, spec: DecodeSpec, threads: Optional[int] = None):
@@ -316,7 +317,10 @@ class DecodeTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, pair: TilePair, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    yield from self.pooled(self._decode, (pair,), window, timestamp)
+    if small_file(pair.size_bytes):
+      yield from self.pooled(self._decode, (pair,), window, timestamp)
+    else:  # Possibly a streamed scene: its whole mask is held while it is decoded.
+      yield from self._decode(pair)
 
   def _decode(self, pair: TilePair) -> Iterator:
     start = time.perf_counter()

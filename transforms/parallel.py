@@ -22,6 +22,9 @@ R = TypeVar("R")
 # worker's cores are shared with the model's own thread pool).
 MAX_THREADS = 4
 
+# This process's thread budget, when its runner set one (limit_threads).
+_budget: dict[str, int] = {}
+
 
 def available_cores() -> int:
   """The cores this process may run on (its CPU affinity, else the machine's)."""
@@ -31,8 +34,15 @@ def available_cores() -> int:
 
 
 def default_threads() -> int:
-  """Threads for :func:`ordered_map`: the available cores, at most :data:`MAX_THREADS`."""
-  return max(1, min(MAX_THREADS, available_cores()))
+  """Threads for :func:`ordered_map`: the available cores, at most
+  :data:`MAX_THREADS`, and at most this process's budget (:func:`limit_threads`)."""
+  return max(1, min(MAX_THREADS, available_cores(), _budget.get("threads", MAX_THREADS)))
+
+
+def limit_threads(threads: int) -> None:
+  """Caps :func:`default_threads` in this process: a worker process that shares
+  the machine's cores with others (cores ÷ workers), or one per vCPU (1)."""
+  _budget["threads"] = max(1, int(threads))
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int, ahead: int = 0) -> Iterator[R]:

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.utils.windowed_value import WindowedValue
 
 from model_loader import native
@@ -31,6 +32,23 @@ from transforms import counters, parallel
 # Elements in flight per DoFn instance, beyond the threads' own: enough to keep
 # them busy, few enough that held tiles stay a few MB each.
 AHEAD = 2
+# Only small elements go to the pool (see small_tile, small_file), so that the
+# elements in flight (AHEAD + threads per DoFn, five DoFns) stay a few MB each:
+# a 512² tile of 4 float32 bands is 4 MB an array. Larger tiles and streamed
+# scenes, which hold whole-scene masks while decoded and prepared, run inline.
+POOL_MAX_PIXELS = 512 * 512
+POOL_MAX_BYTES = 4 << 20
+
+
+def small_tile(tile) -> bool:
+  """An in-memory tile of at most :data:`POOL_MAX_PIXELS` (a streamed scene never is)."""
+  mask = getattr(tile, "mask", None)  # A SceneRef's is a method that unpacks it.
+  return isinstance(mask, np.ndarray) and mask.size <= POOL_MAX_PIXELS
+
+
+def small_file(size_bytes: int) -> bool:
+  """An input file of at most :data:`POOL_MAX_BYTES` (0: size unknown, not small)."""
+  return 0 < size_bytes <= POOL_MAX_BYTES
 
 
 class PooledDoFn(beam.DoFn):
@@ -59,6 +77,8 @@ class PooledDoFn(beam.DoFn):
     return state
 
   def setup(self):
+    if self.threads is not None:  # The runner's budget for this process: ordered_map's too.
+      parallel.limit_threads(self.threads)
     n = parallel.default_threads() if self.threads is None else self.threads
     self._pool = ThreadPoolExecutor(n, thread_name_prefix="cloudfill-dofn") if n > 1 else None
     self._limit = AHEAD + n

@@ -23,7 +23,7 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import bands, counters, footprint, grid_context, guide, neighbours, scene_context, scenes
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads, small_tile
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
 from transforms.scaling import to_unit, value_range
 
@@ -127,8 +127,8 @@ def _counts(item) -> tuple[int, int, bool]:
 class PrepareTiles(PooledDoFn):
   """Tile/SceneRef -> the same, prepared; refusals go to ``dead``.
 
-  Tiles are prepared on the DoFn's thread pool (:class:`transforms.pooled.PooledDoFn`);
-  a streamed scene, which holds whole-scene masks while it is prepared, here.
+  Small tiles are prepared on the DoFn's thread pool (:class:`transforms.pooled.PooledDoFn`);
+  larger ones and streamed scenes (whole-scene masks while prepared) here.
   """
 
   def __init__(self, spec: PrepareSpec, threads: Optional[int] = None):
@@ -136,10 +136,10 @@ class PrepareTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, item, headers=(), window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    if scenes.is_scene(item):
-      yield from self._prepare(item, headers)
-    else:
+    if small_tile(item):
       yield from self.pooled(self._prepare, (item, headers), window, timestamp)
+    else:
+      yield from self._prepare(item, headers)
 
   def _prepare(self, item, headers=()) -> Iterator:
     is_scene = scenes.is_scene(item)

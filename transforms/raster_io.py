@@ -9,6 +9,7 @@ so a killed run never leaves a half-written tile under its final name.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import posixpath
@@ -336,22 +337,30 @@ def _encode_pil(image: np.ndarray, profile: dict[str, Any], tags: dict[str, str]
   return buf.getvalue()
 
 
-def _encode_png16(image: np.ndarray, tags: dict[str, str]) -> bytes:
-  """16-bit colour PNG through GDAL (Pillow cannot write 48/64-bit PNG);
-  tags become PNG text chunks, as Pillow writes them."""
+@functools.cache
+def _ignore_not_georeferenced() -> None:
+  """A PNG has no georeferencing to lose: rasterio's warning is silenced once,
+  for the process. Not ``warnings.catch_warnings()`` around each write: that
+  swaps the process's filters and is not thread-safe (tiles are written on
+  several threads: :mod:`transforms.pooled`)."""
   import warnings  # pylint: disable=import-outside-toplevel
 
   from rasterio.errors import NotGeoreferencedWarning  # pylint: disable=import-outside-toplevel
+  warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
+
+def _encode_png16(image: np.ndarray, tags: dict[str, str]) -> bytes:
+  """16-bit colour PNG through GDAL (Pillow cannot write 48/64-bit PNG);
+  tags become PNG text chunks, as Pillow writes them."""
   from rasterio.io import MemoryFile  # pylint: disable=import-outside-toplevel
+  _ignore_not_georeferenced()
   h, w, c = image.shape
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-    with MemoryFile() as mem:
-      with mem.open(driver="PNG", height=h, width=w, count=c, dtype="uint16", WRITE_METADATA_AS_TEXT="YES") as dst:
-        dst.write(np.moveaxis(image, -1, 0))
-        if tags:
-          dst.update_tags(**{k: str(v) for k, v in tags.items()})
-      return mem.read()
+  with MemoryFile() as mem:
+    with mem.open(driver="PNG", height=h, width=w, count=c, dtype="uint16", WRITE_METADATA_AS_TEXT="YES") as dst:
+      dst.write(np.moveaxis(image, -1, 0))
+      if tags:
+        dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    return mem.read()
 
 
 def read_tags_at(path: str) -> dict[str, str]:

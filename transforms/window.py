@@ -22,7 +22,7 @@ from transforms import context as ctx
 from transforms import regression
 from transforms import counters, preview, scene_context
 from transforms.guide import GuideSpec
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads, small_tile
 from transforms.records import Tile, Window, WindowFailure
 from transforms.scaling import DTYPE_RANGES, from_unit, to_unit, value_range  # noqa: F401  (re-exported)
 from transforms.scenes import is_scene
@@ -112,7 +112,7 @@ class CutWindows(PooledDoFn):
     self._guide = guide_spec
 
   def process(self, tile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator[Window]:
-    if not is_scene(tile) and max(tile.mask.shape) <= self._spec.size:
+    if not is_scene(tile) and max(tile.mask.shape) <= self._spec.size and small_tile(tile):
       yield from self.pooled(self._cut, (tile,), window, timestamp)
     else:
       yield from self._cut(tile)

@@ -26,7 +26,7 @@ import numpy as np
 from transforms import bands, counters, geotiff_out, metrics, provenance
 from transforms.incremental import output_path, provenance_tags
 from transforms.match import mask_path_for
-from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn
+from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, small_tile
 from transforms.atomic_write import write_all_atomic
 from transforms.raster_io import TIFF_EXTS, DecodeError, decode_raster, encode_raster, read_bytes, split_ext
 from transforms.raster_open import check_regular
@@ -163,8 +163,8 @@ def measure(item: RestoredTile, spec: WriteSpec) -> dict:
 class WriteTiles(PooledDoFn):
   """:class:`RestoredTile` -> :class:`TileResult`; failures go to ``dead``.
 
-  Each tile is encoded, written and measured on the DoFn's thread pool
-  (:class:`transforms.pooled.PooledDoFn`).
+  Small tiles are encoded, written and measured on the DoFn's thread pool
+  (:class:`transforms.pooled.PooledDoFn`), larger ones here.
   """
 
   def __init__(self, spec: WriteSpec, threads: Optional[int] = None):
@@ -172,7 +172,10 @@ class WriteTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, item: RestoredTile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    yield from self.pooled(self._write, (item,), window, timestamp)
+    if small_tile(item.tile):
+      yield from self.pooled(self._write, (item,), window, timestamp)
+    else:
+      yield from self._write(item)
 
   def _write(self, item: RestoredTile) -> Iterator:
     tile = item.tile
