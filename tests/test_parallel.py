@@ -67,25 +67,3 @@ def test_an_error_is_raised_at_its_items_turn_after_the_results_before_it():
 
 def test_default_threads_follow_the_cores_this_process_may_use():
   assert 1 <= parallel.default_threads() <= min(parallel.MAX_THREADS, parallel.available_cores())
-
-
-def test_a_row_regions_context_is_the_same_on_one_thread_and_on_several(monkeypatch):
-  """LowRes.region_context's column chunks run on parallel.default_threads(): same array."""
-  import numpy as np
-
-  from transforms import context as ctx
-  rng = np.random.default_rng(3)
-  h, w = 96, 900
-  lr = ctx.LowRes((h, w), 3, 4)
-  values = rng.random((h, w, 3), dtype=np.float32)
-  valid = (rng.random((h, w)) > 0.4).astype(np.float32)
-  lr.add_rows(0, values, valid)
-  lr.finish()
-  out = {}
-  for threads in (1, 3):
-    monkeypatch.setattr(parallel, "default_threads", lambda n=threads: n)
-    out[threads] = lr.region_context(values[16:80], valid[16:80], 16, chunk=128, halo=32)
-  assert out[1].shape == (64, w, 3)
-  np.testing.assert_array_equal(out[1], out[3])
-  known = valid[16:80] >= 1
-  np.testing.assert_array_equal(out[3][known], values[16:80][known])

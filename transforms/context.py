@@ -32,8 +32,6 @@ from typing import Optional
 
 import numpy as np
 
-from transforms import parallel
-
 # Weights below this count as "no known pixel" when dividing.
 _EPS = 1e-6
 
@@ -366,16 +364,11 @@ class LowRes:
       return np.where(np.asarray(valid)[..., None] >= 1.0, values, prior).astype(np.float32)
     f = self.factor
     out = np.empty(values.shape, np.float32)
-
-    def one(c0: int) -> np.ndarray:  # The chunks are independent: they run on parallel.default_threads().
+    for c0 in range(0, w, chunk):
       a = max(0, (c0 - halo) // f * f)
       b = min(w, c0 + chunk + halo)
       part = push_pull(values[:, a:b], valid[:, a:b], prior=self.region_prior(y0, h, a, b - a), levels=levels)
-      return part[:, c0 - a:c0 - a + min(chunk, w - c0)]
-
-    starts = range(0, w, chunk)
-    for c0, part in zip(starts, parallel.ordered_map(one, starts, parallel.default_threads())):
-      out[:, c0:min(w, c0 + chunk)] = part
+      out[:, c0:min(w, c0 + chunk)] = part[:, c0 - a:c0 - a + min(chunk, w - c0)]
     return out
 
 
