@@ -3,7 +3,8 @@
 The guided fill of a streamed scene's window (:func:`transforms.regression.guided_fill`:
 box sums, ``einsum``, batched solves) spends nearly all its time in numpy,
 which releases the GIL: two threads run two windows' fills in about half the
-time of one (0.43 → 0.21 s a 256² window on 2 cores, outputs equal). Reading
+time of one on an idle 2-core machine (0.43 → 0.21 s a 256² window; 0.26 →
+0.19 s under load: ``python -m benchmarks.threads``; outputs equal). Reading
 the guide (GDAL) stays in the caller's thread: a rasterio dataset is not
 shared between threads.
 """

@@ -11,9 +11,9 @@ and the rest at the end of the bundle. Beam's own metrics live on the DoFn's
 thread: counters updated in the work are captured there and replayed here
 (:func:`transforms.counters.captured`).
 
-Measured on 64 tiles outside Beam (2 cores): the steps around the model
-overlapped with it on one extra thread raised 8.3–8.4 to 10.1–10.5 tiles/s,
-against 12.3–12.6 for the model alone.
+Measured outside Beam (``python -m benchmarks.threads``, 64 tiles, 2 cores):
+the steps around the model overlapped with its batches raised 8.5–9.0 to
+9.9–11.2 tiles/s, against 13.4–14.0 for the model alone.
 """
 
 from __future__ import annotations
