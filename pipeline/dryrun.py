@@ -38,7 +38,8 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
   """What ``cloudfill run`` would do with each of ``paths`` (see the module doc)."""
   expect = getattr(args, "expect", None) or {}
   metas = {m.path: m for m in FileSystems.match([args.images])[0].metadata_list}
-  seen_stems: dict[str, str] = {}
+  seen_names: dict[str, str] = {}
+  seen_stems: set[str] = set()
   out = []
   for path in sorted(paths):
     meta = metas.get(path)
@@ -50,15 +51,19 @@ def plan(paths: Sequence[str], args, card) -> list[Planned]:
     if ext.lower() not in IMAGE_EXTS:
       out.append(Planned(REFUSE, path, f"unsupported extension {ext!r}"))
       continue
-    if stem in seen_stems:
-      out.append(Planned(REFUSE, path, f"same output name as {seen_stems[stem]}"))
-      continue
-    seen_stems[stem] = path
     mask = mask_path_for(path, args.masks) if args.masks else None
     if mask and not FileSystems.exists(mask):
       out.append(Planned(REFUSE, path, f"mask not found: {mask}"))
       continue
-    pair = TilePair(image_path=path, stem=stem, mask_path=mask, mtime=mtime)
+    # As the run (transforms.match.FirstPerStem), among the inputs paired with a mask:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if name in seen_names:
+      out.append(Planned(REFUSE, path, f"same output name as {seen_names[name]}"))
+      continue
+    seen_names[name] = path
+    side_stem = name if stem in seen_stems else stem  # a.tif beside a.png: its side outputs by file name
+    seen_stems.add(stem)
+    pair = TilePair(image_path=path, stem=side_stem, mask_path=mask, mtime=mtime)
     if not args.overwrite and is_up_to_date(pair, args.output, card.version, card.weights_sha256):
       out.append(Planned(SKIP, path, f"up to date (model {card.version})"))
       continue

@@ -58,7 +58,7 @@ def _stem_path(output_dir: str, folder: str, row: dict[str, Any], ext: str) -> s
 
 def read_provenance(output_dir: str, row: dict[str, Any], shape: tuple[int, int]) -> Optional[np.ndarray]:
   """The tile's provenance classes decimated to ``shape``, or None when it has none."""
-  path = provenance.provenance_path(output_dir, row["path"])
+  path = _stem_path(output_dir, provenance.PROVENANCE_DIR, row, ".tif")
   try:
     if not FileSystems.exists(path):
       return None

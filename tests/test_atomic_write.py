@@ -97,7 +97,7 @@ def test_an_output_that_fails_to_write_leaves_the_previous_output_and_provenance
   spec = WriteSpec(output_dir=str(tmp_path / "out"), model_version="test")
   (first,) = WriteTiles(spec).process(RestoredTile(tile=tile, restored=tile.image))
   assert isinstance(first, TileResult)
-  prov = provenance.provenance_path(spec.output_dir, tile.pair.image_path)
+  prov = provenance.provenance_path(spec.output_dir, tile.pair.stem)
   before = {p: open(p, "rb").read() for p in (first.output, prov)}
 
   stage = atomic_write._stage_local  # pylint: disable=protected-access

@@ -202,3 +202,39 @@ def test_an_output_that_cannot_be_encoded_leaves_no_provenance(tmp_path):
       letter = out[0].value
       assert isinstance(letter, DeadLetter) and letter.stage == "write", letter
     assert os.path.exists(tmp_path / "out" / "provenance" / "t.tif") == written
+
+
+def test_inputs_that_share_a_stem_get_side_outputs_of_their_own(tmp_path, mean_model, capsys):
+  """``a.tif`` beside ``a.png``: both restored (``restored/a.tif``, ``restored/a.png``);
+  the first by path keeps ``provenance/a.tif`` and ``preview/a.png``, the other's side
+  outputs are named by its file name, so neither overwrites the other's. ``--dry-run``
+  plans both (it used to refuse the second as "same output name")."""
+  from tests.helpers import read_jsonl, write_geotiff
+  rng = np.random.default_rng(5)
+  png = rng.integers(1, 255, (48, 48, 3)).astype(np.uint8)
+  tif = rng.integers(1, 255, (48, 48, 3)).astype(np.uint8)
+  tif[:12, :12] = 0  # no-data corner: only a.tif's provenance has it
+  write_png(str(tmp_path / "img" / "a.png"), png)
+  write_geotiff(str(tmp_path / "img" / "a.tif"), tif, nodata=0)
+  mask = cloud_mask(48, 48, seed=4, coverage=0.3)
+  write_png(str(tmp_path / "masks" / "a.png"), mask.astype(np.uint8) * 255)
+  argv = [
+      "run", "--images",
+      str(tmp_path / "img" / "a.*"), "--masks",
+      str(tmp_path / "masks" / "{stem}.png"), "--model", mean_model, "--no-report"
+  ]
+  assert cli.main(argv + ["--output", str(tmp_path / "dry"), "--dry-run"]) == 0
+  planned = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("restore", "refuse"))]
+  assert len(planned) == 2 and all(line.startswith("restore") for line in planned), planned
+  out = tmp_path / "out"
+  assert cli.main(argv + ["--output", str(out)]) == 0
+  assert read_summary(str(out))["counts"] == {"restored": 2, "skipped": 0, "failed": 0}
+  assert sorted(os.listdir(out / "restored")) == ["a.png", "a.tif"]
+  assert sorted(os.listdir(out / "provenance")) == ["a.tif", "a.tif.tif"]
+  assert sorted(os.listdir(out / "preview")) == ["a.png", "a.tif.png"]
+  stems = {os.path.basename(r["path"]): r["stem"] for r in read_jsonl(str(out / "metrics"))}
+  assert stems == {"a.png": "a", "a.tif": "a.tif"}
+  of_png, _ = read_raster(str(out / "provenance" / "a.tif"))
+  of_tif, _ = read_raster(str(out / "provenance" / "a.tif.tif"))
+  assert not (of_png == provenance.NODATA).any()
+  assert (of_tif[:12, :12] == provenance.NODATA).all()

@@ -13,6 +13,7 @@ from pipeline import report, report_layers
 from tests.helpers import write_geotiff
 from transforms import provenance
 from transforms.atomic_write import write_bytes_atomic
+from transforms.raster_io import split_ext
 
 
 def _png_array(data: bytes) -> np.ndarray:
@@ -53,7 +54,7 @@ def test_thumbnails_outline_after_show_provenance_and_scene_previews(tmp_path):
   src = write_geotiff(str(tmp_path / "in" / "t.tif"), image, nodata=0)
   dst = write_geotiff(str(run / "restored" / "t.tif"), out, nodata=0)
   classes = provenance.derive(out, mask, 0)
-  write_bytes_atomic(provenance.provenance_path(str(run), src), provenance.encode(classes, {}))
+  write_bytes_atomic(provenance.provenance_path(str(run), split_ext(src)[0]), provenance.encode(classes, {}))
   row = {"path": src, "output": dst, "stem": "t", "outcome": "restored", "metrics": {}}
   t = report.make_thumbnails(row, output_dir=str(run))
   after = _png_array(t["after"])

@@ -182,18 +182,35 @@ class PairWithMask(beam.DoFn):
 
 
 class FirstPerStem(beam.DoFn):
-  """One input per output name (``restored/{stem}{ext}``): of several images
-  with the same file name, the first path (sorted) wins and the others are
-  dead letters. ``a.tif`` and ``a.png`` have different outputs: both stay."""
+  """One input per output name, and side outputs that never collide.
+
+  Of several images with the same file name (``x/t.tif``, ``y/t.tif``: one
+  ``restored/t.tif``), the first path (sorted) wins and the others are dead
+  letters. ``a.tif`` and ``a.png`` have different outputs and both stay; but
+  their side outputs are named by stem (``provenance/{stem}.tif``,
+  ``preview/{stem}.png``), so only the first of them (sorted by path) keeps
+  its stem there, and each other is named by its file name
+  (:func:`side_stems`: ``provenance/a.tif.tif``, ``preview/a.tif.png``).
+  """
 
   def process(self, grouped):
     _, pairs = grouped
-    pairs = sorted(pairs, key=lambda p: p.image_path)
-    yield pairs[0]
-    for other in pairs[1:]:
+    kept = []
+    for pair in sorted(pairs, key=lambda p: p.image_path):
+      first = next((k for k in kept if k.name == pair.name), None)
+      if first is None:
+        kept.append(pair)
+        continue
       counters.inc("failed_duplicate_stem")
-      yield beam.pvalue.TaggedOutput(
-          DEAD, DeadLetter(other.image_path, "match", f"same output name as {pairs[0].image_path}"))
+      yield beam.pvalue.TaggedOutput(DEAD,
+                                     DeadLetter(pair.image_path, "match", f"same output name as {first.image_path}"))
+    yield from side_stems(kept)
+
+
+def side_stems(pairs: list[TilePair]) -> list[TilePair]:
+  """``pairs`` (one stem, distinct file names, sorted) with the stems their side
+  outputs are named by: the first keeps its stem, each other takes its file name."""
+  return [p if k == 0 else dataclasses.replace(p, stem=p.name) for k, p in enumerate(pairs)]
 
 
 def _not_inside(meta, output_dir: Optional[str]) -> bool:
@@ -237,7 +254,7 @@ class MatchPairs(beam.PTransform):
              "Since" >> beam.Filter(lambda m: since is None or (m.last_updated_in_seconds or 0) >= since) |
              "NotOutput" >> beam.Filter(_not_inside, output) | "Reshuffle" >> beam.Reshuffle())
     paired = metas | "Pair" >> beam.ParDo(PairWithMask(self.mask_template, output)).with_outputs(DEAD, main="pairs")
-    unique = (paired.pairs | "ByStem" >> beam.Map(lambda p: (p.name, p)) | "GroupByStem" >> beam.GroupByKey() |
+    unique = (paired.pairs | "ByStem" >> beam.Map(lambda p: (p.stem, p)) | "GroupByStem" >> beam.GroupByKey() |
               "FirstPerStem" >> beam.ParDo(FirstPerStem()).with_outputs(DEAD, main="pairs"))
     unreadable = pbegin | "Unreadable" >> beam.Create(unreadable_local_matches(self.pattern, output))
     dead = (paired[DEAD], unique[DEAD], unreadable) | "FlattenDead" >> beam.Flatten()

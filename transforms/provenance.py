@@ -48,9 +48,9 @@ COLORMAP = {
 }
 
 
-def provenance_path(output_dir: str, image_path: str) -> str:
-  """``{output}/provenance/{stem}.tif``."""
-  stem, _ = split_ext(image_path)
+def provenance_path(output_dir: str, stem: str) -> str:
+  """``{output}/provenance/{stem}.tif``, ``stem`` the input's :attr:`TilePair.stem`
+  (its file name when another input shares its stem: :func:`transforms.match.side_stems`)."""
   return FileSystems.join(output_dir, PROVENANCE_DIR, stem + ".tif")
 
 

@@ -188,7 +188,7 @@ class WriteTiles(PooledDoFn):
       data = encode_output(item, self._spec,
                            provenance_tags(tile.pair, self._spec.model_version, self._spec.weights_sha256))
       # Provenance first, the output last; a write that fails changes neither (locally; see write_all_atomic).
-      write_all_atomic([(provenance.provenance_path(self._spec.output_dir, tile.pair.image_path), provenance_bytes),
+      write_all_atomic([(provenance.provenance_path(self._spec.output_dir, tile.pair.stem), provenance_bytes),
                         (path, data)])
     except Exception as e:  # pylint: disable=broad-except
       counters.inc("failed_write")
