@@ -88,7 +88,7 @@ def test_no_stage_modifies_its_input(tmp_path, context_model, stem, solo):
     s = card.window
     tile = dataclasses.replace(tile, image=tile.image[:s, :s].copy(), mask=tile.mask[:s, :s].copy())
     assert tile.mask.any()
-  (tile,) = _main(_run(PrepareTiles(PrepareSpec()).process, _frozen(tile)))
+  (tile,) = _main(_run(PrepareTiles(PrepareSpec()).process, _frozen(tile), ()))
   cut = CutWindows(WindowSpec(size=card.window, overlap=card.overlap), out_dir)
   outputs = _run(cut.process, _frozen(tile))
   to_join = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]

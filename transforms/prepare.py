@@ -135,7 +135,7 @@ class PrepareTiles(PooledDoFn):
     super().__init__(threads)
     self._spec = spec
 
-  def process(self, item, headers=(), window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
+  def process(self, item, headers, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
     if small_tile(item):
       yield from self.pooled(self._prepare, (item, headers), window, timestamp)
     else:
@@ -186,11 +186,12 @@ class Prepare(beam.PTransform):
 
   def expand(self, inputs):
     decoded, pairs = inputs
-    side = []
     if self.spec.neighbours is not None:
-      side = [
-          beam.pvalue.AsSingleton(pairs | "Headers" >> beam.Map(neighbours.header) |
-                                  "Georeferenced" >> beam.Filter(bool) | "AllHeaders" >> beam.combiners.ToList())
-      ]
-    return decoded | "Prepare" >> beam.ParDo(PrepareTiles(self.spec, pool_threads(decoded.pipeline)), *
-                                             side).with_outputs(DEAD, main="tiles")
+      headers = (pairs | "Headers" >> beam.Map(neighbours.header) | "Georeferenced" >> beam.Filter(bool) |
+                 "AllHeaders" >> beam.combiners.ToList())
+    else:
+      headers = decoded.pipeline | "NoHeaders" >> beam.Create([()])
+    # Always a side input: Beam fills process()'s window and timestamp parameters
+    # only when every parameter before them is given (no defaulted side input).
+    prepare = PrepareTiles(self.spec, pool_threads(decoded.pipeline))
+    return decoded | "Prepare" >> beam.ParDo(prepare, beam.pvalue.AsSingleton(headers)).with_outputs(DEAD, main="tiles")
