@@ -55,11 +55,9 @@ def _remove_quietly(path: str) -> None:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-  """Writes ``data`` so that ``path`` is either absent or complete."""
-  if _is_local(path):  # Local: temp file, then rename.
-    os.replace(_stage_local(path, data), path)
-  else:  # Object storage: an object appears only when its upload completes.
-    _upload(path, data)
+  """Writes ``data`` so that ``path`` is either absent or complete
+  (locally a temporary file, then a rename; on object storage one upload)."""
+  write_all_atomic([(path, data)])
 
 
 def write_all_atomic(files: Sequence[tuple[str, bytes]]) -> None:

@@ -198,10 +198,8 @@ class CompositeTiles(PooledDoFn):
     self._vrange = value_range_override
 
   def process(self, joined, window=WINDOW, timestamp=TIMESTAMP):
-    if all(small_tile(t) for t in joined[1]["tile"]):
-      yield from self.pooled(self._composite, (joined,), window, timestamp)
-    else:
-      yield from self._composite(joined)
+    small = all(small_tile(t) for t in joined[1]["tile"])
+    yield from self.pooled(self._composite, (joined,), window, timestamp, on_pool=small)
 
   def _composite(self, joined):
     _, groups = joined

@@ -317,10 +317,8 @@ class DecodeTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, pair: TilePair, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    if small_file(pair.size_bytes):
-      yield from self.pooled(self._decode, (pair,), window, timestamp)
-    else:  # Possibly a streamed scene: its whole mask is held while it is decoded.
-      yield from self._decode(pair)
+    # A large file may be a streamed scene, whose whole mask is held while it is decoded.
+    yield from self.pooled(self._decode, (pair,), window, timestamp, on_pool=small_file(pair.size_bytes))
 
   def _decode(self, pair: TilePair) -> Iterator:
     start = time.perf_counter()

@@ -54,9 +54,9 @@ def small_file(size_bytes: int) -> bool:
 class PooledDoFn(beam.DoFn):
   """A DoFn that runs ``work(element, …) -> outputs`` on a thread pool.
 
-  Subclasses call :meth:`pooled` from ``process`` (or yield their outputs
-  directly, for elements that must stay on this thread, e.g. a streamed scene
-  read lazily) and must call ``super()`` from any ``setup``, ``start_bundle``,
+  Subclasses call :meth:`pooled` from ``process`` (``on_pool=False`` for
+  elements that must stay on this thread, e.g. a streamed scene read lazily)
+  and must call ``super()`` from any ``setup``, ``start_bundle``,
   ``finish_bundle`` and ``teardown`` they define. The work must not modify
   shared state: it receives the element and returns a list of outputs (values
   or :class:`beam.pvalue.TaggedOutput`).
@@ -86,10 +86,17 @@ class PooledDoFn(beam.DoFn):
   def start_bundle(self):
     self._pending = collections.deque()
 
-  def pooled(self, work: Callable[..., Iterable[Any]], args: tuple, window, timestamp) -> Iterator[Any]:
+  def pooled(self,
+             work: Callable[..., Iterable[Any]],
+             args: tuple,
+             window,
+             timestamp,
+             on_pool: bool = True) -> Iterator[Any]:
     """Runs ``work(*args)`` on the pool; yields the outputs of earlier
-    elements that are ready (all of them while too many are in flight)."""
-    if self._pool is None:
+    elements that are ready (all of them while too many are in flight).
+    With ``on_pool=False`` (an element too large to hold several of), or
+    without a pool, the work runs here and its outputs are yielded as it goes."""
+    if self._pool is None or not on_pool:
       yield from work(*args)
       return
     self._pending.append((self._pool.submit(_captured, work, args), window, timestamp))

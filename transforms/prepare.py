@@ -136,10 +136,7 @@ class PrepareTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, item, headers, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    if small_tile(item):
-      yield from self.pooled(self._prepare, (item, headers), window, timestamp)
-    else:
-      yield from self._prepare(item, headers)
+    yield from self.pooled(self._prepare, (item, headers), window, timestamp, on_pool=small_tile(item))
 
   def _prepare(self, item, headers=()) -> Iterator:
     is_scene = scenes.is_scene(item)

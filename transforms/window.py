@@ -112,10 +112,8 @@ class CutWindows(PooledDoFn):
     self._guide = guide_spec
 
   def process(self, tile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator[Window]:
-    if not is_scene(tile) and max(tile.mask.shape) <= self._spec.size and small_tile(tile):
-      yield from self.pooled(self._cut, (tile,), window, timestamp)
-    else:
-      yield from self._cut(tile)
+    one_window = not is_scene(tile) and max(tile.mask.shape) <= self._spec.size
+    yield from self.pooled(self._cut, (tile,), window, timestamp, on_pool=one_window and small_tile(tile))
 
   def _cut(self, tile) -> Iterator[Window]:
     if is_scene(tile):

@@ -172,10 +172,7 @@ class WriteTiles(PooledDoFn):
     self._spec = spec
 
   def process(self, item: RestoredTile, window=WINDOW, timestamp=TIMESTAMP) -> Iterator:
-    if small_tile(item.tile):
-      yield from self.pooled(self._write, (item,), window, timestamp)
-    else:
-      yield from self._write(item)
+    yield from self.pooled(self._write, (item,), window, timestamp, on_pool=small_tile(item.tile))
 
   def _write(self, item: RestoredTile) -> Iterator:
     tile = item.tile
