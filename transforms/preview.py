@@ -40,19 +40,51 @@ def downsample(a: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
   return r.mean(axis=(1, 3), dtype=np.float32)
 
 
+# Above this many valid pixels a band's stretch is taken from a regular
+# subsample of them: the exact percentiles of a 256² tile's 65,536 pixels
+# (a boolean gather and a selection per band) cost more than the rest of its
+# quicklook, for limits that move by sampling noise.
+STRETCH_SAMPLE = 16384
+
+
+def stretch_limits(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-band 2nd and 98th percentiles of ``values`` ``[H, W, C]`` over the
+  ``valid`` ``[H, W]`` pixels that are not NaN: exact up to
+  :data:`STRETCH_SAMPLE` valid pixels, else over every k-th pixel in raster
+  order (k = ⌊valid pixels / STRETCH_SAMPLE⌋) that is valid.
+
+  Returns ``(lo [C], hi [C])`` float32; 0 and 0 where no pixel qualifies.
+  """
+  c = values.shape[-1]
+  step = max(1, int(np.count_nonzero(valid)) // STRETCH_SAMPLE)
+  flat, keep = values.reshape(-1, c)[::step], valid.reshape(-1)[::step]
+  sample = flat[keep]
+  lo, hi = np.zeros(c, np.float32), np.zeros(c, np.float32)
+  for b in range(c):
+    x = sample[:, b]
+    x = x[~np.isnan(x)]
+    if x.size:
+      lo[b], hi[b] = np.percentile(x, [2, 98])
+  return lo, hi
+
+
 def to_png(values: np.ndarray, valid: Optional[np.ndarray] = None) -> bytes:
-  """``[H, W, C]`` float values -> 8-bit PNG bytes, stretched 2–98 % per band over ``valid``."""
+  """``[H, W, C]`` float values -> 8-bit PNG bytes (the first three bands as
+  RGB, else the first as grey), each band stretched linearly from its 2nd to
+  its 98th percentile over ``valid`` (:func:`stretch_limits`; all pixels if
+  none is valid) to 0…255; NaN pixels show black."""
   v = np.asarray(values, np.float32)
   v = v[:, :, :3] if v.shape[2] >= 3 else v[:, :, :1]
   sel = np.ones(v.shape[:2], bool) if valid is None else np.asarray(valid, bool)
   if not sel.any():
     sel = np.ones(v.shape[:2], bool)
-  out = np.zeros(v.shape, np.uint8)
-  for b in range(v.shape[2]):
-    band = np.nan_to_num(v[:, :, b])
-    lo, hi = np.percentile(band[sel], [2, 98])
-    scale = 255.0 / (hi - lo) if hi > lo else 0.0
-    out[:, :, b] = np.clip((band - lo) * scale, 0, 255).astype(np.uint8)
+  lo, hi = stretch_limits(v, sel)
+  scale = np.divide(np.float32(255), hi - lo, out=np.zeros_like(lo), where=hi > lo)
+  f = np.subtract(v, lo)  # float32 throughout: one temporary, changed in place.
+  f *= scale
+  np.fmax(f, 0, out=f)  # fmax/fmin, not clip: NaN becomes 0 (black).
+  np.fmin(f, 255, out=f)
+  out = f.astype(np.uint8)
   return encode_png(out[:, :, 0] if out.shape[2] == 1 else out)
 
 
@@ -98,6 +130,8 @@ def write_tile_preview(output_dir: str,
   lo, hi = value_range(tile.profile["dtype"], value_range_override)
   known = tile.known()
   img = np.where(known[..., None], to_unit(tile.image, lo, hi), fill)
-  inside = np.ones(known.shape, bool) if tile.nodata is None else ~tile.nodata
-  img = np.where(inside[..., None], img, 0.0)
+  if tile.nodata is None:
+    return write_preview(output_dir, tile.pair.stem, img)
+  inside = ~tile.nodata
+  img[~inside] = 0.0
   return write_preview(output_dir, tile.pair.stem, img, inside)

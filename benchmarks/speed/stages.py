@@ -15,7 +15,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.speed import base
 from model_loader.tfx import serialize_example
-from transforms import raster_io
+from transforms import preview, raster_io
 from model_loader import native, tfx
 from transforms.composite import composite, window_result
 from transforms.decode import DecodeSpec, decode_pair
@@ -80,6 +80,7 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
     tile = timed("decode", decode_pair, pair, spec)
     fill, mapped = timed("tile_context", tile_context, tile, wspec)
     wins = timed("cut", lambda: list(cut(tile, wspec, fill, mapped)))
+    timed("preview", preview.write_tile_preview, out_dir, tile, fill, base.VALUE_RANGE)
     feed = base.stacked(wins, ("image", "mask") + model.input_names)
     restored = model(feed.pop("image"), feed.pop("mask"), **feed)
     results = timed(
@@ -121,7 +122,7 @@ def bench_stages(tiles, images_glob: str, masks_tpl: str, model_dir: str, batch_
   sec, _ = base.timeit(all_batches, min_seconds=min_seconds, min_runs=2)
   model_ms = 1000 * sec / len(sample)
   med = {k: statistics.median(v) for k, v in steps.items()}
-  native_path = ("decode", "tile_context", "cut", "sparsify", "coder_tile_and_results_at_join", "composite",
+  native_path = ("decode", "tile_context", "cut", "preview", "sparsify", "coder_tile_and_results_at_join", "composite",
                  "encode_and_write", "measure")
   overhead = sum(med[k] for k in native_path)
   tfx_extra = med["tfx_example_serialize"] + med["tfx_response_to_array"]
