@@ -1,14 +1,13 @@
-"""What a tile's quicklook costs (``transforms.preview.write_tile_preview``), in one checkout.
+"""What a tile's quicklook costs (``transforms.preview.write_tile_preview``).
 
 64 grid tiles of :func:`benchmarks.speed.base.grid_tiles` (256², real cloud
 masks), each decoded and given its context, then its quicklook written three
-times; prints the median wall and the mean CPU ms per write. Run it on two
-checkouts one after the other to compare them::
+times; prints the median wall and the mean CPU ms per write, and which
+``transforms/preview.py`` was timed. To compare another checkout, run this
+file with that checkout first on the path, one after the other::
 
-  python -m benchmarks.preview_cost [CHECKOUT]
-
-``CHECKOUT`` (default: this one) is put first on ``sys.path``: its
-``transforms`` are the ones timed.
+  python -m benchmarks.preview_cost
+  CLOUDFILL_SHARED_DATA=$PWD/../shared/data PYTHONPATH=/tmp/base python benchmarks/preview_cost.py
 """
 
 from __future__ import annotations
@@ -19,24 +18,18 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+from benchmarks.speed import base
+from transforms import preview
+from transforms.decode import DecodeSpec, decode_pair
+from transforms.masks import MaskSpec
+from transforms.match import mask_path_for
+from transforms.records import TilePair
+from transforms.window import WindowSpec, tile_context
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  checkout = os.path.abspath(argv[0]) if argv else ROOT
-  sys.path[:0] = [checkout, ROOT]
-  # The data folder of this checkout, whichever checkout is timed.
-  os.environ.setdefault("CLOUDFILL_SHARED_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
-  # pylint: disable=import-outside-toplevel  (imported from the checkout named on the command line)
-  from benchmarks import common
-  from benchmarks.speed import base
-  from transforms import preview
-  from transforms.decode import DecodeSpec, decode_pair
-  from transforms.masks import MaskSpec
-  from transforms.match import mask_path_for
-  from transforms.records import TilePair
-  from transforms.window import WindowSpec, tile_context
+  del argv
   work = tempfile.mkdtemp(prefix="cloudfill-preview-")
   tiles, source = base.grid_tiles(64)
   images, masks = common.write_tiles(tiles, os.path.join(work, "tiles"))
@@ -55,7 +48,7 @@ def main(argv=None) -> int:
       wall.append(time.perf_counter() - t0)
       cpu.append(time.process_time() - c0)
   m = common.machine()
-  print(f"{m['cpu_model']}, {m['cpus_usable']} usable CPUs; checkout {checkout}")
+  print(f"{m['cpu_model']}, {m['cpus_usable']} usable CPUs")
   print(f"{preview.__file__}: {source}")
   print(f"quicklook of a 256² tile: median wall {1000 * statistics.median(wall):.2f} ms, "
         f"mean CPU {1000 * statistics.mean(cpu):.2f} ms ({len(wall)} writes), load {os.getloadavg()[0]:.2f}")
