@@ -210,6 +210,16 @@ def pyramid(xs: list[np.ndarray], ws: list[np.ndarray], levels: int) -> tuple[li
   return xs, ws
 
 
+def fill_box(w0: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+  """``(y0, y1, x0, x1)``: the bounding box of the pixels of ``w0`` ``[h, w]``
+  below 1 (those a fill changes), None if there are none."""
+  rows = np.flatnonzero((w0 < 1.0).any(axis=1))
+  if rows.size == 0:
+    return None
+  cols = np.flatnonzero((w0[rows[0]:rows[-1] + 1] < 1.0).any(axis=0))
+  return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def pull(xs: list[np.ndarray],
          ws: list[np.ndarray],
          crop: tuple[int, int, int, int],
@@ -221,6 +231,10 @@ def pull(xs: list[np.ndarray],
   """The fill of ``crop`` from a :func:`pyramid` (``len(xs) - 1`` levels):
   the coarsest level's fill (``prior``, or the known pixels' mean), then each
   finer level's upsampling and masked smoothing, computed only around the crop.
+
+  Only the part of the crop where ``w0`` is below 1 (:func:`fill_box`) is
+  filled: the rest is ``values`` in the result either way, so the fine levels
+  are smoothed around that box alone (bit-identical, as any crop is).
 
   Args:
     xs, ws: The pyramid, level 0 (the full array) first.
@@ -240,6 +254,22 @@ def pull(xs: list[np.ndarray],
     prior = np.asarray(prior, np.float32)
     if prior.shape[:2] != top_w.shape[:2]:
       raise ValueError(f"prior has shape {prior.shape[:2]}, level {levels} has {top_w.shape[:2]}")
+  box = fill_box(w0)
+  if box != (0, w0.shape[0], 0, w0.shape[1]):
+    out = np.array(values, np.float32)
+    if box is not None:
+      a0, a1, b0, b1 = box
+      inner = (crop[0] + a0, crop[0] + a1, crop[2] + b0, crop[2] + b1)
+      out[a0:a1, b0:b1] = _pull_crop(xs, ws, inner, values[a0:a1, b0:b1], w0[a0:a1, b0:b1], prior, shapes, offsets)
+    return out
+  return _pull_crop(xs, ws, crop, values, w0, prior, shapes, offsets)
+
+
+def _pull_crop(xs, ws, crop, values, w0, prior, shapes, offsets) -> np.ndarray:
+  """:func:`pull` on exactly ``crop`` (no narrowing)."""
+  levels = len(xs) - 1
+  top_w = ws[-1][..., None]
+  if prior is not None:
     f = prior
   else:
     total = float(ws[-1].sum())
