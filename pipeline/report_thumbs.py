@@ -50,7 +50,9 @@ def _read_preview(path: str, max_side: int) -> tuple[np.ndarray, dict[str, Any]]
   return arr[::step, ::step], {"descriptions": profile.get("descriptions") or [], "nodata": profile.get("nodata")}
 
 
-_COLOUR_WORDS = {"red": ("red", "b4", "b04"), "green": ("green", "b3", "b03"), "blue": ("blue", "b2", "b02")}
+# Only the colour words count: band numbers name different colours on different
+# sensors (B4 is red on Landsat 8 and Sentinel-2, near-infrared on Landsat 5 and 7).
+_COLOURS = ("red", "green", "blue")
 
 
 def display_bands(descriptions: Sequence[Optional[str]],
@@ -70,7 +72,7 @@ def display_bands(descriptions: Sequence[Optional[str]],
   if count < 3:
     return [0, 0, 0], "single band shown in grey" if count == 1 else "band 1 of 2 shown in grey"
   found = {}
-  for colour, words in _COLOUR_WORDS.items():
+  for colour in _COLOURS:
     for i, d in enumerate(descriptions or []):
       tokens = re.split(r"[^a-z0-9]+", (d or "").lower())
       if colour in tokens and i not in found.values():

@@ -284,6 +284,9 @@ def test_display_bands():
   idx, note = report.display_bands([None] * 13, 13)
   assert idx == [0, 1, 2] and "bands 1,2,3 of 13" in note
   assert report.display_bands([None], 1)[0] == [0, 0, 0]
+  # Band numbers alone name no colour (B4 is red on Landsat 8, near-infrared on Landsat 5/7).
+  idx, note = report.display_bands(["B4", "B3", "B2"], 3)
+  assert idx == [0, 1, 2] and "false colour possible" in note
 
 
 def test_not_a_run_folder(tmp_path):
