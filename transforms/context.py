@@ -248,12 +248,10 @@ def pull(xs: list[np.ndarray],
       (default 0, 0): a level needs to cover only its
       :func:`fill_windows` cell window; the coarsest is whole.
   """
-  levels = len(xs) - 1
-  top_w = ws[-1][..., None]
   if prior is not None:
     prior = np.asarray(prior, np.float32)
-    if prior.shape[:2] != top_w.shape[:2]:
-      raise ValueError(f"prior has shape {prior.shape[:2]}, level {levels} has {top_w.shape[:2]}")
+    if prior.shape[:2] != ws[-1].shape[:2]:
+      raise ValueError(f"prior has shape {prior.shape[:2]}, level {len(xs) - 1} has {ws[-1].shape[:2]}")
   box = fill_box(w0)
   if box != (0, w0.shape[0], 0, w0.shape[1]):
     out = np.array(values, np.float32)
