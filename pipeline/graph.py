@@ -19,7 +19,7 @@ from pipeline.config import RunConfig
 from pipeline.outputs import WriteOutputs
 from transforms.decode import Decode
 from transforms.incremental import Incremental
-from transforms.infer import Infer
+from transforms.infer import FAILED, RESTORED, Infer
 from transforms.match import MatchPairs
 from transforms.prepare import Prepare
 from transforms.records import DEAD
@@ -37,9 +37,9 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
   prepared = (decoded.tiles, matched["pairs"]) | "Prepare" >> Prepare(c.prepare)
   cut = prepared.tiles | "Window" >> WindowTiles(c.window, c.output_dir, c.preview, c.prepare.guide)
   inferred = cut.windows | "Infer" >> Infer(c.infer)
-  restored = (inferred, cut[FAILED_WINDOWS]) | "WithCutFailures" >> beam.Flatten()
-  tiles = (cut[TILES], restored) | "TilePath" >> TilePath(c.value_range, c.write)
-  scenes = (prepared.tiles, restored) | "ScenePath" >> ScenePath(c.scene_write)
+  restored, failed = inferred[RESTORED], (inferred[FAILED], cut[FAILED_WINDOWS]) | "FailedWindows" >> beam.Flatten()
+  tiles = (cut[TILES], restored, failed) | "TilePath" >> TilePath(c.value_range, c.write)
+  scenes = (prepared.tiles, restored, failed) | "ScenePath" >> ScenePath(c.scene_write)
   results = (tiles["results"], scenes["results"]) | "AllResults" >> beam.Flatten()
   dead = ((matched[DEAD], decoded[DEAD], prepared[DEAD], tiles[DEAD], scenes[DEAD]) | "AllDead" >> beam.Flatten())
   _ = ({

@@ -30,6 +30,7 @@ from transforms.pooled import local_worker_threads
 from transforms.records import Solo, Window, WindowFailure
 
 BACKENDS = ("native", "tfx", "tflite")
+RESTORED, FAILED = "restored", "failed"  # Infer's outputs.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,12 +155,18 @@ def run_inference_safely(windows, inference: RunInference, to_results: beam.DoFn
   """Windows through ``inference`` with exception handling: a batch that
   raises becomes a :class:`WindowFailure` per window instead of ending the run.
 
-  Returns one PCollection of ``(tile_key, WindowResult | SpillRef | WindowFailure)``.
+  Returns:
+    ``{"restored": ..., "failed": ...}``: PCollections of ``(tile_key,
+    WindowResult | SpillRef | Solo)`` and of ``(tile_key, WindowFailure |
+    Solo)``, kept apart: the local runners materialise every Flatten of two
+    inputs, so flattening them here would hold every restored window until
+    the last batch is inferred, and no tile could be written while the model
+    runs.
   """
   main, dlq = windows | "RunInference" >> inference.with_exception_handling()
   good = main | "Sparsify" >> beam.ParDo(to_results)
   bad = dlq.failed_inferences | "FailedBatches" >> beam.ParDo(_FromFailedBatch())
-  return (good, bad) | "WithFailures" >> beam.Flatten()
+  return {RESTORED: good, FAILED: bad}
 
 
 def _example(win: Window, names: tuple[str, ...]) -> bytes:
@@ -176,7 +183,8 @@ def _example(win: Window, names: tuple[str, ...]) -> bytes:
 
 @dataclasses.dataclass
 class Infer(beam.PTransform):
-  """``Window`` -> ``(tile_key, WindowResult)`` through ``RunInference``."""
+  """``Window`` -> ``{"restored": (tile_key, result), "failed": (tile_key,
+  failure)}`` through ``RunInference`` (:func:`run_inference_safely`)."""
 
   spec: InferSpec
 

@@ -26,7 +26,7 @@ def keyed(ref: SceneRef) -> tuple[str, SceneRef]:
 
 @dataclasses.dataclass
 class ScenePath(beam.PTransform):
-  """``(prepared tiles and scenes, restored (key, SpillRef or WindowFailure) pairs)``
+  """``(prepared tiles and scenes, restored (key, SpillRef), failed (key, WindowFailure))``
   -> ``{"results": TileResult, "dead": DeadLetter}`` for the streamed scenes.
 
   Attributes:
@@ -36,9 +36,10 @@ class ScenePath(beam.PTransform):
   write: SceneWriteSpec
 
   def expand(self, inputs):
-    prepared, restored = inputs
+    prepared, restored, failed = inputs
     scenes = prepared | "Scenes" >> beam.Filter(is_scene) | "KeyScenes" >> beam.Map(keyed)
-    spills = restored | "SceneSpills" >> beam.Filter(lambda kv: is_scene(kv[1]))
+    spills = ((restored | "SceneSpills" >> beam.Filter(lambda kv: is_scene(kv[1])), failed |
+               "FailedSceneWindows" >> beam.Filter(lambda kv: is_scene(kv[1]))) | "AllSpills" >> beam.Flatten())
     assembled = ({
         "scene": scenes,
         "spills": spills

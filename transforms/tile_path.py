@@ -3,9 +3,14 @@
 Downstream of inference, tiles and streamed scenes part ways
 (:func:`transforms.scenes.is_scene` decides); this is the tiles' way::
 
-  (tiles to join, restored windows) -> Join ----------------+
-                                                              +-> Composite -> Write -> results, dead
-  tiles carried by their only window (Solo) -> AsJoined -----+
+  tiles carried by their only window (Solo) -> AsJoined -> CompositeSolo -> Write --+
+  (tiles to join, restored and failed windows) -> Join -------+                       +-> results, dead
+  tiles whose only window failed (Solo) -> AsJoined ----------+-> Composite -> Write --+
+
+The first line is the common case (a pre-cut archive) and runs fused with
+inference, a tile written as soon as its window is restored: the local
+runners materialise every Flatten and shuffle, so one behind inference would
+hold every restored tile until the last batch is done.
 
 The scenes' way is :mod:`transforms.scene_path`.
 """
@@ -42,12 +47,12 @@ def as_joined(keyed: tuple[str, Solo]) -> tuple[str, dict]:
 
 @dataclasses.dataclass
 class TilePath(beam.PTransform):
-  """``((key, Tile) to join, restored (key, window result) pairs)`` ->
-  ``{"results": TileResult, "dead": DeadLetter}`` for the in-memory tiles.
+  """``((key, Tile) to join, restored (key, result), failed (key, failure))``
+  -> ``{"results": TileResult, "dead": DeadLetter}`` for the in-memory tiles.
 
   The tiles to join are those :class:`transforms.window.CutWindows` did not
   send inside their only window; those come as ``(key, Solo)`` among the
-  restored windows and skip the join.
+  restored or failed windows and skip the join.
 
   Attributes:
     value_range: ``--value-range`` (LO, HI), or None for the dtype's range.
@@ -58,15 +63,39 @@ class TilePath(beam.PTransform):
   write: WriteSpec
 
   def expand(self, inputs):
-    tiles, restored = inputs
-    windows = restored | "TileWindows" >> beam.Filter(lambda kv: is_tile(kv[1]))
-    joined = {
-        "tile": tiles,
-        "windows": windows | "Joined" >> beam.Filter(lambda kv: not is_solo(kv))
-    } | "Join" >> beam.CoGroupByKey()
-    solo = windows | "Solo" >> beam.Filter(is_solo) | "AsJoined" >> beam.Map(as_joined)
-    composited = ((joined, solo) | "AllTiles" >> beam.Flatten() | "Composite" >> beam.ParDo(
-        CompositeTiles(self.value_range, pool_threads(tiles.pipeline))).with_outputs(DEAD, main="tiles"))
-    written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write, pool_threads(
-        tiles.pipeline))).with_outputs(DEAD, main="results")
+    tiles, restored, failed = inputs
+    restored = restored | "TileWindows" >> beam.Filter(lambda kv: is_tile(kv[1]))
+    failed = failed | "FailedTileWindows" >> beam.Filter(lambda kv: is_tile(kv[1]))
+    to_join = ((restored | "Joined" >> beam.Filter(lambda kv: not is_solo(kv)),
+                failed | "JoinedFailed" >> beam.Filter(lambda kv: not is_solo(kv))) | "AllToJoin" >> beam.Flatten())
+    joined = {"tile": tiles, "windows": to_join} | "Join" >> beam.CoGroupByKey()
+    solo_failed = failed | "SoloFailed" >> beam.Filter(is_solo) | "AsJoinedFailed" >> beam.Map(as_joined)
+    solo = restored | "Solo" >> beam.Filter(is_solo) | "AsJoined" >> beam.Map(as_joined)
+    fused = solo | "CompositeSolo" >> CompositeAndWrite(self.value_range, self.write)
+    rest = (joined, solo_failed) | "AllJoined" >> beam.Flatten() | "Composite" >> CompositeAndWrite(
+        self.value_range, self.write)
+    return {
+        "results": (fused["results"], rest["results"]) | "AllResults" >> beam.Flatten(),
+        DEAD: (fused[DEAD], rest[DEAD]) | "AllDead" >> beam.Flatten()
+    }
+
+
+@dataclasses.dataclass
+class CompositeAndWrite(beam.PTransform):
+  """``(key, {"tile": [Tile], "windows": [results]})`` -> ``{"results": TileResult, "dead": DeadLetter}``.
+
+  Attributes:
+    value_range: ``--value-range`` (LO, HI), or None for the dtype's range.
+    write: How restored tiles are written and measured.
+  """
+
+  value_range: Optional[tuple[float, float]]
+  write: WriteSpec
+
+  def expand(self, joined):
+    threads = pool_threads(joined.pipeline)
+    composited = joined | "Composite" >> beam.ParDo(CompositeTiles(self.value_range, threads)).with_outputs(
+        DEAD, main="tiles")
+    written = composited.tiles | "Write" >> beam.ParDo(WriteTiles(self.write, threads)).with_outputs(DEAD,
+                                                                                                     main="results")
     return {"results": written.results, DEAD: (composited[DEAD], written[DEAD]) | "AllDead" >> beam.Flatten()}
