@@ -21,7 +21,7 @@ from transforms.decode import Decode
 from transforms.incremental import Incremental
 from transforms.infer import FAILED, RESTORED, Infer
 from transforms.match import MatchPairs
-from transforms.prepare import Prepare
+from transforms.prepare import Headers, Prepare
 from transforms.records import DEAD
 from transforms.scene_path import ScenePath
 from transforms.tile_path import TilePath
@@ -33,8 +33,9 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
   c, m = config, config.model
   matched = p | "Match" >> MatchPairs(c.images, c.masks, c.since, c.output_dir)
   todo = matched["pairs"] | "Incremental" >> Incremental(c.output_dir, m.version, c.overwrite, m.weights_sha256)
-  decoded = todo.todo | "Decode" >> Decode(c.decode)
-  prepared = (decoded.tiles, matched["pairs"]) | "Prepare" >> Prepare(c.prepare)
+  headers = matched["pairs"] | "Headers" >> Headers(c.prepare.neighbours is not None)
+  decoded = (todo.todo, headers) | "Decode" >> Decode(c.decode)
+  prepared = (decoded.tiles, headers) | "Prepare" >> Prepare(c.prepare)
   cut = prepared.tiles | "Window" >> WindowTiles(c.window, c.output_dir, c.preview, c.prepare.guide)
   inferred = cut.windows | "Infer" >> Infer(c.infer)
   restored, failed = inferred[RESTORED], (inferred[FAILED], cut[FAILED_WINDOWS]) | "FailedWindows" >> beam.Flatten()

@@ -67,7 +67,8 @@ def test_decode_transform_tiles_and_refusals(pipeline, tmp_path):
       TilePair(str(tmp_path / "ok.tif"), "ok", str(tmp_path / "ok_m.png")),
       TilePair(str(tmp_path / "ok.tif"), "clear", str(tmp_path / "clear_m.png"))
   ]
-  out = pipeline | beam.Create(pairs) | Decode(DecodeSpec(model_bands=3))
+  after = pipeline | "After" >> beam.Create([[]])
+  out = (pipeline | beam.Create(pairs), after) | Decode(DecodeSpec(model_bands=3))
   assert_that(out.tiles | beam.Map(lambda t: (t.pair.stem, t.image.shape, int(t.mask.sum()), t.profile["dtype"])),
               equal_to([("ok", (8, 8, 3), 4, "uint16")]),
               label="tiles")

@@ -356,10 +356,24 @@ class DecodeTiles(PooledDoFn):
 
 @dataclasses.dataclass
 class Decode(beam.PTransform):
-  """Decodes pairs; returns outputs ``tiles`` (:class:`Tile` and, for large
-  GeoTIFFs, :class:`scenes.SceneRef`) and ``dead``."""
+  """``(pairs, after)`` -> outputs ``tiles`` (:class:`Tile` and, for large
+  GeoTIFFs, :class:`scenes.SceneRef`) and ``dead``.
+
+  ``after`` is a singleton the next step reads as a side input (the
+  neighbours' headers). Decoding waits for it too, so that the local runners
+  (the FnApiRunner) fuse decoding with the steps after it and a decoded tile
+  goes on to be restored and written at once. Otherwise they materialise
+  every decoded tile of the run first, in memory: 0.9 GB for 512 tiles of
+  256² uint16.
+  """
 
   spec: DecodeSpec
 
-  def expand(self, pairs):
+  def expand(self, inputs):
+    pairs, after = inputs
+    pairs = pairs | "AfterSideInput" >> beam.Map(_first, beam.pvalue.AsSingleton(after))
     return pairs | beam.ParDo(DecodeTiles(self.spec, pool_threads(pairs.pipeline))).with_outputs(DEAD, main="tiles")
+
+
+def _first(pair, _after):
+  return pair

@@ -171,23 +171,29 @@ class PrepareTiles(PooledDoFn):
 
 
 @dataclasses.dataclass
-class Prepare(beam.PTransform):
-  """``(decoded tiles and scenes, matched pairs)`` -> outputs ``tiles`` (prepared) and ``dead``.
-
-  With ``spec.neighbours``, the georeferenced headers of every matched pair
-  (:func:`transforms.neighbours.header`) become a side input, so a tile of a
-  pre-cut grid draws its context from its neighbours too.
+class Headers(beam.PTransform):
+  """Matched pairs -> a singleton: the georeferenced headers of every pair
+  (:func:`transforms.neighbours.header`), so that a tile of a pre-cut grid
+  draws its context from its neighbours too; ``[]`` without ``neighbours``.
   """
+
+  neighbours: bool
+
+  def expand(self, pairs):
+    if not self.neighbours:
+      return pairs.pipeline | "NoHeaders" >> beam.Create([[]])
+    return (pairs | "Header" >> beam.Map(neighbours.header) | "Georeferenced" >> beam.Filter(bool) |
+            "AllHeaders" >> beam.combiners.ToList())
+
+
+@dataclasses.dataclass
+class Prepare(beam.PTransform):
+  """``(decoded tiles and scenes, Headers singleton)`` -> outputs ``tiles`` (prepared) and ``dead``."""
 
   spec: PrepareSpec
 
   def expand(self, inputs):
-    decoded, pairs = inputs
-    if self.spec.neighbours is not None:
-      headers = (pairs | "Headers" >> beam.Map(neighbours.header) | "Georeferenced" >> beam.Filter(bool) |
-                 "AllHeaders" >> beam.combiners.ToList())
-    else:
-      headers = decoded.pipeline | "NoHeaders" >> beam.Create([()])
+    decoded, headers = inputs
     # Always a side input: Beam fills process()'s window and timestamp parameters
     # only when every parameter before them is given (no defaulted side input).
     prepare = PrepareTiles(self.spec, pool_threads(decoded.pipeline))
