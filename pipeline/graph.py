@@ -6,9 +6,13 @@
         -> TilePath  (in-memory tiles: join, or carried by their only window; composite, write)
         -> ScenePath (streamed scenes: join, assemble stripe by stripe)
         -> Outputs   (metrics, dead letters, summary, manifest)
+  Match -> Headers (the neighbours' headers: a side input Decode waits for and Prepare reads)
 
 Every stage reads its spec from one :class:`pipeline.config.RunConfig`;
 each may send inputs it cannot handle to ``dead`` (:class:`DeadLetter`).
+From Decode to TilePath's write, a tile of one window meets no Flatten and
+no shuffle, so the local runners run those steps as one fused stage and a
+tile is written while later ones are inferred (``tests/test_fusion.py``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Three backends behind one option:
 All end as ``(tile_key, WindowResult)``: the generated values at the
 window's missing pixels, ready to composite; a tile's only window as
 ``(tile_key, Solo)``, the tile and that result together; windows of large
-scenes as ``(tile_key, SpillRef)`` once their values are spilled.
+scenes as ``(tile_key, SpillRef)`` once their values are spilled. Windows
+whose batch failed come out apart, as :class:`WindowFailure` (``failed``).
 """
 
 from __future__ import annotations
