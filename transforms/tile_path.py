@@ -82,12 +82,8 @@ class TilePath(beam.PTransform):
 
 @dataclasses.dataclass
 class CompositeAndWrite(beam.PTransform):
-  """``(key, {"tile": [Tile], "windows": [results]})`` -> ``{"results": TileResult, "dead": DeadLetter}``.
-
-  Attributes:
-    value_range: ``--value-range`` (LO, HI), or None for the dtype's range.
-    write: How restored tiles are written and measured.
-  """
+  """``(key, {"tile": [Tile], "windows": [results]})`` -> ``{"results": TileResult, "dead": DeadLetter}``
+  (attributes as :class:`TilePath`'s)."""
 
   value_range: Optional[tuple[float, float]]
   write: WriteSpec
