@@ -124,3 +124,20 @@ def test_shifted_grids_tell_blocks_from_a_noisy_reading():
     score, controls = metrics.block_score(out, mask, 256, 32), metrics.block_controls(out, mask, 256, 32)
     assert len(controls) == 5 and all(0.7 < c < 1.3 for c in controls), controls
     assert (score > 1.3 * max(controls)) == blocks, (score, controls)
+
+
+@pytest.mark.parametrize("shape", [(1300, 900), (512, 40), (513, 40), (3, 5)])
+def test_hole_stats_counts_holes_by_rows_as_a_whole_count_would(shape):
+  """Holes are counted over the labels a band of rows at a time (a streamed
+  scene's labels are too large to cast at once); holes that cross the bands'
+  edges are counted whole, the same as one count over the whole mask."""
+  rng = np.random.default_rng(shape[0])
+  mask = ndimage.binary_dilation(rng.random(shape) > 0.995, iterations=6) | (rng.random(shape) > 0.97)
+  mask[:, 3] = True  # One hole down every band edge.
+  labels, n = ndimage.label(mask, structure=metrics._FOUR)  # pylint: disable=protected-access
+  sizes = np.bincount(labels.ravel())[1:]
+  got = metrics.hole_stats(mask)
+  assert got["holes"] == n
+  assert got["largest_hole"] == sizes.max() and got["largest_hole"] >= shape[0]
+  assert got["mean_hole"] == float(sizes.mean())
+  assert got["missing_pixels"] == int(mask.sum()) == int(sizes.sum())

@@ -143,7 +143,8 @@ class AssembleScenes(beam.DoFn):
                                 ref.profile.get("nodata")))
           loaded = [r for r in loaded if r.y + r.h > r1]
         finish_tiff(dst, profile, provenance_tags(ref.pair, spec.model_version, spec.weights_sha256))
-      geotiff_out.finish_file(tmp, profile, spec.tiff)
+      with gdal_env():  # Overviews and the COG copy read the whole scene: GDAL's default cache would keep it.
+        geotiff_out.finish_file(tmp, profile, spec.tiff)
       prov.finish(provenance.provenance_path(spec.output_dir, ref.pair.stem))
       upload_file_atomic(tmp, dest)
     finally:
