@@ -18,7 +18,6 @@ from transforms.tiling import positions
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
-
 # Rows of labels counted at a time: np.bincount casts its input to int64, so
 # counting a streamed scene's labels at once (8000² int32, 256 MB) made a 512 MB
 # copy, the peak of a whole 8000² run (stop 26). By rows, the same counts.
