@@ -6,8 +6,8 @@ shuffle: whatever comes after one waits until everything before it is done.
 Had the common path of a pre-cut archive (a tile that fits one window) a
 Flatten between inference and the write, every restored tile would be held in
 memory until the last batch was inferred, and nothing would be written while
-the model runs (measured: 4.06 GB peak for 512 grid tiles, against 2.88 GB
-fused). These tests ask Beam's own fuser where the steps land.
+the model runs (measured on 512 grid tiles: 4,273 MiB peak, against 2,878 MiB
+with that Flatten gone; README, "Speed and memory"). These tests ask Beam's own fuser where the steps land.
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ import pytest
 
 
 class _Stages(beam.Pipeline):
-  """A pipeline that, instead of running, records how the FnApiRunner fuses it."""
-
-  stages: list = []
+  """A pipeline that, instead of running, raises how the FnApiRunner fuses it."""
 
   def run(self, test_runner_api="AUTO"):
     _, stages = fn_runner.FnApiRunner().create_stages(self.to_runner_api())
-    type(self).stages = [{t.unique_name for t in s.transforms} for s in stages]
-    raise _Built()
+    raise _Built([{t.unique_name for t in s.transforms} for s in stages])
 
 
 class _Built(Exception):
-  pass
+  """Carries the fused stages: the transform names of each."""
+
+  def __init__(self, stages: list[set[str]]):
+    super().__init__(f"{len(stages)} stages")
+    self.stages = stages
 
 
 def _stages(tmp_path, model: str, *extra: str) -> list[set[str]]:
@@ -41,9 +42,9 @@ def _stages(tmp_path, model: str, *extra: str) -> list[set[str]]:
       str(tmp_path / "mask" / "{stem}.png"), "--output",
       str(tmp_path / "out"), "--model", model, *extra
   ]
-  with pytest.raises(_Built):
+  with pytest.raises(_Built) as built:
     run(argv, test_pipeline=_Stages(options=PipelineOptions([])))
-  return _Stages.stages
+  return built.value.stages
 
 
 def _stage_of(stages: list[set[str]], step: str) -> int:
