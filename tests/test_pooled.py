@@ -12,7 +12,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms import counters, parallel
+from transforms import counters, parallel, pooled
 from transforms.pooled import (POOL_MAX_BYTES, POOL_MAX_PIXELS, TIMESTAMP, WINDOW, PooledDoFn, small_file, small_tile)
 
 _SEEN: dict[str, set] = {}
@@ -145,3 +145,49 @@ def test_only_small_tiles_and_files_go_to_the_pool():
   assert not small_tile(types.SimpleNamespace(mask=lambda: np.zeros((2, 2), bool)))  # a SceneRef's mask() unpacks it
   assert small_file(1) and small_file(POOL_MAX_BYTES)
   assert not small_file(0) and not small_file(POOL_MAX_BYTES + 1)  # 0: size unknown
+
+
+def _spin(seconds: float) -> None:
+  """Burns CPU on this thread for ``seconds`` of its CPU time."""
+  end = time.thread_time() + seconds
+  while time.thread_time() < end:
+    pass
+
+
+class Spin(PooledDoFn):
+  """Burns 20 ms of CPU for even numbers, sleeps 20 ms (no CPU) for odd ones."""
+
+  STEP = "pooled_test_spin"
+
+  def process(self, n, window=WINDOW, timestamp=TIMESTAMP):
+    yield from self.pooled(self._work, (n,), window, timestamp)
+
+  def _work(self, n):
+    if n % 2:
+      time.sleep(0.02)
+    else:
+      _spin(0.02)
+    yield n
+
+
+def _downstream_spin(n):
+  _spin(0.02)
+  return n
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_element_records_its_own_cpu_time_not_its_wall_time_nor_its_consumers(threads):
+  """cpu_us_{STEP} holds each element's CPU time on the thread that did its work:
+  20 ms for those that computed, ~0 for those that slept 20 ms; inline (1
+  thread), the CPU a fused step downstream burns between two outputs is not
+  counted either."""
+  p = TestPipeline(runner="DirectRunner")
+  out = (p | beam.Create(list(range(12))) | beam.ParDo(Spin(threads)) | beam.Map(_downstream_spin))
+  assert_that(out, equal_to(list(range(12))))
+  result = p.run()
+  result.wait_until_finish()
+  q = result.metrics().query(MetricsFilter().with_namespace(counters.NAMESPACE))
+  d = {x.key.metric.name: x.committed for x in q["distributions"]}[pooled.cpu_metric("pooled_test_spin")]
+  assert d.count == 12
+  assert 6 * 19_000 <= d.sum <= 6 * 20_000 + 6 * 6_000  # 6 × 20 ms computed; sleeping and downstream not counted
+  assert d.max >= 19_000 and d.min < 5_000

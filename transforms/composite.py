@@ -193,6 +193,8 @@ class CompositeTiles(PooledDoFn):
   thread pool (:class:`transforms.pooled.PooledDoFn`), larger ones here.
   """
 
+  STEP = "composite"
+
   def __init__(self, value_range_override: Optional[tuple[float, float]] = None, threads: Optional[int] = None):
     super().__init__(threads)
     self._vrange = value_range_override

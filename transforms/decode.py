@@ -312,6 +312,8 @@ class DecodeTiles(PooledDoFn):
   pool (:class:`transforms.pooled.PooledDoFn`), others here.
   """
 
+  STEP = "decode"
+
   def __init__(self, spec: DecodeSpec, threads: Optional[int] = None):
     super().__init__(threads)
     self._spec = spec

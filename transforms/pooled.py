@@ -11,6 +11,12 @@ and the rest at the end of the bundle. Beam's own metrics live on the DoFn's
 thread: counters updated in the work are captured there and replayed here
 (:func:`transforms.counters.captured`).
 
+Each element's work also records the CPU time it took on its thread into the
+distribution ``cloudfill:cpu_us_{step}`` (microseconds; ``step`` is the
+subclass's :attr:`PooledDoFn.STEP`): where a run's cores went, step by step,
+outside the model (the speed benchmark prints it; Dataflow shows it with the
+job's other metrics).
+
 Measured outside Beam (``python -m benchmarks.threads``, 64 tiles, 2 cores):
 the steps around the model overlapped with its batches raised 8.5–9.0 to
 9.9–11.2 tiles/s, against 13.4–14.0 for the model alone.
@@ -19,6 +25,7 @@ the steps around the model overlapped with its batches raised 8.5–9.0 to
 from __future__ import annotations
 
 import collections
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -62,9 +69,12 @@ class PooledDoFn(beam.DoFn):
   or :class:`beam.pvalue.TaggedOutput`).
 
   Attributes:
+    STEP: The step's name in its CPU-time distribution (``cpu_us_{STEP}``).
     threads: Threads of the pool (None: :func:`parallel.default_threads`;
       1: no pool, work runs inline).
   """
+
+  STEP = "step"
 
   def __init__(self, threads: Optional[int] = None):
     self.threads = threads
@@ -97,9 +107,9 @@ class PooledDoFn(beam.DoFn):
     With ``on_pool=False`` (an element too large to hold several of), or
     without a pool, the work runs here and its outputs are yielded as it goes."""
     if self._pool is None or not on_pool:
-      yield from work(*args)
+      yield from _timed(work(*args), self.STEP)
       return
-    self._pending.append((self._pool.submit(_captured, work, args), window, timestamp))
+    self._pending.append((self._pool.submit(_captured, work, args, self.STEP), window, timestamp))
     yield from self._ready(block=False)
 
   def _ready(self, block: bool) -> Iterator[Any]:
@@ -122,11 +132,34 @@ class PooledDoFn(beam.DoFn):
       self._pool = None
 
 
-def _captured(work: Callable[..., Iterable[Any]], args: tuple) -> tuple[list, list]:
-  """``work(*args)``'s outputs (a list) and the counters it updated."""
+def cpu_metric(step: str) -> str:
+  """The distribution of a step's CPU microseconds per element."""
+  return f"cpu_us_{step}"
+
+
+def _captured(work: Callable[..., Iterable[Any]], args: tuple, step: str) -> tuple[list, list]:
+  """``work(*args)``'s outputs (a list) and the counters it updated, its CPU time among them."""
   with counters.captured() as events:
+    start = time.thread_time()
     outputs = list(work(*args))
+    counters.record(cpu_metric(step), 1e6 * (time.thread_time() - start))
   return outputs, events
+
+
+def _timed(outputs: Iterable[Any], step: str) -> Iterator[Any]:
+  """``outputs`` as they come, recording the CPU time spent making them
+  (not the time their consumers downstream spend between two of them)."""
+  it, spent = iter(outputs), 0.0
+  while True:
+    start = time.thread_time()
+    try:
+      out = next(it)
+    except StopIteration:
+      spent += time.thread_time() - start
+      break
+    spent += time.thread_time() - start
+    yield out
+  counters.record(cpu_metric(step), 1e6 * spent)
 
 
 def local_worker_threads(pipeline) -> int:

@@ -131,6 +131,8 @@ class PrepareTiles(PooledDoFn):
   larger ones and streamed scenes (whole-scene masks while prepared) here.
   """
 
+  STEP = "prepare"
+
   def __init__(self, spec: PrepareSpec, threads: Optional[int] = None):
     super().__init__(threads)
     self._spec = spec

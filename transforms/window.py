@@ -104,6 +104,8 @@ class CutWindows(PooledDoFn):
   windows are yielded one at a time, here.
   """
 
+  STEP = "cut"
+
   def __init__(self, spec: WindowSpec, output_dir: str, preview: bool = True, guide_spec=None, threads=None):
     super().__init__(threads)
     self._spec = spec

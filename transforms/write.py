@@ -167,6 +167,8 @@ class WriteTiles(PooledDoFn):
   (:class:`transforms.pooled.PooledDoFn`), larger ones here.
   """
 
+  STEP = "write"
+
   def __init__(self, spec: WriteSpec, threads: Optional[int] = None):
     super().__init__(threads)
     self._spec = spec

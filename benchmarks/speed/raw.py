@@ -37,10 +37,11 @@ def bench_raw(tiles,
       "by_batch": {}
   }
 
-  def loop(bs: int, fn) -> float:
+  def loop(bs: int, fn) -> tuple[float, float]:
+    """(windows/s, process core-ms a window)."""
     fn(images[:bs], masks[:bs], **{k: v[:bs] for k, v in feed.items()})  # Warm-up (tracing, allocation).
     n = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while True:
       for i in range(0, len(wins), bs):
         fn(np.stack(list(images[i:i + bs])), np.stack(list(masks[i:i + bs])), **{
@@ -49,14 +50,21 @@ def bench_raw(tiles,
         n += min(bs, len(wins) - i)
       if time.perf_counter() - start >= min_seconds:
         break
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / n
 
   for bs in sorted(set(sweep) | {batch_size}):
-    rate = loop(bs, model)
-    out["by_batch"][str(bs)] = {"windows_per_s": rate, "tiles_per_s": rate * len(tiles) / len(wins)}
-    common.log(f"  raw restore   batch {bs:3d}: {rate * len(tiles) / len(wins):7.2f} tiles/s")
+    rate, core_ms = loop(bs, model)
+    per_tile = core_ms * len(wins) / len(tiles)
+    out["by_batch"][str(bs)] = {
+        "windows_per_s": rate,
+        "tiles_per_s": rate * len(tiles) / len(wins),
+        "core_ms_per_tile": per_tile
+    }
+    common.log(
+        f"  raw restore   batch {bs:3d}: {rate * len(tiles) / len(wins):7.2f} tiles/s, {per_tile:6.1f} core-ms a tile")
   out["batch_size"] = batch_size
   out["tiles_per_s"] = out["by_batch"][str(batch_size)]["tiles_per_s"]
+  out["core_ms_per_tile"] = out["by_batch"][str(batch_size)]["core_ms_per_tile"]
 
   loaded = tf.saved_model.load(model_dir)  # Keep it referenced: its variables die with it.
   serve = loaded.signatures["serving_default"]
@@ -97,7 +105,7 @@ def bench_raw(tiles,
                  f"{out['xla_cpu']['tiles_per_s']:7.2f} tiles/s (first call {compile_s:.1f} s, "
                  f"max |diff| {out['xla_cpu']['max_abs_diff']:.1e})")
 
-  rate = loop(batch_size, call_serving)
+  rate, _ = loop(batch_size, call_serving)
   out["serving_default_tiles_per_s"] = rate * len(tiles) / len(wins)
   common.log(f"  raw serving_default (serialize + parse) batch {batch_size}: "
              f"{out['serving_default_tiles_per_s']:7.2f} tiles/s")

@@ -65,6 +65,32 @@ def run_worker(argv: Sequence[str],
   return out
 
 
+def cpu_by_step(r: dict[str, Any]) -> dict[str, Any]:
+  """Where a run's CPU went, per restored tile: each pooled step's own CPU
+  time (the ``cloudfill:cpu_us_{step}`` distributions,
+  :mod:`transforms.pooled`), and the rest of the process tree's CPU (the
+  model, Beam, imports and start-up)."""
+  tiles = max(1, r.get("restored") or 0)
+  steps = {}
+  for key, d in (r.get("beam_metrics") or {}).items():
+    if key.startswith("cloudfill:cpu_us_") and isinstance(d, dict):
+      steps[key[len("cloudfill:cpu_us_"):]] = {
+          "core_ms_per_tile": d["mean"] * d["count"] / 1000 / tiles,
+          "elements": d["count"]
+      }
+  total = 1000 * r.get("cpu_seconds", 0.0) / tiles
+  in_steps = sum(v["core_ms_per_tile"] for v in steps.values())
+  return {"steps": steps, "process_core_ms_per_tile": total, "rest_core_ms_per_tile": total - in_steps}
+
+
+def log_cpu(cpu: dict[str, Any]) -> None:
+  parts = ", ".join(f"{k} {v['core_ms_per_tile']:.1f}"
+                    for k, v in sorted(cpu["steps"].items(), key=lambda kv: -kv[1]["core_ms_per_tile"]))
+  common.log(f"    CPU per tile: {cpu['process_core_ms_per_tile']:.1f} core-ms in all; steps outside the model "
+             f"{parts} (cut: with the quicklook); the rest (model, Beam, start-up) "
+             f"{cpu['rest_core_ms_per_tile']:.1f}")
+
+
 def _commit(root: str) -> Optional[str]:
   """The checkout's commit (``+`` when it has uncommitted changes), or None."""
   try:
@@ -125,10 +151,12 @@ def bench_pipeline(images: str,
              loadavg_after=common.loadavg())
     if r["restored"] != n_tiles:
       r["warning"] = f"restored {r['restored']} of {n_tiles} tiles"
+    r["cpu"] = cpu_by_step(r)
     out["runs"].append(r)
     common.log(f"  pipeline {mode:16s} {backend:6s}: {r['tiles_per_s']:7.2f} tiles/s "
                f"({r['restored']} tiles in {r['seconds']:.1f} s; + {r['import_seconds']:.1f} s imports, "
                f"process {r['process_wall_seconds']:.1f} s; load {r['loadavg_after']})")
+    log_cpu(r["cpu"])
   for mode, backend in probes:
     r = _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root)
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
