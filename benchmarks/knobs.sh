@@ -9,6 +9,8 @@
 # KNOB: ahead      transforms.pooled.AHEAD, elements in flight per pooled step beyond its threads
 #       nice       the niceness of the pooled steps' threads (0: as the process)
 #       tf         TensorFlow's threads as INTRA/INTER (default: TensorFlow's own)
+#       split      on: TensorFlow on 1 intra-op thread, a batch's model calls of 8 windows on two
+#                  threads at once (what a multi-process run's two workers do); off: as shipped
 # e.g. `bash benchmarks/knobs.sh 256 ahead 2 18 2 18`.
 set -u
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -43,6 +45,22 @@ elif knob == 'tf' and setting != 'default':
     intra, inter = setting.split('/')
     tf.config.threading.set_intra_op_parallelism_threads(int(intra))
     tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+elif knob == 'split' and setting == 'on':
+    import tensorflow as tf
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+    from model_loader import native
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    calls = ThreadPoolExecutor(2)
+    def split_call(self, images, masks, **extra):
+        feed, n = native.model_feed(self.input_names, images, masks, extra), native.CALL_BATCH
+        def one(i):
+            out = self._fn(**{k: tf.constant(v[i:i + n], tf.float32) for k, v in feed.items()})
+            return out[native.OUTPUT_RESTORED].numpy()
+        outs = list(calls.map(one, range(0, len(images), n)))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+    native.LoadedModel.__call__ = split_call
 from pipeline import cli
 sys.exit(cli.main(sys.argv[3:]))" "$knob" "$setting" run \
       --images "$work/tiles/images/*.tif" --masks "$work/tiles/masks/{stem}.png" --output "$work/out" \
