@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -78,6 +79,10 @@ def _parse(argv: Optional[Sequence[str]]):
                  help="Another checkout (e.g. `git worktree add /tmp/base COMMIT`) whose pipeline is timed "
                  "in the same run, before this one's: the same configurations and start-up probe.")
   p.add_argument("--timeout", type=float, default=1800, help="Seconds per pipeline run.")
+  p.add_argument("--pipeline-flags",
+                 default="",
+                 help="More `cloudfill run` flags for every pipeline run, one string (e.g. "
+                 "'--neighbour-margin 0').")
   p.add_argument("--tag", default=None, help="Suffix of the JSON file name.")
   return p.parse_args(argv)
 
@@ -194,7 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      args.workers,
                                      probes,
                                      args.timeout,
-                                     probe_tiles=args.probe_tiles)
+                                     probe_tiles=args.probe_tiles,
+                                     extra=shlex.split(args.pipeline_flags))
         if args.baseline:
           common.log(f"  baseline: {args.baseline}")
           res["pipeline_baseline"] = pipeline(root=os.path.abspath(args.baseline))

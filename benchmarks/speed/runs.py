@@ -106,7 +106,7 @@ def _commit(root: str) -> Optional[str]:
   return head + ("+" if dirty else "")
 
 
-def _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root):
+def _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root, extra=()):
   """One run of the first ``probe_tiles`` tiles (the start-up cost)."""
   small_dir = os.path.join(work, f"probe_tiles_{probe_tiles}")
   probe_imgs = os.path.join(small_dir, "images")
@@ -116,7 +116,7 @@ def _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout
     shutil.copy(os.path.join(os.path.dirname(images), name), os.path.join(probe_imgs, name))
   output = os.path.join(work, f"{tag}out_probe_{mode}_{backend}")
   shutil.rmtree(output, ignore_errors=True)
-  argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers)
+  argv = pipeline_argv(os.path.join(probe_imgs, "*.tif"), masks, output, backend, mode, batch_size, workers, extra)
   return run_worker(argv, os.path.join(work, f"{tag}log_probe_{mode}_{backend}.txt"), timeout, root=root)
 
 
@@ -130,18 +130,20 @@ def bench_pipeline(images: str,
                    probes: Sequence[tuple[str, str]],
                    timeout: float,
                    probe_tiles: int = 2,
-                   root: str = base.ROOT) -> dict[str, Any]:
+                   root: str = base.ROOT,
+                   extra: Sequence[str] = ()) -> dict[str, Any]:
   """Restored tiles per second through ``pipeline.run.run`` for each (mode, backend),
   with the code of the checkout ``root`` (another one: ``--baseline``).
 
   Each of ``probes`` (configurations among ``configs``) runs again on
-  ``probe_tiles`` tiles: its start-up cost, and its marginal rate."""
-  out: dict[str, Any] = {"runs": [], "root": root, "commit": _commit(root)}
+  ``probe_tiles`` tiles: its start-up cost, and its marginal rate. ``extra``:
+  more ``cloudfill run`` flags for every run (``--pipeline-flags``)."""
+  out: dict[str, Any] = {"runs": [], "root": root, "commit": _commit(root), "extra_flags": list(extra)}
   tag = "" if root == base.ROOT else "baseline_"
   for mode, backend in configs:
     output = os.path.join(work, f"{tag}out_{mode}_{backend}")
     shutil.rmtree(output, ignore_errors=True)
-    argv = pipeline_argv(images, masks, output, backend, mode, batch_size, workers)
+    argv = pipeline_argv(images, masks, output, backend, mode, batch_size, workers, extra)
     common.log(f"  pipeline {mode:16s} {backend:6s} ...")
     r = run_worker(argv, os.path.join(work, f"{tag}log_{mode}_{backend}.txt"), timeout, root=root)
     r.update(mode=mode,
@@ -158,7 +160,7 @@ def bench_pipeline(images: str,
                f"process {r['process_wall_seconds']:.1f} s; load {r['loadavg_after']})")
     log_cpu(r["cpu"])
   for mode, backend in probes:
-    r = _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root)
+    r = _probe(images, masks, work, tag, mode, backend, batch_size, workers, timeout, probe_tiles, root, extra)
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
     marginal = ((full["restored"] - r["restored"]) /
                 (full["seconds"] - r["seconds"]) if full["seconds"] > r["seconds"] else None)
