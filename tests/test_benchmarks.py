@@ -275,6 +275,30 @@ def test_speed_benchmark_compares_multi_and_in_process_on_both_rates(tmp_path):
   assert "Start-up probe (in_memory, native)" in md and "Start-up probe (multi_processing, native)" in md
 
 
+def test_speed_benchmark_splits_a_runs_cpu_into_the_pooled_steps_and_the_rest():
+  from benchmarks.speed import runs
+
+  def dist(count, mean):
+    return {"count": count, "mean": mean, "min": 0, "max": 0}
+
+  run = {
+      "restored": 10,
+      "cpu_seconds": 2.5,
+      "beam_metrics": {
+          "cloudfill:cpu_us_prepare": dist(10, 30_000.0),  # 30 ms an element, 10 elements
+          "cloudfill:cpu_us_cut": dist(20, 5_000.0),  # two elements a tile
+          "cloudfill:decode_ms": dist(10, 7.0),  # a wall-clock distribution: not a step's CPU
+          "cloudfill:windows": 10,
+      }
+  }
+  cpu = runs.cpu_by_step(run)
+  assert set(cpu["steps"]) == {"prepare", "cut"}
+  assert cpu["steps"]["prepare"]["core_ms_per_tile"] == pytest.approx(30.0)
+  assert cpu["steps"]["cut"]["core_ms_per_tile"] == pytest.approx(10.0)
+  assert cpu["process_core_ms_per_tile"] == pytest.approx(250.0)
+  assert cpu["rest_core_ms_per_tile"] == pytest.approx(210.0)
+
+
 def test_multi_process_workers_share_the_cores():
   import apache_beam as beam
   from apache_beam.options.pipeline_options import PipelineOptions

@@ -164,15 +164,25 @@ def bench_pipeline(images: str,
     full = next(x for x in out["runs"] if (x["mode"], x["backend"]) == (mode, backend))
     marginal = ((full["restored"] - r["restored"]) /
                 (full["seconds"] - r["seconds"]) if full["seconds"] > r["seconds"] else None)
+    extra_tiles = full["restored"] - r["restored"]
+    # The CPU a tile more costs (start-up cancels), and of that what is not in the pooled steps.
+    marginal_cpu = 1000 * (full["cpu_seconds"] - r["cpu_seconds"]) / extra_tiles if extra_tiles > 0 else None
+    steps = sum(v["core_ms_per_tile"] for v in full["cpu"]["steps"].values())
     out.setdefault("startups", []).append({
         "mode": mode,
         "backend": backend,
         "tiles": r["restored"],
         "seconds": r["seconds"],
-        "marginal_tiles_per_s": marginal
+        "cpu_seconds": r["cpu_seconds"],
+        "marginal_tiles_per_s": marginal,
+        "marginal_core_ms_per_tile": marginal_cpu,
+        "marginal_core_ms_per_tile_outside_steps": None if marginal_cpu is None else marginal_cpu - steps
     })
     common.log(f"  start-up probe ({mode}, {backend}): {r['restored']} tiles in {r['seconds']:.1f} s; "
                f"marginal rate {base.fmt_rate(marginal)} tiles/s")
+    if marginal_cpu is not None:
+      common.log(f"    a tile more costs {marginal_cpu:.1f} core-ms, of which {marginal_cpu - steps:.1f} outside the "
+                 f"pooled steps (the model and Beam; the raw loop's model alone: see (a))")
   if probes:
     out["startup"] = out["startups"][0]  # The first configuration's, as in the files before --probe-every.
   return out
