@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import os
 import threading
 from typing import Optional, Sequence
@@ -68,6 +69,8 @@ def offset(a: TileHeader, b: TileHeader) -> Optional[tuple[int, int]]:
   if a.crs != b.crs or ta[0] != tb[0] or ta[4] != tb[4] or ta[1] or ta[3] or tb[1] or tb[3]:
     return None
   cols, rows = (tb[2] - ta[2]) / ta[0], (tb[5] - ta[5]) / ta[4]
+  if not (math.isfinite(cols) and math.isfinite(rows)):
+    return None  # A non-finite corner (a broken header) is on no grid: it must not fail its neighbours.
   if abs(cols - round(cols)) > 1e-6 or abs(rows - round(rows)) > 1e-6:
     return None
   return int(round(rows)), int(round(cols))

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 import apache_beam as beam
 import numpy as np
 
-from transforms import bands, counters, footprint, grid_context, guide, neighbours, scene_context, scenes
+from transforms import bands, counters, footprint, grid_context, guide, header_index, neighbours, scene_context, scenes
 from transforms.pooled import TIMESTAMP, WINDOW, PooledDoFn, pool_threads, small_tile
 from transforms.records import DEAD, FAILED, SKIPPED, DeadLetter, Tile
 from transforms.scaling import to_unit, value_range
@@ -72,12 +72,15 @@ def _attach_guide(tile: Tile, spec: guide.GuideSpec) -> Tile:
 
 def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
   """The tile with its context computed over its neighbours (when it has any)."""
-  me = next((h for h in headers if h.path == tile.pair.image_path), None)
+  index = header_index.index_for(headers)  # Built once a process: not a scan of every input a tile.
+  me = index.find(tile.pair.image_path)
   if me is None or (me.height, me.width) != tile.mask.shape:
     return tile
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
-  args = (me, headers, to_unit(tile.image, lo, hi), tile.known().astype(np.float32),
-          bands.for_model_bands(spec.neighbours, tile.layout), lo, hi)
+  nearby = index.candidates(me, spec.neighbours.margin)  # Every possible neighbour, in reading order.
+  args = (me, nearby, to_unit(tile.image, lo,
+                              hi), tile.known().astype(np.float32), bands.for_model_bands(spec.neighbours,
+                                                                                          tile.layout), lo, hi)
   # Tiles of a regular grid share one pyramid per block of tiles (bit-identical).
   shared, context = grid_context.shared_context(*args)
   if not shared:
