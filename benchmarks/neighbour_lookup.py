@@ -17,7 +17,7 @@ import time
 
 from benchmarks import common
 from transforms.header_index import HeaderIndex
-from transforms.neighbours import TileHeader, neighbour_offset
+from transforms.neighbours import TileHeader, within_margin
 
 MARGIN = 512
 
@@ -35,13 +35,7 @@ def grid(n: int) -> list[TileHeader]:
 
 def neighbours_of(me: TileHeader, others) -> list[str]:
   """The paths a tile's context reads, in order (the scan of extended_context)."""
-  out = []
-  for o in sorted(others, key=lambda t: t.path):
-    off = None if o.path == me.path else neighbour_offset(me, o)
-    if off is not None and max(-MARGIN, off[0]) < min(me.height + MARGIN, off[0] + o.height) and \
-        max(-MARGIN, off[1]) < min(me.width + MARGIN, off[1] + o.width):
-      out.append(o.path)
-  return out
+  return [o.path for o in sorted(others, key=lambda t: t.path) if o.path != me.path and within_margin(me, o, MARGIN)]
 
 
 def main(argv=None) -> int:

@@ -8,24 +8,12 @@ import pytest
 
 from transforms import header_index
 from transforms.header_index import HeaderIndex, index_for
-from transforms.neighbours import TileHeader, neighbour_offset
+from transforms.neighbours import TileHeader, within_margin
 
 
 def _reads(me: TileHeader, others, margin: int) -> list[TileHeader]:
-  """The neighbours the context reads, in its order: the loop of
-  transforms.neighbours.extended_context over ``others``."""
-  out = []
-  for o in sorted(others, key=lambda t: t.path):
-    if o.path == me.path:
-      continue
-    off = neighbour_offset(me, o)
-    if off is None:
-      continue
-    oy, ox = off
-    if max(-margin, oy) < min(me.height + margin, oy + o.height) and \
-        max(-margin, ox) < min(me.width + margin, ox + o.width):
-      out.append(o)
-  return out
+  """The neighbours the context reads, in its order (transforms.neighbours.extended_context's loop)."""
+  return [o for o in sorted(others, key=lambda t: t.path) if o.path != me.path and within_margin(me, o, margin)]
 
 
 def _headers(rng: random.Random) -> list[TileHeader]:

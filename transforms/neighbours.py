@@ -94,6 +94,22 @@ def neighbour_offset(me: TileHeader, other: TileHeader) -> Optional[tuple[int, i
   return off
 
 
+def within_margin(me: TileHeader, other: TileHeader, margin: int) -> Optional[tuple[tuple[int, int], tuple]]:
+  """``(other's corner, (y0, y1, x0, x1))`` when ``other`` is ``me``'s
+  neighbour (:func:`neighbour_offset`) with pixels inside ``[-margin, H +
+  margin) x [-margin, W + margin)`` of ``me``'s grid (those rows and columns),
+  else None."""
+  off = neighbour_offset(me, other)
+  if off is None:
+    return None
+  oy, ox = off
+  y0, y1 = max(-margin, oy), min(me.height + margin, oy + other.height)
+  x0, x1 = max(-margin, ox), min(me.width + margin, ox + other.width)
+  if y0 >= y1 or x0 >= x1:
+    return None
+  return off, (y0, y1, x0, x1)
+
+
 @dataclasses.dataclass(frozen=True)
 class NeighbourSpec:
   """How far into the neighbours a tile's context reaches.
@@ -216,7 +232,7 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   """The tile's context computed over it and a ``margin`` of its neighbours.
 
   Args:
-    me: The tile's header.
+    me: The tile's header (its size is ``unit``'s first two sides).
     others: Every input's header (the tile's own is skipped).
     unit: ``[H, W, C]`` the tile on the 0…1 scale.
     known: ``[H, W]`` float32 known ground of the tile.
@@ -236,17 +252,10 @@ def extended_context(me: TileHeader, others: Sequence[TileHeader], unit: np.ndar
   # One order on every runner (the headers side input has none of its own, and a
   # multi-process runner changed it from run to run): by path.
   for o in sorted(others, key=lambda t: t.path):
-    if o.path == me.path:
+    reach = None if o.path == me.path else within_margin(me, o, m)
+    if reach is None:
       continue
-    off = neighbour_offset(me, o)
-    if off is None:
-      continue
-    oy, ox = off
-    # The neighbour's rows/cols inside [-m, h + m) x [-m, w + m) of the tile's grid.
-    y0, y1 = max(-m, oy), min(h + m, oy + o.height)
-    x0, x1 = max(-m, ox), min(w + m, ox + o.width)
-    if y0 >= y1 or x0 >= x1:
-      continue
+    (oy, ox), (y0, y1, x0, x1) = reach
     try:
       part = _read_part(o, y0 - oy, y1 - oy, x0 - ox, x1 - ox, spec, c)
     except Exception:  # pylint: disable=broad-except
