@@ -193,16 +193,13 @@ def shared_context(me: neighbours.TileHeader, others: Sequence[neighbours.TileHe
   levels = levels_for((hh, ww))
   mine = (m, m + h, m, m + w)
   parts, numbers = [], [m, h, w]
-  for o in sorted(others, key=lambda t: t.path):  # extended_context's order.
-    if o.path == me.path:
+  for o in sorted(others, key=lambda t: t.path):  # extended_context's order and test.
+    reach = None if o.path == me.path else neighbours.within_margin(me, o, m)
+    if reach is None:
       continue
-    off = neighbours.neighbour_offset(me, o)
-    if off is None:
-      continue
-    oy, ox = off[0] + m, off[1] + m  # The neighbour's corner in the region.
-    rect = (max(0, oy), min(hh, oy + o.height), max(0, ox), min(ww, ox + o.width))
-    if rect[0] >= rect[1] or rect[2] >= rect[3]:
-      continue
+    (oy, ox), (y0, y1, x0, x1) = reach
+    oy, ox = oy + m, ox + m  # The neighbour's corner in the region.
+    rect = (y0 + m, y1 + m, x0 + m, x1 + m)
     if _overlap(rect, mine) or any(_overlap(rect, p[2]) for p in parts):
       return False, None  # Overlapping tiles: extended_context's rules decide pixel by pixel.
     if o.height * o.width * c * 8 > neighbours.CACHE_ITEM_BYTES:

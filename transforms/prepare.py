@@ -78,9 +78,8 @@ def _with_neighbours(tile: Tile, spec: PrepareSpec, headers) -> Tile:
     return tile
   lo, hi = value_range(tile.profile["dtype"], spec.value_range)
   nearby = index.candidates(me, spec.neighbours.margin)  # Every possible neighbour, in reading order.
-  args = (me, nearby, to_unit(tile.image, lo,
-                              hi), tile.known().astype(np.float32), bands.for_model_bands(spec.neighbours,
-                                                                                          tile.layout), lo, hi)
+  unit, known = to_unit(tile.image, lo, hi), tile.known().astype(np.float32)
+  args = (me, nearby, unit, known, bands.for_model_bands(spec.neighbours, tile.layout), lo, hi)
   # Tiles of a regular grid share one pyramid per block of tiles (bit-identical).
   shared, context = grid_context.shared_context(*args)
   if not shared:

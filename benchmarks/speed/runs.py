@@ -14,6 +14,7 @@ from typing import Any, Optional, Sequence
 
 from benchmarks import common
 from benchmarks.speed import base
+from transforms import counters, pooled
 
 
 def pipeline_argv(images: str,
@@ -71,16 +72,19 @@ def cpu_by_step(r: dict[str, Any]) -> dict[str, Any]:
   :mod:`transforms.pooled`), and the rest of the process tree's CPU (the
   model, Beam, imports and start-up)."""
   tiles = max(1, r.get("restored") or 0)
+  prefix = f"{counters.NAMESPACE}:{pooled.cpu_metric('')}"  # The worker's "namespace:name" keys.
   steps = {}
   for key, d in (r.get("beam_metrics") or {}).items():
-    if key.startswith("cloudfill:cpu_us_") and isinstance(d, dict):
-      steps[key[len("cloudfill:cpu_us_"):]] = {
-          "core_ms_per_tile": d["mean"] * d["count"] / 1000 / tiles,
-          "elements": d["count"]
-      }
+    if key.startswith(prefix) and isinstance(d, dict):
+      steps[key[len(prefix):]] = {"core_ms_per_tile": d["mean"] * d["count"] / 1000 / tiles, "elements": d["count"]}
   total = 1000 * r.get("cpu_seconds", 0.0) / tiles
   in_steps = sum(v["core_ms_per_tile"] for v in steps.values())
-  return {"steps": steps, "process_core_ms_per_tile": total, "rest_core_ms_per_tile": total - in_steps}
+  return {
+      "steps": steps,
+      "steps_core_ms_per_tile": in_steps,
+      "process_core_ms_per_tile": total,
+      "rest_core_ms_per_tile": total - in_steps
+  }
 
 
 def log_cpu(cpu: dict[str, Any]) -> None:
@@ -167,7 +171,7 @@ def bench_pipeline(images: str,
     extra_tiles = full["restored"] - r["restored"]
     # The CPU a tile more costs (start-up cancels), and of that what is not in the pooled steps.
     marginal_cpu = 1000 * (full["cpu_seconds"] - r["cpu_seconds"]) / extra_tiles if extra_tiles > 0 else None
-    steps = sum(v["core_ms_per_tile"] for v in full["cpu"]["steps"].values())
+    steps = full["cpu"]["steps_core_ms_per_tile"]
     out.setdefault("startups", []).append({
         "mode": mode,
         "backend": backend,
